@@ -1,0 +1,36 @@
+# rgbdcast: `make demo` runs the mock server; `make test` runs lint, types and tests.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+DEMO_SECONDS ?=
+# The demo stays on this machine unless told otherwise: bind and announce on loopback.
+# `make demo DEMO_BIND=0.0.0.0 DEMO_INTERFACES=` serves the LAN (announce on every interface).
+DEMO_BIND ?= 127.0.0.1
+DEMO_INTERFACES ?= 127.0.0.1
+
+.PHONY: demo test lint bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	RGBDCAST_BIND=$(DEMO_BIND) RGBDCAST_INTERFACES=$(DEMO_INTERFACES) \
+	  $(BIN)/rgbdcast demo $(if $(DEMO_SECONDS),--duration $(DEMO_SECONDS))
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests examples
+	$(BIN)/ruff format --check src tests examples
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	$(BIN)/rgbdcast bench --write BENCHMARKS.md
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache test-output

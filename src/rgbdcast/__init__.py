@@ -1,0 +1,63 @@
+"""rgbdcast: stream color, depth, infrared and body frames from RGB-D sensors over the network.
+
+>>> from rgbdcast import Server, Client, MockDevice
+"""
+
+from ._version import __version__
+from .aio import AsyncClient, AsyncSubscription
+from .client import Client, Subscription
+from .devices import DepthFrame, Device, MockDevice, MockKinect, StreamInfo
+from .errors import (
+    CodecError,
+    DeviceError,
+    MissingDependencyError,
+    ProtocolError,
+    RgbdcastError,
+    ServerTimeout,
+    UsageError,
+)
+from .frames import (
+    Body,
+    Frame,
+    HandState,
+    Intrinsics,
+    Joint,
+    JointType,
+    StreamKind,
+    TrackingState,
+)
+from .net.discovery import ServerBrowser, ServerInfo
+from .protocol.control import EndpointType
+from .server import Server
+
+__all__ = [
+    "AsyncClient",
+    "AsyncSubscription",
+    "Body",
+    "Client",
+    "CodecError",
+    "DepthFrame",
+    "Device",
+    "DeviceError",
+    "EndpointType",
+    "Frame",
+    "HandState",
+    "Intrinsics",
+    "Joint",
+    "JointType",
+    "MissingDependencyError",
+    "MockDevice",
+    "MockKinect",
+    "ProtocolError",
+    "RgbdcastError",
+    "Server",
+    "ServerBrowser",
+    "ServerInfo",
+    "ServerTimeout",
+    "StreamInfo",
+    "StreamKind",
+    "Subscription",
+    "TrackingState",
+    "UsageError",
+    "__version__",
+]

@@ -1,0 +1,188 @@
+"""What ``Client`` and ``AsyncClient`` share: signals, the server view, frame handling.
+
+The twins differ only in how they wait (a thread with a poller, or asyncio); everything that
+decides something lives here and in :mod:`rgbdcast.protocol.session`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Sequence
+from typing import Any
+
+from blinker import Signal
+
+from .devices.mock import DepthFrame
+from .errors import ProtocolError, UsageError
+from .frames import Frame, StreamKind
+from .net.addresses import make_endpoint, parse_endpoint, resolvable
+from .protocol.control import EndpointType
+from .protocol.envelope import decode_frame
+from .protocol.session import DeviceRecord, ServerView, StatsSnapshot, StreamStats
+
+__all__ = ["ClientBase", "SubscriptionBase"]
+
+log = logging.getLogger("rgbdcast.client")
+
+
+class SubscriptionBase:
+    """One device stream a client receives: a small newest-wins queue plus statistics."""
+
+    def __init__(self, device_id: str, kind: StreamKind, queue_size: int, strict: bool) -> None:
+        if queue_size < 1:
+            raise UsageError("queue_size must be at least 1")
+        self.device_id = device_id
+        self.kind = kind
+        self.strict = strict
+        self.endpoint: str | None = None
+        self.stats = StreamStats()
+        self.queue_dropped = 0
+        self.bad_frames = 0
+        self.last_error: ProtocolError | None = None
+        self._queue: deque[Frame | ProtocolError] = deque(maxlen=queue_size)
+        self._latest: Frame | None = None
+        self.closed = False
+
+    def _push(self, item: Frame | ProtocolError) -> None:
+        if len(self._queue) == self._queue.maxlen:
+            self.queue_dropped += 1
+        self._queue.append(item)
+        if isinstance(item, Frame):
+            self._latest = item
+
+    def snapshot(self) -> StatsSnapshot:
+        """fps, drops (sequence gaps), latency p50/p99 and bandwidth, right now."""
+        return self.stats.snapshot(time.time_ns(), self.queue_dropped)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.device_id}/{self.kind.value}>"
+
+
+class ClientBase:
+    on_connect = Signal()
+    """Emitted when the client connects (or reconnects) to a server: ``handler(client)``."""
+    on_disconnect = Signal()
+    """Emitted when the server stops answering or the client disconnects: ``handler(client)``."""
+    on_add_device = Signal()
+    """A device appeared: ``handler(client, device_id=str)``."""
+    on_remove_device = Signal()
+    """A device went away: ``handler(client, device_id=str)``."""
+    on_frame = Signal()
+    """A frame arrived: ``handler(client, frame=Frame, subscription=Subscription)``."""
+    on_add_kinect = Signal()
+    """streamkinect2 name: ``handler(client, kinect_id=str)``."""
+    on_remove_kinect = Signal()
+    """streamkinect2 name: ``handler(client, kinect_id=str)``."""
+    on_depth_frame = Signal()
+    """streamkinect2: ``handler(client, kinect_id=str, depth_frame=DepthFrame)``."""
+
+    def __init__(
+        self,
+        control_endpoint: str,
+        heartbeat_period: int,
+        response_timeout: int,
+        reconnect: bool,
+    ) -> None:
+        host, port = parse_endpoint(control_endpoint)
+        self._control_host = host
+        self.control_endpoint = make_endpoint(host, port)
+        if heartbeat_period <= 0 or response_timeout <= 0:
+            raise UsageError("heartbeat_period and response_timeout must be positive (ms)")
+        self.heartbeat_period = heartbeat_period
+        """Milliseconds between who/me heartbeats."""
+        self.response_timeout = response_timeout
+        """Milliseconds to wait for a reply before the server counts as gone."""
+        self.reconnect = reconnect
+        self.is_connected = False
+        self._view = ServerView(self._fix_endpoint)
+        self._resolved: dict[str, bool] = {}
+
+    # -- what the server told us ----------------------------------------------------------
+    @property
+    def server_name(self) -> str | None:
+        """The server's name, or None before its first reply."""
+        return self._view.name
+
+    @property
+    def endpoints(self) -> dict[EndpointType, str]:
+        """Server endpoints keyed by :class:`EndpointType` (at least ``control``)."""
+        eps = {EndpointType.control: self.control_endpoint}
+        for name, ep in self._view.endpoints.items():
+            if name in EndpointType.__members__:
+                eps[EndpointType[name]] = ep
+        return eps
+
+    @property
+    def devices(self) -> dict[str, DeviceRecord]:
+        """The server's devices by id, as of the last who/me."""
+        return dict(self._view.devices)
+
+    @property
+    def kinect_ids(self) -> list[str]:
+        """streamkinect2 name: the ids of the server's devices."""
+        return list(self._view.devices)
+
+    def _fix_endpoint(self, endpoint: str) -> str:
+        try:
+            host, port = parse_endpoint(endpoint)
+        except UsageError:
+            return endpoint
+        if host not in self._resolved:
+            self._resolved[host] = resolvable(host)
+        if not self._resolved[host]:
+            return make_endpoint(self._control_host, port)
+        return make_endpoint(host, port)
+
+    def _stream_endpoint(self, device_id: str, kind: StreamKind) -> str:
+        record = self._view.devices.get(device_id)
+        if record is None:
+            known = ", ".join(self._view.devices) or "none"
+            raise UsageError(f"device {device_id!r} is not on this server (devices: {known})")
+        ep = record.endpoints.get(kind.value)
+        if ep is None:
+            raise UsageError(f"device {device_id!r} has no {kind.value} stream")
+        return ep
+
+    # -- events ---------------------------------------------------------------------------
+    def _set_connected(self, connected: bool) -> None:
+        if connected == self.is_connected:
+            return
+        self.is_connected = connected
+        (self.on_connect if connected else self.on_disconnect).send(self)
+
+    def _apply_me(self, payload: dict[str, Any] | None) -> list[str]:
+        """Digest a me payload, fire device signals; returns ids whose endpoints changed."""
+        added, removed, changed = self._view.apply_me(payload)
+        for dev in added:
+            self.on_add_device.send(self, device_id=dev)
+            self.on_add_kinect.send(self, kinect_id=dev)
+        for dev in removed:
+            self.on_remove_device.send(self, device_id=dev)
+            self.on_remove_kinect.send(self, kinect_id=dev)
+        return added + changed
+
+    def _handle_frame(self, sub: SubscriptionBase, parts: Sequence[Any]) -> Frame | None:
+        try:
+            header, frame = decode_frame(parts)
+        except ProtocolError as exc:
+            sub.bad_frames += 1
+            sub.last_error = exc
+            if sub.bad_frames in (1, 10, 100) or sub.bad_frames % 1000 == 0:
+                log.warning("bad frame on %r (%d so far): %s", sub, sub.bad_frames, exc)
+            if sub.strict:
+                sub._push(exc)
+            return None
+        nbytes = sum(memoryview(p).nbytes for p in parts)
+        sub.stats.record(header, nbytes, time.time_ns())
+        sub._push(frame)
+        self.on_frame.send(self, frame=frame, subscription=sub)
+        if frame.kind is StreamKind.depth and self.on_depth_frame.receivers:
+            arr = frame.array
+            self.on_depth_frame.send(
+                self,
+                kinect_id=frame.device_id,
+                depth_frame=DepthFrame(arr.data, (arr.shape[1], arr.shape[0])),
+            )
+        return frame

@@ -1,0 +1,372 @@
+"""``rgbdcast bench``: measure the data path end to end and record it in BENCHMARKS.md.
+
+How this works: the server runs in its own process (``rgbdcast serve`` with a pre-rendered mock
+device, so its CPU is the cost of serving and not of drawing frames); each subscriber is one more
+process (``python -m rgbdcast.bench sub``) that receives and decodes frames for the measured
+window and prints a JSON line with its counts, latency percentiles (capture to decoded, one
+host clock) and CPU. The parent samples the server's CPU and memory over the same window.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from .errors import UsageError
+
+__all__ = ["add_parser", "machine_description", "run_e2e", "write_section"]
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "bench",
+        help="measure fps, latency, drops and CPU end to end",
+        description="Run a mock server and N subscriber processes on this machine, print the "
+        "figures and (with --write) record them in BENCHMARKS.md with the command.",
+    )
+    p.add_argument(
+        "--subscribers",
+        type=int,
+        nargs="+",
+        default=[1, 8],
+        help="subscriber counts to run, one run each (default: 1 8)",
+    )
+    p.add_argument(
+        "--streams", default="depth", help="streams to serve and receive (default depth)"
+    )
+    p.add_argument("--fps", type=float, default=30.0, help="mock frame rate (default 30)")
+    p.add_argument("--duration", type=float, default=10.0, help="measured seconds per run")
+    p.add_argument("--warmup", type=float, default=2.0, help="seconds before measuring")
+    p.add_argument("--port", type=int, default=0, help="control port (default: a free one)")
+    p.add_argument(
+        "--write",
+        metavar="FILE",
+        nargs="?",
+        const="BENCHMARKS.md",
+        help="record the results in FILE (default BENCHMARKS.md)",
+    )
+    p.set_defaults(func=cmd_bench)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    return s[min(len(s) - 1, round(q * (len(s) - 1)))]
+
+
+def run_e2e(
+    subscribers: int, streams: str, fps: float, duration: float, warmup: float, port: int = 0
+) -> dict[str, Any]:
+    """One run: a server process and *subscribers* subscriber processes. Returns the figures."""
+    port = port or _free_port()
+    endpoint = f"tcp://127.0.0.1:{port}"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "rgbdcast",
+            "serve",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--no-announce",
+            "--quiet",
+            "--streams",
+            streams,
+            "--fps",
+            str(fps),
+            "--prerender",
+            str(int(fps)),
+            "--duration",
+            str(warmup + duration + 30),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        text=True,
+    )
+    subs: list[subprocess.Popen[str]] = []
+    try:
+        assert server.stdout is not None
+        line = server.stdout.readline()  # waits until it serves (pre-rendering takes a moment)
+        if "serving" not in line:
+            err = server.stderr.read() if server.stderr else ""
+            raise UsageError(f"bench server did not start: {line.strip()} {err.strip()}")
+        sproc = psutil.Process(server.pid)
+        subs = [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "rgbdcast.bench",
+                    "sub",
+                    endpoint,
+                    "--streams",
+                    streams,
+                    "--duration",
+                    str(duration),
+                    "--warmup",
+                    str(warmup),
+                ],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=env,
+                text=True,
+            )
+            for _ in range(subscribers)
+        ]
+        time.sleep(warmup + 1.0)  # subscribers connect and warm up
+        c0, t0 = sproc.cpu_times(), time.monotonic()
+        rss = [sproc.memory_info().rss]
+        while time.monotonic() - t0 < duration - 1.0:
+            time.sleep(0.5)
+            rss.append(sproc.memory_info().rss)
+        c1, t1 = sproc.cpu_times(), time.monotonic()
+        results = []
+        for p in subs:
+            out, err = p.communicate(timeout=duration + warmup + 60)
+            lines = [ln for ln in out.splitlines() if ln.startswith("{")]
+            if not lines:
+                raise UsageError(f"bench subscriber failed: {err.strip()[-300:]}")
+            results.append(json.loads(lines[-1]))
+    finally:
+        for p in [*subs, server]:
+            if p.poll() is None:
+                p.terminate()
+        for p in [*subs, server]:
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+    cpu = (c1.user + c1.system - c0.user - c0.system) / (t1 - t0) * 100
+    per_stream: dict[str, dict[str, Any]] = {}
+    for r in results:
+        for name, s in r["streams"].items():
+            agg = per_stream.setdefault(name, {"fps": [], "lat": [], "dropped": 0, "mbit": []})
+            agg["fps"].append(s["fps"])
+            agg["lat"].extend(s["latencies_ms"])
+            agg["dropped"] += s["dropped"]
+            agg["mbit"].append(s["mbit_s"])
+    return {
+        "subscribers": subscribers,
+        "server_cpu_percent": cpu,
+        "server_rss_mb": max(rss) / 1e6,
+        "subscriber_cpu_percent": [r["cpu_percent"] for r in results],
+        "streams": {
+            name: {
+                "fps_min": min(a["fps"]),
+                "fps_mean": sum(a["fps"]) / len(a["fps"]),
+                "latency_p50_ms": _pct(a["lat"], 0.5),
+                "latency_p99_ms": _pct(a["lat"], 0.99),
+                "dropped": a["dropped"],
+                "mbit_s_each": sum(a["mbit"]) / len(a["mbit"]),
+            }
+            for name, a in per_stream.items()
+        },
+    }
+
+
+def _consume(sub: Any, warmup_until: float, end: float, out: dict[str, Any]) -> None:
+    """Take frames the way user code does; measure only after *warmup_until*."""
+    lat: list[float] = []
+    frames = dropped = nbytes = 0
+    last_seq = None
+    while True:
+        now = time.monotonic()
+        if now >= end:
+            break
+        try:
+            frame = sub.get(timeout=end - now)
+        except (TimeoutError, UsageError):
+            break
+        received = time.time_ns()
+        if time.monotonic() < warmup_until:
+            last_seq = frame.seq
+            continue
+        frames += 1
+        nbytes += frame.array.nbytes if frame.kind.value != "body" else 0
+        lat.append((received - frame.host_time_ns) / 1e6)
+        if last_seq is not None and frame.seq > last_seq + 1:
+            dropped += frame.seq - last_seq - 1
+        last_seq = frame.seq
+    out.update(frames=frames, dropped=dropped, latencies_ms=lat, payload_bytes=nbytes)
+
+
+def _sub_main(argv: Sequence[str]) -> int:
+    """One subscriber process: receive for --duration after --warmup, print one JSON line."""
+    import threading
+
+    from .client import Client
+
+    p = argparse.ArgumentParser(prog="rgbdcast.bench sub")
+    p.add_argument("endpoint")
+    p.add_argument("--streams", default="depth")
+    p.add_argument("--duration", type=float, default=10.0)
+    p.add_argument("--warmup", type=float, default=2.0)
+    args = p.parse_args(argv)
+    me = psutil.Process()
+    with Client(args.endpoint, reconnect=False) as client:
+        subs = [
+            client.subscribe(dev, kind)
+            for dev in client.devices
+            for kind in args.streams.split(",")
+        ]
+        t_start = time.monotonic()
+        warm, end = t_start + args.warmup, t_start + args.warmup + args.duration
+        results: list[dict[str, Any]] = [{} for _ in subs]
+        threads = [
+            threading.Thread(target=_consume, args=(s, warm, end, r), daemon=True)
+            for s, r in zip(subs, results, strict=False)
+        ]
+        for t in threads:
+            t.start()
+        time.sleep(max(0.0, warm - time.monotonic()))
+        c0 = me.cpu_times()
+        bytes0 = [s.stats.bytes for s in subs]
+        for t in threads:
+            t.join()
+        c1 = me.cpu_times()
+        span = args.duration
+        out: dict[str, Any] = {
+            "cpu_percent": (c1.user + c1.system - c0.user - c0.system) / span * 100,
+            "streams": {},
+        }
+        for s, r, b0 in zip(subs, results, bytes0, strict=False):
+            out["streams"][f"{s.device_id}/{s.kind.value}"] = {
+                "frames": r["frames"],
+                "fps": r["frames"] / span,
+                "dropped": r["dropped"],
+                "mbit_s": (s.stats.bytes - b0) * 8 / span / 1e6,
+                "latencies_ms": r["latencies_ms"],
+            }
+    print(json.dumps(out), flush=True)
+    return 0
+
+
+def machine_description() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+        m = re.search(r"model name\s*:\s*(.+)", text)
+        if m:
+            cpu = m.group(1).strip()
+    except OSError:
+        pass
+    import zmq
+
+    mem = psutil.virtual_memory().total / 2**30
+    return (
+        f"{cpu}, {psutil.cpu_count()} cores, {mem:.0f} GiB; {platform.system()} "
+        f"{platform.release()}; Python {platform.python_version()}; pyzmq {zmq.__version__} "
+        f"(libzmq {zmq.zmq_version()})"
+    )
+
+
+def write_section(path: str | Path, key: str, body: str) -> None:
+    """Replace (or append) the section marked ``<!-- bench:KEY -->`` in *path*."""
+    file = Path(path)
+    text = file.read_text() if file.exists() else "# Benchmarks\n"
+    begin, end = f"<!-- bench:{key} -->", f"<!-- /bench:{key} -->"
+    block = f"{begin}\n{body.rstrip()}\n{end}"
+    if begin in text and end in text:
+        text = text[: text.index(begin)] + block + text[text.index(end) + len(end) :]
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    file.write_text(text)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    if any(n < 1 or n > 64 for n in args.subscribers):
+        raise UsageError("subscriber counts must be between 1 and 64")
+    runs = []
+    for n in args.subscribers:
+        print(
+            f"run: {n} subscriber(s), streams {args.streams} at {args.fps:g} fps, "
+            f"{args.duration:g} s ...",
+            flush=True,
+        )
+        r = run_e2e(n, args.streams, args.fps, args.duration, args.warmup, args.port)
+        runs.append(r)
+        for name, s in r["streams"].items():
+            print(
+                f"  {name}: fps {s['fps_mean']:.1f} (min {s['fps_min']:.1f}), latency p50 "
+                f"{s['latency_p50_ms']:.2f} ms p99 {s['latency_p99_ms']:.2f} ms, dropped "
+                f"{s['dropped']}, {s['mbit_s_each']:.1f} Mbit/s each",
+                flush=True,
+            )
+        print(
+            f"  server CPU {r['server_cpu_percent']:.1f}% of one core, RSS "
+            f"{r['server_rss_mb']:.0f} MB; subscriber CPU "
+            f"{', '.join(f'{c:.0f}%' for c in r['subscriber_cpu_percent'])}",
+            flush=True,
+        )
+    if args.write:
+        rows = [
+            "| subscribers | stream | fps (mean / min) | latency p50 | latency p99 | dropped"
+            " | Mbit/s each | server CPU | server RSS |",
+            "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for r in runs:
+            for name, s in r["streams"].items():
+                rows.append(
+                    f"| {r['subscribers']} | {name} | {s['fps_mean']:.1f} / {s['fps_min']:.1f} | "
+                    f"{s['latency_p50_ms']:.2f} ms | {s['latency_p99_ms']:.2f} ms | "
+                    f"{s['dropped']} | "
+                    f"{s['mbit_s_each']:.1f} | {r['server_cpu_percent']:.1f}% | "
+                    f"{r['server_rss_mb']:.0f} MB |"
+                )
+        cmd = (
+            "rgbdcast bench " + " ".join(sys.argv[2:])
+            if sys.argv[1:2] == ["bench"]
+            else "rgbdcast bench"
+        )
+        body = "\n".join(
+            [
+                "## End to end from the mock device",
+                "",
+                f"Measured {time.strftime('%Y-%m-%d')} on: {machine_description()}.",
+                "",
+                f"Command: `{cmd}`",
+                "",
+                "The server is its own process serving a mock device that pre-renders its "
+                "frames (so server CPU is the cost of serving, not of drawing); each "
+                "subscriber is another process that receives and decodes every frame. "
+                "Latency is capture (the frame's host timestamp) to the frame in the "
+                "subscriber's hands, on one clock. Dropped counts sequence gaps (frames the "
+                "subscriber never got). CPU is percent of one core.",
+                "",
+                *rows,
+            ]
+        )
+        write_section(args.write, "e2e", body)
+        print(f"written to {args.write}")
+    return 0
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["sub"]:
+        sys.exit(_sub_main(sys.argv[2:]))
+    print("usage: python -m rgbdcast.bench sub ENDPOINT [...]", file=sys.stderr)
+    sys.exit(2)

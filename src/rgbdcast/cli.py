@@ -1,0 +1,372 @@
+"""The ``rgbdcast`` command. Every subcommand has ``--help``; errors are one line, exit code 2."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ._version import __version__
+from .errors import RgbdcastError, UsageError
+from .frames import StreamKind
+from .net.addresses import DEFAULT_CONTROL_PORT
+
+__all__ = ["main"]
+
+DEFAULT_ENDPOINT = f"tcp://127.0.0.1:{DEFAULT_CONTROL_PORT}"
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+        return w, h
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, got {text!r}") from None
+
+
+def _streams(text: str) -> list[StreamKind]:
+    try:
+        return [StreamKind(s.strip()) for s in text.split(",") if s.strip()]
+    except ValueError:
+        names = ",".join(k.value for k in StreamKind)
+        raise argparse.ArgumentTypeError(f"streams are a comma list of {names}") from None
+
+
+def _endpoint_arg(p: argparse.ArgumentParser, optional: bool = True) -> None:
+    p.add_argument(
+        "endpoint",
+        nargs="?" if optional else None,
+        default=DEFAULT_ENDPOINT,
+        help=f"server control endpoint, tcp://HOST:PORT or HOST[:PORT] ({DEFAULT_ENDPOINT})",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rgbdcast",
+        description="Stream color, depth, infrared and body frames from RGB-D sensors.",
+        epilog="Start with:  rgbdcast serve   then, elsewhere:  rgbdcast discover",
+    )
+    parser.add_argument("--version", action="version", version=f"rgbdcast {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser(
+        "serve",
+        help="serve devices (the mock device by default)",
+        description="Serve one or more devices to any number of clients.",
+    )
+    p.add_argument("--name", help="server name shown to clients (default: rgbdcast on HOST)")
+    p.add_argument("--bind", default=None, help="address to listen on (default: all interfaces)")
+    p.add_argument(
+        "--port",
+        type=int,
+        default=DEFAULT_CONTROL_PORT,
+        help=f"control port (default {DEFAULT_CONTROL_PORT}; 0 picks a free one)",
+    )
+    p.add_argument("--no-announce", action="store_true", help="do not announce on Zeroconf")
+    p.add_argument(
+        "--interface",
+        action="append",
+        metavar="IP",
+        help="announce on this interface address only (repeatable)",
+    )
+    p.add_argument(
+        "--mock", action="append_const", const=1, help="serve a mock device (repeatable)"
+    )
+    p.add_argument(
+        "--streams",
+        type=_streams,
+        default=list(StreamKind),
+        help="streams to serve, e.g. depth,body (default: all)",
+    )
+    p.add_argument("--fps", type=float, default=30.0, help="mock frame rate (default 30)")
+    p.add_argument("--color-size", type=_size, default=(1920, 1080), help="mock color WxH")
+    p.add_argument("--depth-size", type=_size, default=(512, 424), help="mock depth WxH")
+    p.add_argument(
+        "--prerender",
+        type=int,
+        default=0,
+        metavar="N",
+        help="render N mock framesets up front and loop them (benchmarks)",
+    )
+    for kind in ("color", "depth", "infrared"):
+        p.add_argument(f"--{kind}-codec", default=None, help=f"codec of {kind} frames")
+    p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    p.add_argument("--quiet", action="store_true", help="no periodic status line")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser(
+        "discover",
+        help="list servers announced on the network",
+        description="Browse Zeroconf for servers and show their devices.",
+    )
+    p.add_argument("--timeout", type=float, default=3.0, help="seconds to listen (default 3)")
+    p.add_argument("--interface", action="append", metavar="IP", help="listen on this address")
+    p.set_defaults(func=cmd_discover)
+
+    p = sub.add_parser("ping", help="measure round-trip time to a server")
+    _endpoint_arg(p)
+    p.add_argument("-n", "--count", type=int, default=4, help="pings to send (default 4)")
+    p.set_defaults(func=cmd_ping)
+
+    p = sub.add_parser("info", help="show a server's devices and streams (who/me)")
+    _endpoint_arg(p)
+    p.add_argument("--json", action="store_true", help="print the raw me payload")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("stats", help="live per-stream fps, latency, drops and bandwidth")
+    _endpoint_arg(p)
+    p.add_argument("--duration", type=float, default=5.0, help="seconds to measure (default 5)")
+    p.add_argument("--streams", type=_streams, default=None, help="streams to watch (default all)")
+    p.add_argument("--device", action="append", help="device id to watch (default all)")
+    p.set_defaults(func=cmd_stats)
+
+    p = sub.add_parser(
+        "save",
+        help="save frames of every stream to disk",
+        description="Save N frames of each stream: PNG images, 16-bit PNG depth "
+        "and infrared, JSON bodies; one folder per device.",
+    )
+    _endpoint_arg(p)
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("-n", "--frames", type=int, default=1, help="frames per stream (default 1)")
+    p.add_argument("--streams", type=_streams, default=None, help="streams to save (default all)")
+    p.add_argument("--timeout", type=float, default=10.0, help="give up after this many seconds")
+    p.set_defaults(func=cmd_save)
+
+    from . import bench, demo
+
+    demo.add_parser(sub)
+    bench.add_parser(sub)
+    return parser
+
+
+def _install_stop_signals(stop: threading.Event) -> None:
+    def handler(signum: int, frame: Any) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, handler)
+    for name in ("SIGTERM", "SIGBREAK"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), handler)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .devices.mock import MockDevice
+    from .server import Server
+
+    codecs = {k: getattr(args, f"{k}_codec") for k in ("color", "depth", "infrared")}
+    server = Server(
+        address=args.bind,
+        name=args.name,
+        announce=not args.no_announce,
+        port=args.port,
+        interfaces=args.interface,
+        codecs={k: v for k, v in codecs.items() if v},
+    )
+    for i in range(max(1, len(args.mock or []))):
+        server.add_device(
+            MockDevice(
+                f"mock{i}",
+                streams=args.streams,
+                fps=args.fps,
+                color_size=args.color_size,
+                depth_size=args.depth_size,
+                prerender=args.prerender,
+            )
+        )
+    stop = threading.Event()
+    _install_stop_signals(stop)
+    server.start()
+    try:
+        ep = server.endpoints
+        control = next(iter(ep.values()))
+        print(f"rgbdcast {__version__}: serving {server.name!r} at {control}", flush=True)
+        for dev in server.devices:
+            print(f"  device {dev.id}: {', '.join(k.value for k in dev.streams)}", flush=True)
+        print(
+            f"watch it:  rgbdcast stats {control}    details:  rgbdcast info {control}", flush=True
+        )
+        print("stop with Ctrl-C", flush=True)
+        started = time.monotonic()
+        next_status = started + 10
+        while not stop.wait(0.2):
+            now = time.monotonic()
+            if args.duration is not None and now - started >= args.duration:
+                break
+            if not args.quiet and now >= next_status:
+                next_status = now + 10
+                print(_status_line(server.stats()), flush=True)
+    finally:
+        t0 = time.monotonic()
+        server.stop()
+        print(f"stopped in {time.monotonic() - t0:.2f} s", flush=True)
+    return 0
+
+
+def _status_line(stats: dict[str, Any]) -> str:
+    parts = []
+    for name, s in stats["streams"].items():
+        if s["subscribed"]:
+            parts.append(f"{name} sent {s['sent']} ({s['bytes_sent'] / 1e6:.0f} MB)")
+    rss = stats["process"]["rss_bytes"] / 1e6
+    return f"[status] {'; '.join(parts) or 'no subscribers'}; {rss:.0f} MB resident"
+
+
+def _client(endpoint: str) -> Any:
+    from .client import Client
+
+    client = Client(endpoint, reconnect=False)
+    client.connect(timeout=3.0)
+    return client
+
+
+def cmd_ping(args: argparse.Namespace) -> int:
+    with _client(args.endpoint) as client:
+        print(f"pinging {client.server_name!r} at {client.control_endpoint}")
+        rtts = []
+        for i in range(max(1, args.count)):
+            rtt = client.ping(timeout=3.0)
+            rtts.append(rtt * 1000)
+            print(f"pong {i + 1}: {rtt * 1000:.3f} ms", flush=True)
+            if i + 1 < args.count:
+                time.sleep(0.2)
+        print(f"min/avg/max {min(rtts):.3f}/{sum(rtts) / len(rtts):.3f}/{max(rtts):.3f} ms")
+    return 0
+
+
+def _describe(me: dict[str, Any]) -> list[str]:
+    lines = [f"server  {me.get('name')!r}  control {me.get('endpoints', {}).get('control')}"]
+    for dev in me.get("devices", []):
+        lines.append(f"  device {dev.get('id')}  {dev.get('name', '')}  ({dev.get('kind', '?')})")
+        for kind, ep in dev.get("endpoints", {}).items():
+            s = dev.get("streams", {}).get(kind, {})
+            size = f"{s.get('width')}x{s.get('height')}" if s.get("width") else "-"
+            lines.append(
+                f"    {kind:<9} {size:>10} {s.get('fps', '?'):>5} fps"
+                f"  codec {s.get('codec', '?'):<5} units {s.get('units', '?'):<9} {ep}"
+            )
+    return lines
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    with _client(args.endpoint) as client:
+        me = client.who(timeout=3.0)
+    if args.json:
+        import json
+
+        print(json.dumps(me, indent=2))
+    else:
+        print("\n".join(_describe(me)))
+    return 0
+
+
+def _subscribe_all(
+    client: Any, streams: Sequence[StreamKind] | None, devices: Sequence[str] | None = None
+) -> list[Any]:
+    subs = []
+    for dev_id, rec in client.devices.items():
+        if devices and dev_id not in devices:
+            continue
+        for kind in rec.endpoints:
+            if kind in StreamKind.__members__ and (streams is None or StreamKind(kind) in streams):
+                subs.append(client.subscribe(dev_id, kind))
+    if not subs:
+        raise UsageError("the server offers none of the requested streams")
+    return subs
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    with _client(args.endpoint) as client:
+        subs = _subscribe_all(client, args.streams, args.device)
+        end = time.monotonic() + args.duration
+        print(f"{'stream':<22}{'fps':>7}{'p50 ms':>9}{'p99 ms':>9}{'dropped':>9}{'Mbit/s':>9}")
+        while time.monotonic() < end:
+            time.sleep(min(1.0, max(0.0, end - time.monotonic())))
+            lines = []
+            for s in subs:
+                snap = s.snapshot()
+                lines.append(
+                    f"{s.device_id + '/' + s.kind.value:<22}{snap.fps:>7.1f}"
+                    f"{snap.latency_p50_ms:>9.2f}{snap.latency_p99_ms:>9.2f}"
+                    f"{snap.dropped + snap.queue_dropped:>9}{snap.mbit_s:>9.1f}"
+                )
+            print("\n".join(lines), flush=True)
+            if sys.stdout.isatty() and time.monotonic() < end:
+                print(f"\x1b[{len(lines)}A", end="")
+    return 0
+
+
+def cmd_save(args: argparse.Namespace) -> int:
+    from .save import save_frames
+
+    with _client(args.endpoint) as client:
+        subs = _subscribe_all(client, args.streams)
+        written = save_frames(subs, args.out, args.frames, args.timeout, progress=print)
+    print(f"saved {written} files under {args.out}")
+    return 0
+
+
+def cmd_discover(args: argparse.Namespace) -> int:
+    from .net.discovery import ServerBrowser, ServerInfo
+
+    found: list[ServerInfo] = []
+    lock = threading.Lock()
+
+    def on_add(browser: Any, server_info: ServerInfo) -> None:
+        with lock:
+            found.append(server_info)
+            print(f"+ {server_info.name}  {server_info.endpoint}", flush=True)
+            try:
+                with _client(server_info.endpoint) as client:
+                    me = client.who(timeout=2.0)
+                print("\n".join("    " + line for line in _describe(me)[1:]), flush=True)
+            except RgbdcastError as exc:
+                print(f"    (no answer: {exc})", flush=True)
+
+    def on_remove(browser: Any, server_info: ServerInfo) -> None:
+        print(f"- {server_info.name}  {server_info.endpoint}", flush=True)
+
+    print(f"looking for servers for {args.timeout:g} s ...", flush=True)
+    with ServerBrowser(interfaces=args.interface) as browser:
+        ServerBrowser.on_add_server.connect(on_add, sender=browser)
+        ServerBrowser.on_remove_server.connect(on_remove, sender=browser)
+        time.sleep(args.timeout)
+    print(f"{len(found)} server(s) found")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING - 10 * min(args.verbose, 2),
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    if args.command is None:
+        parser.print_help()
+        return 2
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except KeyboardInterrupt:
+        return 130
+    except (RgbdcastError, OSError) as exc:
+        print(f"rgbdcast {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # translate foreign errors (zmq, numpy) into one line
+        name = type(exc).__name__
+        print(f"rgbdcast {args.command}: error: {name}: {exc}", file=sys.stderr)
+        if args.verbose:
+            raise
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,478 @@
+"""The blocking client: ``Client`` and its ``Subscription``.
+
+How this works: ``connect()`` starts one I/O thread that owns every socket of the client (the
+control REQ socket and one SUB socket per subscription). Calls from other threads reach it as
+small commands on a queue, with a socketpair byte to wake its poller, and wait on a future.
+The I/O thread sends a who every ``heartbeat_period`` ms; a request unanswered after
+``response_timeout`` ms closes and reopens the REQ socket (the "lazy pirate" pattern), marks
+the server gone (``on_disconnect``) and, with ``reconnect`` on, keeps asking until it answers
+again (``on_connect``). Frames are decoded on the I/O thread into each subscription's small
+newest-wins queue; signals fire on the I/O thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
+from typing import Any
+
+import zmq
+
+from ._clientbase import ClientBase, SubscriptionBase
+from .errors import ProtocolError, ServerTimeout, UsageError
+from .frames import Frame, StreamKind
+from .protocol.control import MessageType, make_msg, parse_msg
+
+__all__ = ["Client", "Subscription"]
+
+log = logging.getLogger("rgbdcast.client")
+
+SUB_HWM = 2
+MAX_PENDING = 64
+
+
+class Subscription(SubscriptionBase):
+    """Frames of one device stream. Iterate over it, or ask for :meth:`latest` / :meth:`get`.
+
+    >>> # for frame in client.subscribe("mock0", "depth"): print(frame.array.mean())
+    """
+
+    def __init__(
+        self, client: Client, device_id: str, kind: StreamKind, queue_size: int, strict: bool
+    ) -> None:
+        super().__init__(device_id, kind, queue_size, strict)
+        self._client = client
+        self._cond = threading.Condition()
+
+    def _push(self, item: Frame | ProtocolError) -> None:
+        with self._cond:
+            super()._push(item)
+            self._cond.notify_all()
+
+    def get(self, timeout: float | None = None) -> Frame:
+        """The next frame (oldest in the small queue); ``TimeoutError`` after *timeout* s.
+
+        With ``strict=True`` a malformed frame from the network raises :class:`ProtocolError`.
+        """
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._queue or self.closed, timeout):
+                raise TimeoutError(f"no {self.kind.value} frame within {timeout} s")
+            if not self._queue:
+                raise UsageError("subscription is closed")
+            item = self._queue.popleft()
+        if isinstance(item, ProtocolError):
+            raise item
+        return item
+
+    def latest(self, timeout: float | None = None) -> Frame | None:
+        """The newest frame received so far (waiting up to *timeout* s for a first one)."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._latest is not None or self.closed, timeout)
+            return self._latest
+
+    def __iter__(self) -> Iterator[Frame]:
+        while not self.closed:
+            try:
+                yield self.get(timeout=0.5)
+            except TimeoutError:
+                continue
+            except UsageError:
+                return
+
+    def close(self) -> None:
+        """Stop receiving this stream."""
+        self._client.unsubscribe(self)
+
+    def _mark_closed(self) -> None:
+        with self._cond:
+            self.closed = True
+            self._cond.notify_all()
+
+
+@dataclass
+class _Request:
+    mtype: MessageType
+    future: Future[Any]
+    sent_at: float = 0.0
+    heartbeat: bool = False
+
+
+class Client(ClientBase):
+    """Blocking client for an rgbdcast (or streamkinect2) server.
+
+    ::
+
+        with Client("tcp://127.0.0.1:5606") as client:
+            print(client.server_name, list(client.devices))
+            print("rtt", client.ping())
+            for frame in client.subscribe("mock0", "depth"):
+                print(frame.seq, frame.array.max())
+
+    *control_endpoint* is the server's control endpoint (``tcp://host:port`` or ``host:port``).
+    With *connect_immediately* the constructor connects. *heartbeat_period* and
+    *response_timeout* are in milliseconds. *reconnect* (default on) keeps the client alive
+    across server restarts. *zmq_ctx* and *io_loop* exist for streamkinect2 compatibility.
+    """
+
+    def __init__(
+        self,
+        control_endpoint: str,
+        connect_immediately: bool = False,
+        zmq_ctx: zmq.Context[Any] | None = None,
+        io_loop: Any = None,
+        *,
+        heartbeat_period: int = 1000,
+        response_timeout: int = 1000,
+        reconnect: bool = True,
+    ) -> None:
+        super().__init__(control_endpoint, heartbeat_period, response_timeout, reconnect)
+        self._ctx = zmq_ctx or zmq.Context.instance()
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._cmds: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]]] = queue.SimpleQueue()
+        self._wake_r: socket.socket | None = None
+        self._wake_w: socket.socket | None = None
+        self._subs: list[Subscription] = []
+        if connect_immediately:
+            self.connect()
+
+    # -- public API -------------------------------------------------------------------------
+    def connect(self, timeout: float | None = None) -> None:
+        """Connect and wait for the server's first who/me (``ServerTimeout`` if none comes)."""
+        if self._thread is not None:
+            log.warning("client already connected")
+            return
+        self._stop.clear()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._thread = threading.Thread(target=self._run, name="rgbdcast-client", daemon=True)
+        self._thread.start()
+        try:
+            self._call(MessageType.who, timeout)
+        except Exception:
+            self.disconnect()
+            raise
+
+    def disconnect(self) -> None:
+        """Close every socket of this client and stop its I/O thread."""
+        thread, self._thread = self._thread, None
+        if thread is None:
+            log.warning("client not connected")
+            return
+        self._stop.set()
+        self._wake()
+        if thread is not threading.current_thread():
+            thread.join(2.0)
+            for s in (self._wake_r, self._wake_w):
+                if s is not None:
+                    s.close()
+            self._wake_r = self._wake_w = None
+
+    close = disconnect
+
+    def __enter__(self) -> Client:
+        if self._thread is None:
+            self.connect()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._thread is not None:
+            self.disconnect()
+
+    def ping(
+        self, pong_cb: Callable[[], Any] | None = None, timeout: float | None = None
+    ) -> float | None:
+        """Ping the server; returns the round-trip time in seconds and calls *pong_cb*.
+
+        Called from a signal handler (on the client's own thread) it does not wait: it returns
+        None and *pong_cb* is called when the pong arrives.
+        """
+        if threading.current_thread() is self._thread:
+            fut = self._submit(MessageType.ping)
+            if pong_cb is not None:
+                fut.add_done_callback(lambda f: f.exception() is None and pong_cb())
+            return None
+        rtt: float = self._call(MessageType.ping, timeout)
+        if pong_cb is not None:
+            pong_cb()
+        return rtt
+
+    def who(self, timeout: float | None = None) -> dict[str, Any]:
+        """Ask who/me now; returns the raw me payload."""
+        payload: dict[str, Any] = self._call(MessageType.who, timeout)
+        return payload
+
+    def server_stats(self, timeout: float | None = None) -> dict[str, Any]:
+        """The server's counters (an rgbdcast extension message)."""
+        payload: dict[str, Any] = self._call(MessageType.stats, timeout)
+        return payload
+
+    def subscribe(
+        self,
+        device_id: str,
+        stream: StreamKind | str = StreamKind.depth,
+        *,
+        queue_size: int = 2,
+        strict: bool = False,
+    ) -> Subscription:
+        """Start receiving one stream of one device."""
+        kind = StreamKind(stream)
+        endpoint = self._stream_endpoint(device_id, kind)
+        sub = Subscription(self, device_id, kind, queue_size, strict)
+        self._command(lambda: self._attach(sub, endpoint)).result(timeout=5)
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        if sub.closed:
+            return
+        if self._thread is None or threading.current_thread() is self._thread:
+            self._detach(sub)
+            return
+        self._command(lambda: self._detach(sub)).result(timeout=5)
+
+    @property
+    def subscriptions(self) -> list[Subscription]:
+        return list(self._subs)
+
+    def enable_depth_frames(self, kinect_id: str) -> Subscription:
+        """streamkinect2: start depth frames of *kinect_id* (``on_depth_frame`` fires for each).
+
+        :raises ValueError: if *kinect_id* does not correspond to a connected device
+        """
+        return self.subscribe(kinect_id, StreamKind.depth)
+
+    # -- plumbing between threads ---------------------------------------------------------
+    def _wake(self) -> None:
+        if self._wake_w is not None:
+            with contextlib.suppress(OSError):
+                self._wake_w.send(b"x")
+
+    def _command(self, fn: Callable[[], Any]) -> Future[Any]:
+        """Run *fn* on the I/O thread; its future fails if the client shuts down first."""
+        if self._thread is None:
+            raise UsageError("client is not connected")
+        fut: Future[Any] = Future()
+        self._cmds.put((fn, fut))
+        self._wake()
+        return fut
+
+    def _submit(self, mtype: MessageType) -> Future[Any]:
+        fut: Future[Any] = Future()
+        self._command(lambda: self._enqueue(_Request(mtype, fut)))
+        return fut
+
+    def _call(self, mtype: MessageType, timeout: float | None) -> Any:
+        if threading.current_thread() is self._thread:
+            raise UsageError("blocking calls cannot be made from a signal handler")
+        fut = self._submit(mtype)
+        wait = timeout if timeout is not None else self.response_timeout / 1000 * 3 + 1
+        try:
+            return fut.result(timeout=wait)
+        except FutureTimeout:
+            raise ServerTimeout(f"{self.control_endpoint} did not answer {mtype.name}") from None
+
+    # -- the I/O thread -------------------------------------------------------------------
+    def _run(self) -> None:
+        self._pending: deque[_Request] = deque()
+        self._inflight: _Request | None = None
+        self._req: zmq.Socket[Any] | None = None
+        self._sockets: dict[Any, Subscription] = {}
+        self._poller = zmq.Poller()
+        assert self._wake_r is not None
+        self._poller.register(self._wake_r.fileno(), zmq.POLLIN)
+        self._open_req()
+        next_beat = time.monotonic() + self.heartbeat_period / 1000
+        try:
+            while not self._stop.is_set():
+                now = time.monotonic()
+                if now >= next_beat:
+                    next_beat = now + self.heartbeat_period / 1000
+                    if not any(r.heartbeat for r in self._pending) and not (
+                        self._inflight and self._inflight.heartbeat
+                    ):
+                        self._enqueue(_Request(MessageType.who, Future(), heartbeat=True))
+                self._send_next()
+                deadline = next_beat
+                if self._inflight is not None:
+                    deadline = min(deadline, self._inflight.sent_at + self.response_timeout / 1000)
+                wait_ms = max(0, int((deadline - time.monotonic()) * 1000) + 1)
+                events = dict(self._poller.poll(wait_ms))
+                if self._wake_r.fileno() in events:
+                    self._drain_commands()
+                if self._req is not None and self._req in events:
+                    self._on_reply(self._req.recv_multipart())
+                for sock, sub in list(self._sockets.items()):
+                    if sock in events:
+                        self._drain_sub(sock, sub)
+                if self._inflight is not None and time.monotonic() >= (
+                    self._inflight.sent_at + self.response_timeout / 1000
+                ):
+                    self._on_timeout()
+        except Exception:
+            log.exception("client I/O thread failed")
+        finally:
+            self._shutdown()
+
+    def _drain_commands(self) -> None:
+        assert self._wake_r is not None
+        try:
+            while self._wake_r.recv(4096):
+                pass
+        except (BlockingIOError, InterruptedError):
+            pass
+        while True:
+            try:
+                fn, fut = self._cmds.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                fut.set_result(fn())
+            except Exception as exc:
+                fut.set_exception(exc)
+
+    def _open_req(self) -> None:
+        if self._req is not None:
+            self._poller.unregister(self._req)
+            self._req.close(0)
+        req = self._ctx.socket(zmq.REQ)
+        req.setsockopt(zmq.LINGER, 0)
+        req.setsockopt(zmq.MAXMSGSIZE, 16 * 1024 * 1024)
+        req.connect(self.control_endpoint)
+        self._poller.register(req, zmq.POLLIN)
+        self._req = req
+
+    def _enqueue(self, request: _Request) -> None:
+        if len(self._pending) >= MAX_PENDING:
+            request.future.set_exception(UsageError("too many requests waiting"))
+            return
+        self._pending.append(request)
+
+    def _send_next(self) -> None:
+        if self._inflight is not None or not self._pending or self._req is None:
+            return
+        request = self._pending.popleft()
+        request.sent_at = time.monotonic()
+        self._req.send_multipart(make_msg(request.mtype))
+        self._inflight = request
+
+    def _on_reply(self, frames: list[bytes]) -> None:
+        request, self._inflight = self._inflight, None
+        if request is None:
+            return
+        rtt = time.monotonic() - request.sent_at
+        try:
+            mtype, payload = parse_msg(frames)
+            if mtype is MessageType.error:
+                reason = (payload or {}).get("reason", "unknown error")
+                raise ProtocolError(f"server error: {reason}")
+            if mtype is MessageType.me:
+                changed = self._apply_me(payload)
+                self._set_connected(True)
+                for sub in self._subs:
+                    if sub.device_id in changed:
+                        self._reattach(sub)
+                request.future.set_result(payload)
+            elif mtype is MessageType.pong:
+                self._set_connected(True)
+                request.future.set_result(rtt)
+            elif mtype is MessageType.stats_reply:
+                request.future.set_result(payload)
+            else:
+                raise ProtocolError(f"unexpected reply {mtype.name} to {request.mtype.name}")
+        except ProtocolError as exc:
+            if not request.future.done():
+                request.future.set_exception(exc)
+            if request.heartbeat:
+                log.warning("bad heartbeat reply: %s", exc)
+
+    def _on_timeout(self) -> None:
+        request, self._inflight = self._inflight, None
+        assert request is not None
+        request.future.set_exception(
+            ServerTimeout(
+                f"{self.control_endpoint} did not answer within {self.response_timeout} ms"
+            )
+        )
+        self._open_req()  # a REQ socket that lost its reply can never send again
+        if self.is_connected:
+            log.warning("server %s stopped answering", self.control_endpoint)
+        self._set_connected(False)
+        if not self.reconnect:
+            self._stop.set()
+
+    def _attach(self, sub: Subscription, endpoint: str) -> None:
+        sock = self._ctx.socket(zmq.SUB)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.RCVHWM, SUB_HWM)
+        sock.setsockopt(zmq.MAXMSGSIZE, 512 * 1024 * 1024)
+        sock.setsockopt(zmq.SUBSCRIBE, b"")
+        sock.connect(endpoint)
+        sub.endpoint = endpoint
+        self._sockets[sock] = sub
+        self._poller.register(sock, zmq.POLLIN)
+        self._subs.append(sub)
+
+    def _detach(self, sub: Subscription) -> None:
+        for sock, s in list(self._sockets.items()):
+            if s is sub:
+                self._poller.unregister(sock)
+                sock.close(0)
+                del self._sockets[sock]
+        if sub in self._subs:
+            self._subs.remove(sub)
+        sub._mark_closed()
+
+    def _reattach(self, sub: Subscription) -> None:
+        try:
+            endpoint = self._stream_endpoint(sub.device_id, sub.kind)
+        except UsageError:
+            return
+        if endpoint == sub.endpoint:
+            return
+        for sock, s in list(self._sockets.items()):
+            if s is sub:
+                self._poller.unregister(sock)
+                sock.close(0)
+                del self._sockets[sock]
+        self._subs.remove(sub)
+        self._attach(sub, endpoint)
+
+    def _drain_sub(self, sock: zmq.Socket[Any], sub: Subscription) -> None:
+        for _ in range(64):
+            try:
+                parts = sock.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return
+            self._handle_frame(sub, [p.buffer for p in parts])
+
+    def _shutdown(self) -> None:
+        for request in ([self._inflight] if self._inflight else []) + list(self._pending):
+            if not request.future.done():
+                request.future.set_exception(ServerTimeout("client disconnected"))
+        self._inflight = None
+        self._pending.clear()
+        for sub in list(self._subs):
+            self._detach(sub)
+        if self._req is not None:
+            self._req.close(0)
+            self._req = None
+        self._drain_commands_on_exit()
+        self._set_connected(False)
+        self._thread = None
+
+    def _drain_commands_on_exit(self) -> None:
+        while True:
+            try:
+                _fn, fut = self._cmds.get_nowait()
+            except queue.Empty:
+                return
+            fut.set_exception(UsageError("client disconnected"))

@@ -1,0 +1,222 @@
+"""The mock RGB-D device: a deterministic synthetic room at a steady frame rate.
+
+``MockDevice`` renders :class:`~rgbdcast.devices.scene.Scene` on its capture thread (or, with
+``prerender=N``, renders N framesets once and loops them, so benchmarks measure serving and not
+rendering). ``MockKinect`` is streamkinect2's name for it, with ``unique_kinect_id`` and the
+``on_depth_frame`` signal carrying a :class:`DepthFrame`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections.abc import Iterable
+from typing import Any, NamedTuple
+
+from blinker import Signal
+
+from ..errors import UsageError
+from ..frames import Frame, StreamKind
+from .base import StreamInfo, ThreadedDevice, wait_until
+from .scene import KINECT_COLOR, KINECT_DEPTH, Scene, scaled
+
+__all__ = ["DepthFrame", "MockDevice", "MockKinect"]
+
+_ids = itertools.count()
+
+
+class DepthFrame(NamedTuple):
+    """A single frame of depth data (streamkinect2's type).
+
+    ``data`` is a buffer of C-ordered uint16 millimetres; ``shape`` is ``(width, height)``.
+    """
+
+    data: memoryview
+    shape: tuple[int, int]
+
+
+def _parse_streams(streams: Iterable[StreamKind | str] | None) -> tuple[StreamKind, ...]:
+    if streams is None:
+        return tuple(StreamKind)
+    try:
+        kinds = tuple(dict.fromkeys(StreamKind(s) for s in streams))
+    except ValueError as exc:
+        raise UsageError(f"{exc}; streams are {', '.join(k.value for k in StreamKind)}") from None
+    if not kinds:
+        raise UsageError("a mock device needs at least one stream")
+    return kinds
+
+
+class MockDevice(ThreadedDevice):
+    """A virtual Kinect-like camera showing a moving room with a person.
+
+    >>> with MockDevice(streams=["depth"], fps=30) as dev:
+    ...     dev.id.startswith("mock")
+    True
+    """
+
+    kind = "mock"
+
+    on_depth_frame = Signal()
+    """streamkinect2 signal: ``handler(device, depth_frame=DepthFrame)`` for every depth frame."""
+
+    def __init__(
+        self,
+        device_id: str | None = None,
+        *,
+        name: str | None = None,
+        streams: Iterable[StreamKind | str] | None = None,
+        fps: float = 30.0,
+        color_size: tuple[int, int] = (1920, 1080),
+        depth_size: tuple[int, int] = (512, 424),
+        prerender: int = 0,
+        max_frames: int | None = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if not 0 < fps <= 1000:
+            raise UsageError(f"fps must be in (0, 1000], got {fps}")
+        for w, h in (color_size, depth_size):
+            if not (8 <= w <= 8192 and 8 <= h <= 8192):
+                raise UsageError(f"resolution {w}x{h} out of range")
+        self.id = device_id or f"mock{next(_ids)}"
+        self.name = name or f"Mock Kinect ({self.id})"
+        self.fps = float(fps)
+        self.kinds = _parse_streams(streams)
+        self.prerender = max(0, int(prerender))
+        self.max_frames = max_frames
+        self._depth_intr = scaled(KINECT_DEPTH, *depth_size)
+        self._color_intr = scaled(KINECT_COLOR, *color_size)
+        self._scene = Scene(self._depth_intr, self._color_intr, seed)
+        self._cache: list[list[Frame]] = []
+        self._index = 0
+        self._t0 = 0
+
+    @property
+    def unique_kinect_id(self) -> str:
+        """streamkinect2 name of :attr:`id`."""
+        return self.id
+
+    @property
+    def streams(self) -> dict[StreamKind, StreamInfo]:
+        info = {
+            StreamKind.color: StreamInfo(
+                kind=StreamKind.color,
+                width=self._color_intr.width,
+                height=self._color_intr.height,
+                fps=self.fps,
+                dtype="|u1",
+                units="bgr8",
+                intrinsics=self._color_intr,
+            ),
+            StreamKind.depth: StreamInfo(
+                kind=StreamKind.depth,
+                width=self._depth_intr.width,
+                height=self._depth_intr.height,
+                fps=self.fps,
+                dtype="<u2",
+                units="mm",
+                intrinsics=self._depth_intr,
+            ),
+            StreamKind.infrared: StreamInfo(
+                kind=StreamKind.infrared,
+                width=self._depth_intr.width,
+                height=self._depth_intr.height,
+                fps=self.fps,
+                dtype="<u2",
+                units="intensity",
+                intrinsics=self._depth_intr,
+            ),
+            StreamKind.body: StreamInfo(
+                kind=StreamKind.body,
+                fps=self.fps,
+                dtype="body",
+                units="m",
+                notes={"max_bodies": 6, "joints": 25},
+            ),
+        }
+        return {k: info[k] for k in self.kinds}
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "body_tracking": StreamKind.body in self.kinds}
+
+    def render(self, index: int) -> list[Frame]:
+        """The frameset with number *index* (deterministic pixels; host time is when done)."""
+        t = index / self.fps
+        data: dict[StreamKind, Any] = {}
+        if StreamKind.color in self.kinds:
+            data[StreamKind.color] = self._scene.color(t)
+        if StreamKind.depth in self.kinds or StreamKind.infrared in self.kinds:
+            depth = self._scene.depth(t, index)
+            data[StreamKind.depth] = depth
+            if StreamKind.infrared in self.kinds:
+                data[StreamKind.infrared] = self._scene.infrared(depth)
+        if StreamKind.body in self.kinds:
+            data[StreamKind.body] = self._scene.bodies(t)
+        return self._frameset(index, data)
+
+    def _frameset(self, index: int, data: dict[StreamKind, Any]) -> list[Frame]:
+        now = time.time_ns()
+        intr = {
+            StreamKind.color: self._color_intr,
+            StreamKind.depth: self._depth_intr,
+            StreamKind.infrared: self._depth_intr,
+        }
+        return [
+            Frame(
+                device_id=self.id,
+                kind=kind,
+                seq=index,
+                data=data[kind],
+                device_time_ns=int(index * 1e9 / self.fps),
+                host_time_ns=now,
+                frameset_id=index,
+                intrinsics=intr.get(kind),
+            )
+            for kind in self.kinds
+        ]
+
+    def _open(self) -> None:
+        if self.prerender and not self._cache:
+            self._cache = [self.render(i) for i in range(self.prerender)]
+        self._index = 0
+        self._t0 = time.monotonic_ns()
+
+    def _capture(self, stop: threading.Event) -> list[Frame]:
+        if self.max_frames is not None and self._index >= self.max_frames:
+            stop.wait()
+            return []
+        period_ns = int(1e9 / self.fps)
+        deadline = self._t0 + self._index * period_ns
+        late = time.monotonic_ns() - deadline
+        if late > 2 * period_ns:  # fell behind (a stall): skip ahead instead of bursting
+            self._index += late // period_ns
+            deadline = self._t0 + self._index * period_ns
+        if not wait_until(deadline, stop):
+            return []
+        index = self._index
+        self._index += 1
+        if self._cache:
+            cached = self._cache[index % len(self._cache)]
+            frames = self._frameset(index, {f.kind: f.data for f in cached})
+        else:
+            frames = self.render(index)
+        for f in frames:
+            if f.kind is StreamKind.depth and bool(self.on_depth_frame.receivers):
+                arr = f.array
+                self.on_depth_frame.send(
+                    self, depth_frame=DepthFrame(arr.data, (arr.shape[1], arr.shape[0]))
+                )
+        return frames
+
+
+class MockKinect(MockDevice):
+    """streamkinect2's ``MockKinect``: a :class:`MockDevice` with every stream.
+
+    ``unique_kinect_id``, ``on_depth_frame``, ``start()``, ``stop()`` and the ``with`` statement
+    behave as streamkinect2 documents them.
+    """
+
+    def __init__(self, device_id: str | None = None, **kwargs: Any) -> None:
+        super().__init__(device_id, **kwargs)

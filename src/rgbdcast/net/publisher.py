@@ -1,0 +1,159 @@
+"""One data endpoint: a device stream encoded once and published to every subscriber.
+
+How this works: the device thread drops each frame into a :class:`LatestSlot` (never blocking;
+a frame the encoder has not taken yet is replaced and counted as ``dropped_busy``). The
+publisher thread owns the XPUB socket: it takes the newest frame, encodes it once, and sends
+``[header, payload]`` without copying. The XPUB socket tells it whether anyone is subscribed;
+when nobody is, frames are not encoded at all (``skipped_idle``). Each subscriber has a small
+send high-water mark, so a slow one loses frames inside ZeroMQ and never holds anyone back.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import zmq
+
+from .. import codecs
+from ..frames import Frame, StreamKind
+from ..protocol.envelope import build_header
+from .slot import LatestSlot
+
+__all__ = ["PublisherStats", "StreamPublisher"]
+
+log = logging.getLogger(__name__)
+
+SEND_HWM = 2
+"""Frames ZeroMQ may queue per subscriber before it drops for that subscriber."""
+
+
+@dataclass
+class PublisherStats:
+    frames_in: int = 0
+    sent: int = 0
+    dropped_busy: int = 0
+    skipped_idle: int = 0
+    encode_errors: int = 0
+    bytes_sent: int = 0
+    encode_ns: int = 0
+    subscribed: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class StreamPublisher:
+    """Publishes one stream of one device on its own XPUB socket (bound on creation)."""
+
+    def __init__(
+        self,
+        ctx: zmq.Context[Any],
+        device_id: str,
+        kind: StreamKind,
+        bind_host: str,
+        codec: str | None = None,
+        codec_params: dict[str, Any] | None = None,
+        port: int = 0,
+    ) -> None:
+        self.device_id = device_id
+        self.kind = kind
+        self.codec_name = codec or codecs.default_codec(kind)
+        self._codec = codecs.get(self.codec_name, kind)
+        self._params = dict(codec_params or {})
+        self.slot: LatestSlot[Frame] = LatestSlot()
+        self._stats = PublisherStats()
+        self._topics: set[bytes] = set()
+        self._stop = threading.Event()
+        sock = ctx.socket(zmq.XPUB)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.SNDHWM, SEND_HWM)
+        sock.setsockopt(zmq.RCVHWM, 64)
+        sock.setsockopt(zmq.MAXMSGSIZE, 4096)  # subscriptions only
+        try:
+            if port:
+                sock.bind(f"tcp://{bind_host}:{port}")
+                self.port = port
+            else:
+                self.port = sock.bind_to_random_port(f"tcp://{bind_host}")
+        except zmq.ZMQError:
+            sock.close(0)
+            raise
+        # The socket is handed to the publisher thread here; from start() on only it touches it.
+        self._sock: zmq.Socket[Any] = sock
+        self._thread = threading.Thread(
+            target=self._run, name=f"rgbdcast-pub-{device_id}-{kind.value}", daemon=True
+        )
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 1.0) -> None:
+        self._stop.set()
+        self.slot.close()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        elif not self._thread.ident:  # never started: close here, nobody else owns it
+            self._sock.close(0)
+
+    def submit(self, frame: Frame) -> None:
+        """Called on the device thread: hand over the newest frame, never block."""
+        self.slot.put(frame)
+
+    @property
+    def stats(self) -> PublisherStats:
+        s = self._stats
+        s.frames_in = self.slot.put_count
+        s.dropped_busy = self.slot.dropped
+        s.subscribed = bool(self._topics)
+        return s
+
+    def _drain_subscriptions(self) -> None:
+        while True:
+            try:
+                msg = self._sock.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if not msg:
+                continue
+            if msg[0] == 1:
+                self._topics.add(msg[1:])
+            elif msg[0] == 0:
+                self._topics.discard(msg[1:])
+
+    def _run(self) -> None:
+        sock = self._sock
+        try:
+            while not self._stop.is_set():
+                frame = self.slot.take(timeout=0.05)
+                self._drain_subscriptions()
+                if frame is None:
+                    continue
+                if not self._topics:
+                    self._stats.skipped_idle += 1
+                    continue
+                self._publish(sock, frame)
+        finally:
+            sock.close(0)
+
+    def _publish(self, sock: zmq.Socket[Any], frame: Frame) -> None:
+        t0 = time.perf_counter_ns()
+        try:
+            payload = self._codec.encode(frame.data, self._params)
+        except Exception as exc:
+            self._stats.encode_errors += 1
+            log.error("encoding %s/%s failed: %s", self.device_id, self.kind.value, exc)
+            return
+        self._stats.encode_ns += time.perf_counter_ns() - t0
+        size = memoryview(payload).nbytes
+        header = build_header(frame, self.codec_name, size, time.time_ns())
+        try:
+            sock.send_multipart([header, payload], copy=False)
+        except zmq.ZMQError as exc:  # only on shutdown; XPUB drops rather than blocks
+            log.debug("send on %s/%s failed: %s", self.device_id, self.kind.value, exc)
+            return
+        self._stats.sent += 1
+        self._stats.bytes_sent += size + len(header)

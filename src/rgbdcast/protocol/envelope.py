@@ -1,0 +1,169 @@
+"""The frame envelope: how one encoded frame travels on a data endpoint (sans-I/O).
+
+How this works: a frame is one ZeroMQ multipart message of two frames, ``[header, payload]``.
+The header is the 5 bytes ``b"RGBD\\x01"`` (magic and envelope version) followed by a UTF-8 JSON
+object (see ``docs/protocol.md``); the payload is the codec's output, sent without copying.
+:func:`build_header` makes the header for an encoded frame; :func:`parse_header` checks one from
+the network and :func:`decode_frame` turns both parts back into a :class:`Frame`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .. import codecs
+from ..errors import CodecError, ProtocolError
+from ..frames import Frame, Intrinsics, StreamKind
+
+__all__ = [
+    "ENVELOPE_VERSION",
+    "MAGIC",
+    "MAX_HEADER_BYTES",
+    "FrameHeader",
+    "build_header",
+    "decode_frame",
+    "parse_header",
+]
+
+MAGIC = b"RGBD"
+ENVELOPE_VERSION = 1
+MAX_HEADER_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FrameHeader:
+    """The decoded header of one frame message."""
+
+    device_id: str
+    stream: StreamKind
+    seq: int
+    device_time_ns: int
+    host_time_ns: int
+    send_time_ns: int
+    frameset_id: int
+    shape: tuple[int, ...]
+    dtype: str
+    codec: str
+    units: str
+    size: int
+    intrinsics: dict[str, Any] | None = None
+
+
+def build_header(frame: Frame, codec: str, size: int, send_time_ns: int) -> bytes:
+    """The header part for *frame* encoded with *codec* into *size* payload bytes."""
+    fields: dict[str, Any] = {
+        "device": frame.device_id,
+        "stream": frame.kind.value,
+        "seq": frame.seq,
+        "t_device": frame.device_time_ns,
+        "t_host": frame.host_time_ns,
+        "t_send": send_time_ns,
+        "frameset": frame.frameset_id,
+        "shape": list(frame.shape),
+        "dtype": frame.dtype,
+        "codec": codec,
+        "units": frame.units,
+        "size": size,
+    }
+    if frame.intrinsics is not None:
+        fields["intrinsics"] = frame.intrinsics.to_dict()
+    return MAGIC + bytes([ENVELOPE_VERSION]) + json.dumps(fields, separators=(",", ":")).encode()
+
+
+_INT_FIELDS = ("seq", "t_device", "t_host", "t_send", "frameset", "size")
+
+
+def parse_header(raw: bytes | memoryview) -> FrameHeader:
+    """Parse and validate a header part; :class:`ProtocolError` if it is not one we understand."""
+    raw = bytes(raw)
+    if len(raw) > MAX_HEADER_BYTES:
+        raise ProtocolError(f"frame header of {len(raw)} bytes exceeds {MAX_HEADER_BYTES}")
+    if raw[:4] != MAGIC:
+        raise ProtocolError("not an rgbdcast frame (bad magic)")
+    if len(raw) < 5 or raw[4] != ENVELOPE_VERSION:
+        raise ProtocolError(f"unsupported envelope version {raw[4] if len(raw) > 4 else None}")
+    try:
+        f = json.loads(raw[5:].decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise ProtocolError(f"frame header is not JSON: {exc}") from None
+    if not isinstance(f, dict):
+        raise ProtocolError("frame header must be a JSON object")
+    try:
+        for name in _INT_FIELDS:
+            if not isinstance(f[name], int) or isinstance(f[name], bool) or f[name] < 0:
+                raise ProtocolError(f"frame header field {name!r} must be a non-negative integer")
+        shape = f["shape"]
+        if not isinstance(shape, list) or not all(
+            isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in shape
+        ):
+            raise ProtocolError("frame header field 'shape' must be a list of integers")
+        intr = f.get("intrinsics")
+        if intr is not None and not isinstance(intr, dict):
+            raise ProtocolError("frame header field 'intrinsics' must be an object")
+        for name in ("device", "dtype", "codec", "units"):
+            if not isinstance(f[name], str):
+                raise ProtocolError(f"frame header field {name!r} must be a string")
+        return FrameHeader(
+            device_id=f["device"],
+            stream=StreamKind(f["stream"]),
+            seq=f["seq"],
+            device_time_ns=f["t_device"],
+            host_time_ns=f["t_host"],
+            send_time_ns=f["t_send"],
+            frameset_id=f["frameset"],
+            shape=tuple(shape),
+            dtype=f["dtype"],
+            codec=f["codec"],
+            units=f["units"],
+            size=f["size"],
+            intrinsics=intr,
+        )
+    except KeyError as exc:
+        raise ProtocolError(f"frame header lacks field {exc}") from None
+    except ValueError as exc:
+        raise ProtocolError(f"bad frame header: {exc}") from None
+
+
+def decode_frame(parts: Sequence[Any]) -> tuple[FrameHeader, Frame]:
+    """Decode the parts of one frame message; :class:`ProtocolError` for anything malformed."""
+    if len(parts) != 2:
+        raise ProtocolError(f"a frame message has 2 parts, got {len(parts)}")
+    header = parse_header(parts[0])
+    payload = parts[1]
+    size = len(memoryview(payload).cast("B"))
+    if size != header.size:
+        raise ProtocolError(f"payload is {size} bytes, header says {header.size}")
+    try:
+        codec = codecs.get(header.codec, header.stream)
+    except ValueError as exc:
+        raise ProtocolError(str(exc)) from None
+    try:
+        data = codec.decode(payload, header.shape, header.dtype)
+    except CodecError:
+        raise
+    except Exception as exc:  # any codec failure on foreign bytes is a protocol error
+        raise CodecError(f"{header.codec} payload could not be decoded: {exc}") from exc
+    intrinsics = None
+    if header.intrinsics is not None:
+        try:
+            intrinsics = Intrinsics.from_dict(header.intrinsics)
+        except ValueError as exc:
+            raise ProtocolError(str(exc)) from None
+    try:
+        frame = Frame(
+            device_id=header.device_id,
+            kind=header.stream,
+            seq=header.seq,
+            data=data,
+            device_time_ns=header.device_time_ns,
+            host_time_ns=header.host_time_ns,
+            frameset_id=header.frameset_id,
+            units=header.units,
+            intrinsics=intrinsics,
+        )
+    except ValueError as exc:
+        raise ProtocolError(f"frame does not match its header: {exc}") from None
+    return header, frame

@@ -1,0 +1,336 @@
+"""The server: devices in, one control endpoint and one data endpoint per device stream out.
+
+How this works: ``start()`` binds the control REP socket and, for every stream of every device,
+a :class:`~rgbdcast.net.publisher.StreamPublisher` (its own XPUB socket and thread). Devices emit
+frames on their capture threads; the server routes each to its stream's publisher, which encodes
+it once and sends it to all subscribers. who/me is built on the control thread from the current
+device registry, so devices added or removed while running show up on a client's next who.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import psutil
+import zmq
+
+from ._version import __version__
+from .devices.base import Device
+from .devices.legacy import LegacyKinect
+from .errors import UsageError
+from .frames import Frame, StreamKind
+from .net.addresses import advertise_host, default_bind, make_endpoint
+from .net.control import ControlEndpoint
+from .net.discovery import Announcer
+from .net.publisher import StreamPublisher
+from .protocol.control import PROTOCOL_VERSION, ControlResponder, EndpointType
+
+__all__ = ["Server"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Entry:
+    device: Device
+    publishers: dict[StreamKind, StreamPublisher] = field(default_factory=dict)
+    started_here: bool = False
+
+
+class Server:
+    """A server streaming the frames of its devices to interested clients.
+
+    Use it as a context manager, or call :meth:`start` and :meth:`stop`::
+
+        with Server(address="127.0.0.1", port=5606) as server:
+            server.add_device(MockDevice())
+            ...
+
+    *address* is the bind address (default ``$RGBDCAST_BIND`` or all interfaces); advertised
+    endpoints use a connectable address, never ``0.0.0.0``. *port* is the control port (0 picks
+    a free one). *name* is shown to clients; *announce* registers the server on Zeroconf on the
+    *interfaces* given (default ``$RGBDCAST_INTERFACES`` or all). *codecs* maps a stream kind to
+    its codec name, *codec_params* to that codec's parameters. *zmq_ctx* and *io_loop* are
+    accepted for streamkinect2 compatibility (*io_loop* is unused: the server runs its own
+    threads).
+    """
+
+    def __init__(
+        self,
+        address: str | None = None,
+        start_immediately: bool = False,
+        name: str | None = None,
+        zmq_ctx: zmq.Context[Any] | None = None,
+        io_loop: Any = None,
+        announce: bool = True,
+        *,
+        port: int = 0,
+        interfaces: list[str] | None = None,
+        codecs: Mapping[StreamKind | str, str] | None = None,
+        codec_params: Mapping[StreamKind | str, dict[str, Any]] | None = None,
+    ) -> None:
+        self.address = address or default_bind()
+        self.name = name or f"rgbdcast on {_hostname()}"
+        self.port = int(port)
+        if not 0 <= self.port < 65536:
+            raise UsageError(f"port must be in 0..65535, got {port}")
+        self.announce = announce
+        self.interfaces = interfaces
+        self._codecs = {StreamKind(k): v for k, v in (codecs or {}).items()}
+        self._params = {StreamKind(k): dict(v) for k, v in (codec_params or {}).items()}
+        from . import codecs as codec_registry
+
+        for kind, codec in self._codecs.items():
+            codec_registry.get(codec, kind)  # raise UsageError now, not on the first frame
+        self._given_ctx = zmq_ctx
+        self._ctx: zmq.Context[Any] | None = None
+        self._entries: dict[str, _Entry] = {}
+        self._routes: dict[str, dict[StreamKind, StreamPublisher]] = {}
+        self._lock = threading.RLock()
+        self._control: ControlEndpoint | None = None
+        self._responder = ControlResponder(me=self._me_payload, stats=self.stats)
+        self._announcer: Announcer | None = None
+        self._host = advertise_host(self.address)
+        self.endpoints: dict[EndpointType, str] = {}
+        if start_immediately:
+            self.start()
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    @property
+    def is_running(self) -> bool:
+        return self._control is not None
+
+    def start(self) -> None:
+        """Bind the endpoints, start the devices and announce. No effect if running."""
+        with self._lock:
+            if self.is_running:
+                log.warning("server already running")
+                return
+            self._ctx = self._given_ctx or zmq.Context()
+            try:
+                control = ControlEndpoint(self._ctx, self.address, self.port, self._responder)
+            except zmq.ZMQError as exc:
+                self._close_ctx()
+                raise UsageError(
+                    f"cannot listen on {self.address}:{self.port}: {exc.strerror}"
+                    " (is another server running? choose another --port)"
+                ) from exc
+            self.port = control.port
+            self._control = control
+            self.endpoints = {EndpointType.control: make_endpoint(self._host, control.port)}
+            try:
+                for entry in self._entries.values():
+                    self._open_entry(entry)
+            except Exception:
+                self.stop()
+                raise
+            control.start()
+            if self.announce:
+                self._announcer = Announcer(self.name, self._host, control.port, self.interfaces)
+                self._announcer.start(self._txt())
+            log.info("serving %r at %s", self.name, self.endpoints[EndpointType.control])
+
+    def stop(self) -> None:
+        """Stop serving, release the ports and stop the devices this server started."""
+        with self._lock:
+            if not self.is_running:
+                log.warning("server not running")
+                return
+            control, self._control = self._control, None
+            assert control is not None
+            control.stop()
+            for entry in self._entries.values():
+                self._close_entry(entry)
+            announcer, self._announcer = self._announcer, None
+            self._close_ctx()
+        if announcer is not None:
+            announcer.stop()
+        log.info("server %r stopped", self.name)
+
+    def _close_ctx(self) -> None:
+        ctx, self._ctx = self._ctx, None
+        if ctx is not None and ctx is not self._given_ctx:
+            ctx.term()
+
+    def __enter__(self) -> Server:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.is_running:
+            self.stop()
+
+    # -- devices ------------------------------------------------------------------------------
+    @property
+    def devices(self) -> list[Device]:
+        """The devices this server serves."""
+        with self._lock:
+            return [e.device for e in self._entries.values()]
+
+    def add_device(self, device: Device | Any) -> Device:
+        """Serve *device* (a :class:`Device`, or a streamkinect2-style kinect object)."""
+        if not isinstance(device, Device):
+            if hasattr(device, "unique_kinect_id") and hasattr(device, "on_depth_frame"):
+                device = LegacyKinect(device)
+            else:
+                raise UsageError(f"{device!r} is not a Device")
+        with self._lock:
+            if device.id in self._entries:
+                raise UsageError(f"a device with id {device.id!r} is already served")
+            entry = _Entry(device)
+            self._entries[device.id] = entry
+            if self.is_running:
+                try:
+                    self._open_entry(entry)
+                except Exception:
+                    del self._entries[device.id]
+                    raise
+        self._update_announcement()
+        return device
+
+    def remove_device(self, device: Device | str | Any) -> None:
+        """Stop serving a device (given as the device, its id, or the kinect object added)."""
+        key = device if isinstance(device, str) else getattr(device, "id", None)
+        if key is None:
+            key = getattr(device, "unique_kinect_id", None)
+        with self._lock:
+            entry = self._entries.pop(str(key), None)
+            if entry is None:
+                raise UsageError(f"device {key!r} is not served here")
+            if self.is_running:
+                self._close_entry(entry)
+        self._update_announcement()
+
+    # streamkinect2 names
+    add_kinect = add_device
+    remove_kinect = remove_device
+
+    @property
+    def kinects(self) -> list[Any]:
+        """streamkinect2 name: the devices (the original kinect objects for wrapped ones)."""
+        return [d.kinect if isinstance(d, LegacyKinect) else d for d in self.devices]
+
+    def _open_entry(self, entry: _Entry) -> None:
+        assert self._ctx is not None
+        dev = entry.device
+        pubs: dict[StreamKind, StreamPublisher] = {}
+        try:
+            for kind in dev.streams:
+                pubs[kind] = StreamPublisher(
+                    self._ctx,
+                    dev.id,
+                    kind,
+                    self.address,
+                    codec=self._codecs.get(kind),
+                    codec_params=self._params.get(kind),
+                )
+        except Exception:
+            for pub in pubs.values():
+                pub.stop()
+            raise
+        for pub in pubs.values():
+            pub.start()
+        entry.publishers = pubs
+        self._routes = {**self._routes, dev.id: pubs}
+        Device.on_frame.connect(self._on_frame, sender=dev, weak=False)
+        Device.on_error.connect(self._on_error, sender=dev, weak=False)
+        if not dev.is_running:
+            dev.start()
+            entry.started_here = True
+
+    def _close_entry(self, entry: _Entry) -> None:
+        dev = entry.device
+        Device.on_frame.disconnect(self._on_frame, sender=dev)
+        Device.on_error.disconnect(self._on_error, sender=dev)
+        self._routes = {k: v for k, v in self._routes.items() if k != dev.id}
+        if entry.started_here:
+            dev.stop()
+            entry.started_here = False
+        for pub in entry.publishers.values():
+            pub.stop()
+        entry.publishers = {}
+
+    def _on_frame(self, device: Device, frame: Frame | None = None, **_: Any) -> None:
+        pubs = self._routes.get(device.id)
+        if pubs is not None and frame is not None:
+            pub = pubs.get(frame.kind)
+            if pub is not None:
+                pub.submit(frame)
+
+    def _on_error(self, device: Device, error: BaseException | None = None, **_: Any) -> None:
+        log.error("device %s failed (%s); it is no longer served", device.id, error)
+
+        def drop() -> None:
+            with contextlib.suppress(UsageError):
+                self.remove_device(device.id)
+
+        threading.Thread(target=drop, name="rgbdcast-drop-device", daemon=True).start()
+
+    # -- what clients see ---------------------------------------------------------------------
+    def _me_payload(self) -> dict[str, Any]:
+        devices = []
+        with self._lock:
+            entries = list(self._entries.values())
+        for entry in entries:
+            dev = entry.device
+            streams = {}
+            endpoints = {}
+            for kind, info in dev.streams.items():
+                pub = entry.publishers.get(kind)
+                if pub is None:
+                    continue
+                endpoints[kind.value] = make_endpoint(self._host, pub.port)
+                streams[kind.value] = {**info.to_dict(), "codec": pub.codec_name}
+            devices.append(
+                {"id": dev.id, "endpoints": endpoints, "streams": streams, **dev.describe()}
+            )
+        return {
+            "version": PROTOCOL_VERSION,
+            "name": self.name,
+            "endpoints": {t.name: ep for t, ep in self.endpoints.items()},
+            "devices": devices,
+            "server": {"software": "rgbdcast", "version": __version__},
+        }
+
+    def stats(self) -> dict[str, Any]:
+        """Counters: per device stream, the control endpoint, and this process."""
+        with self._lock:
+            entries = list(self._entries.values())
+        proc = psutil.Process(os.getpid())
+        return {
+            "streams": {
+                f"{e.device.id}/{k.value}": p.stats.to_dict()
+                for e in entries
+                for k, p in e.publishers.items()
+            },
+            "control": {
+                "requests": self._responder.counters.requests,
+                "errors": dict(self._responder.counters.errors),
+            },
+            "process": {"rss_bytes": proc.memory_info().rss, "threads": proc.num_threads()},
+        }
+
+    def _txt(self) -> dict[str, str]:
+        streams = ";".join(f"{d.id}={','.join(k.value for k in d.streams)}" for d in self.devices)
+        return {
+            "proto": str(PROTOCOL_VERSION),
+            "name": self.name[:200],
+            "devices": str(len(self.devices)),
+            "streams": streams[:250],
+        }
+
+    def _update_announcement(self) -> None:
+        if self._announcer is not None:
+            self._announcer.update(self._txt())
+
+
+def _hostname() -> str:
+    import socket
+
+    return socket.gethostname().split(".")[0] or "localhost"

@@ -1,0 +1,85 @@
+"""Shared fixtures. Every test stays on loopback: servers bind 127.0.0.1 and Zeroconf is bound
+to 127.0.0.1 only (the environment variables below reach subprocesses too)."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+os.environ["RGBDCAST_BIND"] = "127.0.0.1"
+os.environ["RGBDCAST_INTERFACES"] = "127.0.0.1"
+
+from rgbdcast import MockDevice, Server
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DEPTH = REPO.parent / "shared" / "data" / "depth"
+
+
+def _ours() -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if t.name.startswith("rgbdcast-")}
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_threads() -> Iterator[None]:
+    """Fail a test that leaves rgbdcast threads running (Zeroconf goodbyes get 5 s)."""
+    before = _ours()
+    yield
+    deadline = time.monotonic() + 5.0
+    while time.monotonic() < deadline:
+        leaked = _ours() - before
+        if not leaked:
+            return
+        time.sleep(0.05)
+    pytest.fail(f"threads still running after the test: {sorted(t.name for t in leaked)}")
+
+
+@pytest.fixture
+def small_mock() -> MockDevice:
+    """A mock device at reduced color resolution, so tests stay light on 2 cores."""
+    return MockDevice("mock0", color_size=(320, 180), fps=30.0)
+
+
+@pytest.fixture
+def server(small_mock: MockDevice) -> Iterator[Server]:
+    srv = Server(address="127.0.0.1", announce=False, name="test server")
+    srv.add_device(small_mock)
+    srv.start()
+    yield srv
+    if srv.is_running:
+        srv.stop()
+
+
+@pytest.fixture
+def endpoint(server: Server) -> str:
+    return next(iter(server.endpoints.values()))
+
+
+@pytest.fixture
+def depth_dir() -> Path:
+    """../shared/data/depth: skipped where absent, but CI (CI=true) must have it."""
+    if not SHARED_DEPTH.is_dir() or not any(SHARED_DEPTH.glob("*.npy")):
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must have the shared depth frames at {SHARED_DEPTH}")
+        pytest.skip(f"shared depth frames not found at {SHARED_DEPTH} (clone ../shared beside)")
+    return SHARED_DEPTH
+
+
+@pytest.fixture
+def output_dir() -> Path:
+    path = REPO / "test-output"
+    path.mkdir(exist_ok=True)
+    return path
+
+
+def wait_for(predicate, timeout: float = 5.0, interval: float = 0.02) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return bool(predicate())

@@ -74,12 +74,3 @@ def output_dir() -> Path:
     path = REPO / "test-output"
     path.mkdir(exist_ok=True)
     return path
-
-
-def wait_for(predicate, timeout: float = 5.0, interval: float = 0.02) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return bool(predicate())

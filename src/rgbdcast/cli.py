@@ -9,7 +9,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from ._version import __version__
 from .errors import RgbdcastError, UsageError
@@ -46,8 +46,15 @@ def _endpoint_arg(p: argparse.ArgumentParser, optional: bool = True) -> None:
     )
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad argument is one line and a hint, not the whole usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="rgbdcast",
         description="Stream color, depth, infrared and body frames from RGB-D sensors.",
         epilog="Start with:  rgbdcast serve   then, elsewhere:  rgbdcast discover",

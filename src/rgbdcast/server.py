@@ -143,11 +143,12 @@ class Server:
                 log.warning("server not running")
                 return
             control, self._control = self._control, None
-            assert control is not None
-            control.stop()
+            announcer, self._announcer = self._announcer, None
+        assert control is not None
+        control.stop()  # outside the lock: a who being answered needs it to finish
+        with self._lock:
             for entry in self._entries.values():
                 self._close_entry(entry)
-            announcer, self._announcer = self._announcer, None
             self._close_ctx()
         if announcer is not None:
             announcer.stop()
@@ -155,8 +156,14 @@ class Server:
 
     def _close_ctx(self) -> None:
         ctx, self._ctx = self._ctx, None
-        if ctx is not None and ctx is not self._given_ctx:
-            ctx.term()
+        if ctx is None or ctx is self._given_ctx:
+            return
+        # Every socket is closed by its owner thread by now; should one be stuck, do not hang.
+        t = threading.Thread(target=ctx.term, name="rgbdcast-ctx-term", daemon=True)
+        t.start()
+        t.join(2.0)
+        if t.is_alive():
+            log.warning("a socket was not closed in time; ZeroMQ context left to the OS")
 
     def __enter__(self) -> Server:
         self.start()

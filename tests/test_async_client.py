@@ -1,0 +1,43 @@
+import asyncio
+
+import numpy as np
+import pytest
+
+from rgbdcast import AsyncClient, ServerTimeout, StreamKind
+
+
+def test_async_client_streams_and_pings(endpoint: str) -> None:
+    async def main() -> None:
+        events: list[str] = []
+        client = AsyncClient(endpoint, heartbeat_period=100)
+        AsyncClient.on_add_device.connect(
+            lambda s, device_id: events.append(device_id), sender=client, weak=False
+        )
+        async with client:
+            assert client.server_name == "test server" and events == ["mock0"]
+            assert 0 < await client.ping() < 1
+            sub = client.subscribe("mock0", StreamKind.depth)
+            seqs = []
+            async for frame in sub:
+                assert frame.array.dtype == np.uint16
+                seqs.append(frame.seq)
+                if len(seqs) == 5:
+                    break
+            assert seqs == sorted(seqs)
+            body = client.subscribe("mock0", "body")
+            latest = await body.latest(timeout=5)
+            assert latest is not None and len(latest.bodies[0].joints) == 25
+            await asyncio.sleep(0.3)  # heartbeats keep going
+            assert client.is_connected and sub.snapshot().frames >= 5
+        assert not client.is_connected
+
+    asyncio.run(main())
+
+
+def test_async_client_times_out_clearly() -> None:
+    async def main() -> None:
+        client = AsyncClient("tcp://127.0.0.1:9", response_timeout=200)
+        with pytest.raises(ServerTimeout):
+            await client.connect()
+
+    asyncio.run(main())

@@ -1,0 +1,175 @@
+"""End-to-end CLI tests: ``rgbdcast`` run as a subprocess, as a person would."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rgbdcast.codecs.png import decode_png
+
+SUBCOMMANDS = ["serve", "discover", "ping", "info", "stats", "save", "demo", "bench"]
+
+
+def run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "rgbdcast", *args], capture_output=True, text=True, timeout=timeout
+    )
+
+
+class Serve:
+    def __init__(self, *args: str) -> None:
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "rgbdcast",
+                "serve",
+                "--no-announce",
+                "--color-size",
+                "320x180",
+                *args,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        self.first = self.proc.stdout.readline()
+        m = re.search(r"at (tcp://\S+)", self.first)
+        assert m, self.first + (self.proc.stderr.read() if self.proc.stderr else "")
+        self.endpoint = m.group(1)
+        self.port = int(self.endpoint.rsplit(":", 1)[1])
+
+    def stop(self, sig: int = signal.SIGTERM) -> tuple[str, float]:
+        t0 = time.monotonic()
+        self.proc.send_signal(sig)
+        out, err = self.proc.communicate(timeout=10)
+        return out + err, time.monotonic() - t0
+
+
+@pytest.fixture
+def served() -> Iterator[Serve]:
+    s = Serve("--port", "0")
+    yield s
+    if s.proc.poll() is None:
+        s.proc.kill()
+        s.proc.wait()
+
+
+@pytest.mark.parametrize("command", ["", *SUBCOMMANDS])
+def test_help_everywhere(command: str) -> None:
+    res = run(*([command] if command else []), "--help")
+    assert res.returncode == 0 and "usage: rgbdcast" in res.stdout
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_serve_stops_within_a_second_and_frees_its_port(sig: int) -> None:
+    server = Serve("--port", "0")
+    assert "serving" in server.first
+    out, took = server.stop(sig)
+    assert server.proc.returncode == 0, out
+    m = re.search(r"stopped in ([0-9.]+) s", out)
+    assert m and float(m.group(1)) < 1.0, out
+    assert took < 5.0
+    again = Serve("--port", str(server.port))  # the same port binds again at once
+    assert "serving" in again.first
+    again.stop()
+
+
+def test_info_ping_stats(served: Serve) -> None:
+    res = run("info", served.endpoint)
+    assert res.returncode == 0, res.stderr
+    assert "device mock0" in res.stdout and "depth" in res.stdout and "512x424" in res.stdout
+    me = json.loads(run("info", served.endpoint, "--json").stdout)
+    assert me["version"] == 1
+    res = run("ping", served.endpoint, "-n", "2")
+    assert res.returncode == 0 and res.stdout.count("pong") == 2
+    res = run("stats", served.endpoint, "--duration", "2", "--streams", "depth,body")
+    assert res.returncode == 0, res.stderr
+    rows = [ln for ln in res.stdout.splitlines() if ln.startswith("mock0/depth")]
+    assert rows and float(rows[-1].split()[1]) > 10  # fps
+
+
+def test_save_writes_readable_files(served: Serve, tmp_path: Path) -> None:
+    res = run("save", served.endpoint, "--out", str(tmp_path), "-n", "2")
+    assert res.returncode == 0, res.stderr
+    folder = tmp_path / "mock0"
+    depth = sorted(folder.glob("depth_*.png"))
+    assert len(depth) == 2 and len(list(folder.glob("color_*.png"))) == 2
+    img = decode_png(depth[0].read_bytes())
+    assert img.shape == (424, 512) and img.dtype == np.uint16 and img.max() > 1000
+    color = decode_png(next(folder.glob("color_*.png")).read_bytes())
+    assert color.shape == (180, 320, 3)
+    body = json.loads(next(folder.glob("body_*.json")).read_text())
+    assert len(body["bodies"][0]["joints"]) == 25 and "Head" in body["bodies"][0]["joints"]
+
+
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["info", "tcp://127.0.0.1:9"], "did not answer"),
+        (["ping", "not a host:xx"], "bad endpoint"),
+        (["serve", "--port", "99999", "--no-announce"], "port"),
+        (["serve", "--streams", "heat"], "streams are"),
+        (["serve", "--depth-codec", "zip", "--no-announce"], "unknown codec"),
+        (["save", "tcp://127.0.0.1:9", "--out", "/tmp/x"], "did not answer"),
+    ],
+)
+def test_errors_are_one_readable_line(args: list[str], needle: str) -> None:
+    res = run(*args, timeout=30)
+    assert res.returncode == 2
+    assert "Traceback" not in res.stderr
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert needle in res.stderr and len(lines) <= 3, res.stderr
+
+
+def test_a_busy_port_is_one_line(served: Serve) -> None:
+    res = run("serve", "--port", str(served.port), "--no-announce", "--duration", "1")
+    assert res.returncode == 2 and "choose another --port" in res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_demo_shows_every_stream_and_where_to_look(tmp_path: Path) -> None:
+    res = run("demo", "--port", "0", "--duration", "0.5", "--out", str(tmp_path), timeout=90)
+    assert res.returncode == 0, res.stderr
+    for kind in ("color", "depth", "infrared", "body"):
+        row = next(ln for ln in res.stdout.splitlines() if ln.startswith(kind))
+        assert float(row.split()[1]) > 5, row  # fps
+    assert "rgbdcast stats tcp://127.0.0.1:" in res.stdout
+    assert (tmp_path / "color_with_skeleton.png").exists()
+    assert decode_png((tmp_path / "depth_colormap_with_skeleton.png").read_bytes()).shape == (
+        424,
+        512,
+        3,
+    )
+
+
+def test_bench_measures_and_records(tmp_path: Path) -> None:
+    out = tmp_path / "B.md"
+    res = run(
+        "bench",
+        "--subscribers",
+        "2",
+        "--duration",
+        "2",
+        "--warmup",
+        "1",
+        "--write",
+        str(out),
+        timeout=120,
+    )
+    assert res.returncode == 0, res.stderr
+    text = out.read_text()
+    assert "<!-- bench:e2e -->" in text and "Command: `rgbdcast bench" in text
+    row = next(ln for ln in text.splitlines() if ln.startswith("| 2 | mock0/depth"))
+    fps = float(row.split("|")[3].split("/")[0])
+    assert 20 < fps < 40

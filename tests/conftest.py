@@ -3,12 +3,14 @@ to 127.0.0.1 only (the environment variables below reach subprocesses too)."""
 
 from __future__ import annotations
 
+import gc
 import os
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
 os.environ["RGBDCAST_BIND"] = "127.0.0.1"
@@ -20,22 +22,56 @@ REPO = Path(__file__).resolve().parent.parent
 SHARED_DEPTH = REPO.parent / "shared" / "data" / "depth"
 
 
+FD_SLACK = 2
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _warm_global_contexts() -> None:
+    """Process-wide ZeroMQ state opens descriptors on first use and keeps them: the sync and
+    asyncio global contexts, and pyzmq's garbage-collector thread (made by the first zero-copy
+    send). Create all three once so the per-test descriptor count starts after them."""
+    import zmq
+    import zmq.asyncio
+
+    for ctx in (zmq.Context.instance(), zmq.asyncio.Context.instance()):
+        sock = ctx.socket(zmq.SUB)
+        sock.connect("tcp://127.0.0.1:9")
+        sock.close(0)
+    ctx = zmq.Context.instance()
+    pull, push = ctx.socket(zmq.PULL), ctx.socket(zmq.PUSH)
+    pull.bind("inproc://rgbdcast-warmup")
+    push.connect("inproc://rgbdcast-warmup")
+    push.send(bytearray(1 << 20), copy=False)
+    pull.recv()
+    push.close(0)
+    pull.close(0)
+
+
 def _ours() -> set[threading.Thread]:
     return {t for t in threading.enumerate() if t.name.startswith("rgbdcast-")}
 
 
+def _fds() -> int:
+    return psutil.Process().num_fds() if hasattr(psutil.Process, "num_fds") else 0
+
+
 @pytest.fixture(autouse=True)
-def no_leaked_threads() -> Iterator[None]:
-    """Fail a test that leaves rgbdcast threads running (Zeroconf goodbyes get 5 s)."""
-    before = _ours()
+def no_leaks() -> Iterator[None]:
+    """Fail a test that leaves rgbdcast threads running or sockets open (Zeroconf goodbyes get
+    5 s). File descriptors are the socket count: every ZeroMQ context and socket holds some."""
+    gc.collect()
+    before, fds = _ours(), _fds()
     yield
     deadline = time.monotonic() + 5.0
     while time.monotonic() < deadline:
         leaked = _ours() - before
-        if not leaked:
+        if not leaked and _fds() <= fds + FD_SLACK:
             return
+        gc.collect()
         time.sleep(0.05)
-    pytest.fail(f"threads still running after the test: {sorted(t.name for t in leaked)}")
+    if leaked:
+        pytest.fail(f"threads still running after the test: {sorted(t.name for t in leaked)}")
+    pytest.fail(f"file descriptors grew from {fds} to {_fds()}: a socket was not closed")
 
 
 @pytest.fixture

@@ -49,6 +49,12 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--duration", type=float, default=10.0, help="measured seconds per run")
     p.add_argument("--warmup", type=float, default=2.0, help="seconds before measuring")
     p.add_argument("--port", type=int, default=0, help="control port (default: a free one)")
+    p.add_argument("--repeat", type=int, default=1, help="runs of each configuration (default 1)")
+    p.add_argument(
+        "--no-peer",
+        action="store_true",
+        help="skip the plain-pyzmq subscribers measured beside ours (the ceiling)",
+    )
     p.add_argument(
         "--write",
         metavar="FILE",
@@ -75,7 +81,13 @@ def _pct(values: list[float], q: float) -> float:
 
 
 def run_e2e(
-    subscribers: int, streams: str, fps: float, duration: float, warmup: float, port: int = 0
+    subscribers: int,
+    streams: str,
+    fps: float,
+    duration: float,
+    warmup: float,
+    port: int = 0,
+    client: str = "rgbdcast",
 ) -> dict[str, Any]:
     """One run: a server process and *subscribers* subscriber processes. Returns the figures."""
     port = port or _free_port()
@@ -170,6 +182,7 @@ def run_e2e(
             agg["dropped"] += s["dropped"]
             agg["mbit"].append(s["mbit_s"])
     return {
+        "client": client,
         "subscribers": subscribers,
         "server_cpu_percent": cpu,
         "server_rss_mb": max(rss) / 1e6,
@@ -225,7 +238,10 @@ def _sub_main(argv: Sequence[str]) -> int:
     p.add_argument("--streams", default="depth")
     p.add_argument("--duration", type=float, default=10.0)
     p.add_argument("--warmup", type=float, default=2.0)
+    p.add_argument("--client", choices=["rgbdcast", "pyzmq"], default="rgbdcast")
     args = p.parse_args(argv)
+    if args.client == "pyzmq":
+        return _plain_sub(args)
     me = psutil.Process()
     with Client(args.endpoint, reconnect=False) as client:
         subs = [
@@ -265,6 +281,87 @@ def _sub_main(argv: Sequence[str]) -> int:
     return 0
 
 
+def _plain_sub(args: argparse.Namespace) -> int:
+    """The ceiling: a bare pyzmq SUB socket per stream, header parsed, payload as numpy, no
+    threads, no checks. Same figures as the rgbdcast subscriber."""
+    import json as _json
+
+    import numpy as np
+    import zmq
+
+    from .client import SUB_HWM
+
+    me = psutil.Process()
+    ctx = zmq.Context()
+    req = ctx.socket(zmq.REQ)
+    req.setsockopt(zmq.LINGER, 0)
+    req.connect(args.endpoint)
+    req.send(b"\x03")
+    info = _json.loads(req.recv_multipart()[1])
+    req.close()
+    poller = zmq.Poller()
+    socks: dict[Any, dict[str, Any]] = {}
+    for dev in info["devices"]:
+        for kind in args.streams.split(","):
+            s = ctx.socket(zmq.SUB)
+            s.setsockopt(zmq.LINGER, 0)
+            s.setsockopt(zmq.RCVHWM, SUB_HWM)
+            s.setsockopt(zmq.SUBSCRIBE, b"")
+            s.connect(dev["endpoints"][kind])
+            poller.register(s, zmq.POLLIN)
+            socks[s] = {
+                "name": f"{dev['id']}/{kind}",
+                "lat": [],
+                "frames": 0,
+                "dropped": 0,
+                "bytes": 0,
+                "last": None,
+            }
+    t0 = time.monotonic()
+    warm, end = t0 + args.warmup, t0 + args.warmup + args.duration
+    c0 = None
+    while time.monotonic() < end:
+        if c0 is None and time.monotonic() >= warm:
+            c0 = me.cpu_times()
+        for s, _ in poller.poll(100):
+            header, payload = s.recv_multipart(copy=False)
+            now = time.time_ns()
+            h = _json.loads(bytes(header.buffer[5:]))
+            if h["codec"] == "raw":
+                np.frombuffer(payload.buffer, h["dtype"]).reshape(h["shape"])
+            st = socks[s]
+            if time.monotonic() < warm:
+                st["last"] = h["seq"]
+                continue
+            st["frames"] += 1
+            st["bytes"] += len(header.buffer) + len(payload.buffer)
+            st["lat"].append((now - h["t_host"]) / 1e6)
+            if st["last"] is not None and h["seq"] > st["last"] + 1:
+                st["dropped"] += h["seq"] - st["last"] - 1
+            st["last"] = h["seq"]
+    c1 = me.cpu_times()
+    span = args.duration
+    assert c0 is not None
+    out: dict[str, Any] = {
+        "cpu_percent": (c1.user + c1.system - c0.user - c0.system) / span * 100,
+        "streams": {
+            st["name"]: {
+                "frames": st["frames"],
+                "fps": st["frames"] / span,
+                "dropped": st["dropped"],
+                "mbit_s": st["bytes"] * 8 / span / 1e6,
+                "latencies_ms": st["lat"],
+            }
+            for st in socks.values()
+        },
+    }
+    for s in socks:
+        s.close(0)
+    ctx.term()
+    print(json.dumps(out), flush=True)
+    return 0
+
+
 def machine_description() -> str:
     cpu = platform.processor() or platform.machine()
     try:
@@ -297,65 +394,78 @@ def write_section(path: str | Path, key: str, body: str) -> None:
     file.write_text(text)
 
 
+def _print_run(r: dict[str, Any]) -> None:
+    for name, st in r["streams"].items():
+        print(
+            f"  [{r['client']}] {name}: fps {st['fps_mean']:.1f} (min {st['fps_min']:.1f}), "
+            f"latency p50 {st['latency_p50_ms']:.2f} ms p99 {st['latency_p99_ms']:.2f} ms, "
+            f"dropped {st['dropped']}, {st['mbit_s_each']:.1f} Mbit/s each",
+            flush=True,
+        )
+    print(
+        f"  [{r['client']}] server CPU {r['server_cpu_percent']:.1f}% of one core, RSS "
+        f"{r['server_rss_mb']:.0f} MB; subscriber CPU "
+        f"{', '.join(f'{c:.0f}%' for c in r['subscriber_cpu_percent'])}",
+        flush=True,
+    )
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     if any(n < 1 or n > 64 for n in args.subscribers):
         raise UsageError("subscriber counts must be between 1 and 64")
+    if args.repeat < 1:
+        raise UsageError("--repeat must be at least 1")
+    clients = ["rgbdcast"] if args.no_peer else ["rgbdcast", "pyzmq"]
     runs = []
     for n in args.subscribers:
-        print(
-            f"run: {n} subscriber(s), streams {args.streams} at {args.fps:g} fps, "
-            f"{args.duration:g} s ...",
-            flush=True,
-        )
-        r = run_e2e(n, args.streams, args.fps, args.duration, args.warmup, args.port)
-        runs.append(r)
-        for name, s in r["streams"].items():
-            print(
-                f"  {name}: fps {s['fps_mean']:.1f} (min {s['fps_min']:.1f}), latency p50 "
-                f"{s['latency_p50_ms']:.2f} ms p99 {s['latency_p99_ms']:.2f} ms, dropped "
-                f"{s['dropped']}, {s['mbit_s_each']:.1f} Mbit/s each",
-                flush=True,
-            )
-        print(
-            f"  server CPU {r['server_cpu_percent']:.1f}% of one core, RSS "
-            f"{r['server_rss_mb']:.0f} MB; subscriber CPU "
-            f"{', '.join(f'{c:.0f}%' for c in r['subscriber_cpu_percent'])}",
-            flush=True,
-        )
+        for i in range(args.repeat):
+            for client in clients:
+                print(
+                    f"run {i + 1}/{args.repeat}: {n} {client} subscriber(s), streams "
+                    f"{args.streams} at {args.fps:g} fps, {args.duration:g} s ...",
+                    flush=True,
+                )
+                r = run_e2e(
+                    n, args.streams, args.fps, args.duration, args.warmup, args.port, client
+                )
+                r["run"] = i + 1
+                runs.append(r)
+                _print_run(r)
     if args.write:
         rows = [
-            "| subscribers | stream | fps (mean / min) | latency p50 | latency p99 | dropped"
-            " | Mbit/s each | server CPU | server RSS |",
-            "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+            "| subscribers | client | run | stream | fps (mean / min) | latency p50 | latency p99"
+            " | dropped | Mbit/s each | server CPU | server RSS |",
+            "|---:|---|---:|---|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for r in runs:
-            for name, s in r["streams"].items():
+            for name, st in r["streams"].items():
                 rows.append(
-                    f"| {r['subscribers']} | {name} | {s['fps_mean']:.1f} / {s['fps_min']:.1f} | "
-                    f"{s['latency_p50_ms']:.2f} ms | {s['latency_p99_ms']:.2f} ms | "
-                    f"{s['dropped']} | "
-                    f"{s['mbit_s_each']:.1f} | {r['server_cpu_percent']:.1f}% | "
-                    f"{r['server_rss_mb']:.0f} MB |"
+                    f"| {r['subscribers']} | {r['client']} | {r['run']} | {name} | "
+                    f"{st['fps_mean']:.1f} / {st['fps_min']:.1f} | "
+                    f"{st['latency_p50_ms']:.2f} ms | {st['latency_p99_ms']:.2f} ms | "
+                    f"{st['dropped']} | {st['mbit_s_each']:.1f} | "
+                    f"{r['server_cpu_percent']:.1f}% | {r['server_rss_mb']:.0f} MB |"
                 )
-        cmd = (
-            "rgbdcast bench " + " ".join(sys.argv[2:])
-            if sys.argv[1:2] == ["bench"]
-            else "rgbdcast bench"
-        )
+        cmd = "rgbdcast bench"
+        if sys.argv[1:2] == ["bench"]:
+            cmd += " " + " ".join(sys.argv[2:])
         body = "\n".join(
             [
                 "## End to end from the mock device",
                 "",
                 f"Measured {time.strftime('%Y-%m-%d')} on: {machine_description()}.",
                 "",
-                f"Command: `{cmd}`",
+                f"Command: `{cmd.strip()}`",
                 "",
                 "The server is its own process serving a mock device that pre-renders its "
                 "frames (so server CPU is the cost of serving, not of drawing); each "
-                "subscriber is another process that receives and decodes every frame. "
-                "Latency is capture (the frame's host timestamp) to the frame in the "
-                "subscriber's hands, on one clock. Dropped counts sequence gaps (frames the "
-                "subscriber never got). CPU is percent of one core.",
+                "subscriber is another process. `rgbdcast` subscribers use `Client` and take "
+                "every frame from `Subscription.get()` on a user thread; `pyzmq` subscribers "
+                "are the ceiling, bare SUB sockets on the same server in the same run "
+                "(header parsed, payload wrapped as numpy, nothing else). Latency is capture "
+                "(the frame's host timestamp) to the frame in the subscriber's hands, on one "
+                "clock. Dropped counts sequence gaps (frames the subscriber never got). CPU "
+                "is percent of one core.",
                 "",
                 *rows,
             ]

@@ -41,3 +41,50 @@ def test_async_client_times_out_clearly() -> None:
             await client.connect()
 
     asyncio.run(main())
+
+
+def test_async_client_reconnects_when_the_server_returns() -> None:
+    from rgbdcast import MockDevice, Server
+
+    srv = Server(address="127.0.0.1", announce=False)
+    srv.add_device(MockDevice("mock0", color_size=(64, 36)))
+    srv.start()
+    port = srv.port
+
+    async def main() -> list[str]:
+        events: list[str] = []
+        client = AsyncClient(f"tcp://127.0.0.1:{port}", heartbeat_period=100, response_timeout=300)
+        AsyncClient.on_connect.connect(
+            lambda s: events.append("connect"), sender=client, weak=False
+        )
+        AsyncClient.on_disconnect.connect(
+            lambda s: events.append("disconnect"), sender=client, weak=False
+        )
+        async with client:
+            sub = client.subscribe("mock0", "depth")
+            await sub.get(timeout=5)
+            srv.stop()
+            for _ in range(50):
+                if "disconnect" in events:
+                    break
+                await asyncio.sleep(0.1)
+            srv2 = Server(address="127.0.0.1", announce=False, port=port)
+            srv2.add_device(MockDevice("mock0", color_size=(64, 36)))
+            srv2.start()
+            try:
+                for _ in range(50):
+                    if events.count("connect") == 2:
+                        break
+                    await asyncio.sleep(0.1)
+                frame = None
+                for _ in range(100):  # frames flow again from the new server's endpoint
+                    frame = await sub.get(timeout=5)
+                    if frame.seq < 30:
+                        break
+                assert frame is not None and frame.seq < 30
+            finally:
+                srv2.stop()
+        return events
+
+    events = asyncio.run(main())
+    assert events[:3] == ["connect", "disconnect", "connect"]

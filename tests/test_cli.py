@@ -176,3 +176,37 @@ def test_bench_measures_and_records(tmp_path: Path) -> None:
         assert cells[4] == "mock0/depth"
         fps = float(cells[5].split("/")[0])
         assert 20 < fps < 40, row
+
+
+def test_discover_lists_a_server_announced_on_loopback() -> None:
+    server = Serve.__new__(Serve)
+    server.proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "rgbdcast",
+            "serve",
+            "--port",
+            "0",
+            "--name",
+            "cli disco",
+            "--interface",
+            "127.0.0.1",
+            "--streams",
+            "depth,body",
+            "--color-size",
+            "64x36",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.proc.stdout is not None and "serving" in server.proc.stdout.readline()
+        res = run("discover", "--timeout", "4", "--interface", "127.0.0.1")
+        assert res.returncode == 0, res.stderr
+        assert "+ cli disco  tcp://127.0.0.1:" in res.stdout
+        assert "device mock0" in res.stdout and "1 server(s) found" in res.stdout
+    finally:
+        server.proc.terminate()
+        server.proc.communicate(timeout=10)

@@ -1,6 +1,6 @@
 """Pure codecs (no I/O) and their registry: ``get(name)``, ``available(kind)``."""
 
-from . import body, png, raw
+from . import body, grad, jpeg, png, raw
 from .base import (
     MAX_DECODED_BYTES,
     Codec,
@@ -9,6 +9,7 @@ from .base import (
     check_shape,
     default_codec,
     get,
+    output_shape,
     register,
 )
 
@@ -18,9 +19,12 @@ __all__ = [
     "CodecInfo",
     "available",
     "body",
+    "grad",
+    "jpeg",
     "check_shape",
     "default_codec",
     "get",
+    "output_shape",
     "png",
     "raw",
     "register",

@@ -24,6 +24,7 @@ __all__ = [
     "check_shape",
     "default_codec",
     "get",
+    "output_shape",
     "register",
 ]
 
@@ -56,9 +57,9 @@ class Codec(Protocol):
 _REGISTRY: dict[str, Codec] = {}
 
 _DEFAULTS = {
-    StreamKind.color: "raw",
-    StreamKind.depth: "raw",
-    StreamKind.infrared: "raw",
+    StreamKind.color: "jpeg",
+    StreamKind.depth: "grad-zstd",
+    StreamKind.infrared: "grad-zstd",
     StreamKind.body: "body",
 }
 
@@ -89,6 +90,12 @@ def available(kind: StreamKind | None = None) -> list[CodecInfo]:
 
 def default_codec(kind: StreamKind) -> str:
     return _DEFAULTS[kind]
+
+
+def output_shape(codec: Codec, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The shape a payload of *codec* decodes to (JPEG turns BGRA into BGR)."""
+    fn = getattr(codec, "output_shape", None)
+    return tuple(fn(shape)) if fn is not None else shape
 
 
 def check_shape(shape: tuple[int, ...], dtype: str) -> tuple[tuple[int, ...], np.dtype[Any]]:

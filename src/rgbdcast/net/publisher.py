@@ -149,7 +149,8 @@ class StreamPublisher:
             return
         self._stats.encode_ns += time.perf_counter_ns() - t0
         size = memoryview(payload).nbytes
-        header = build_header(frame, self.codec_name, size, time.time_ns())
+        shape = codecs.output_shape(self._codec, frame.shape)
+        header = build_header(frame, self.codec_name, size, time.time_ns(), shape)
         try:
             sock.send_multipart([header, payload], copy=False)
         except zmq.ZMQError as exc:  # only on shutdown; XPUB drops rather than blocks

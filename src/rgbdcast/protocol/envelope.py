@@ -52,8 +52,13 @@ class FrameHeader:
     intrinsics: dict[str, Any] | None = None
 
 
-def build_header(frame: Frame, codec: str, size: int, send_time_ns: int) -> bytes:
-    """The header part for *frame* encoded with *codec* into *size* payload bytes."""
+def build_header(
+    frame: Frame, codec: str, size: int, send_time_ns: int, shape: tuple[int, ...] | None = None
+) -> bytes:
+    """The header part for *frame* encoded with *codec* into *size* payload bytes.
+
+    *shape* is what the payload decodes to, when the codec changes it (JPEG from BGRA is BGR).
+    """
     fields: dict[str, Any] = {
         "device": frame.device_id,
         "stream": frame.kind.value,
@@ -62,7 +67,7 @@ def build_header(frame: Frame, codec: str, size: int, send_time_ns: int) -> byte
         "t_host": frame.host_time_ns,
         "t_send": send_time_ns,
         "frameset": frame.frameset_id,
-        "shape": list(frame.shape),
+        "shape": list(shape if shape is not None else frame.shape),
         "dtype": frame.dtype,
         "codec": codec,
         "units": frame.units,

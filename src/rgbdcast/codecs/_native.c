@@ -1,0 +1,244 @@
+/* Hot loops of the lossless depth codecs, one pass each way, GIL released.
+ *
+ * grad_encode / grad_decode: the planar (gradient) predictor x - left - up + upleft, taken mod
+ * 2^16, zigzagged and split into a low-byte plane and a high-byte plane (the planes compress far
+ * better than interleaved bytes). Bit-identical to the numpy fallback in grad.py.
+ *
+ * rvl_encode / rvl_decode: Wilson's RVL (run-length of zeros and non-zeros, zigzagged deltas of
+ * the non-zero values in 3-bit variable-length nibbles packed into little-endian 32-bit words),
+ * extended to the full uint16 range. Every read is bounds-checked: garbage raises ValueError.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+static int get_dims(Py_ssize_t w, Py_ssize_t h) {
+    if (w <= 0 || h <= 0 || w > 65536 || h > 65536) {
+        PyErr_SetString(PyExc_ValueError, "bad image size");
+        return -1;
+    }
+    return 0;
+}
+
+static inline uint16_t zigzag(uint16_t r) {
+    int16_t s = (int16_t)r;
+    return (uint16_t)(((uint16_t)s << 1) ^ (uint16_t)(s >> 15));
+}
+
+static inline uint16_t unzigzag(uint16_t z) { return (uint16_t)((z >> 1) ^ (uint16_t)(-(int)(z & 1))); }
+
+/* Edges use the same predictor with missing neighbours taken as 0; the inner loop has no
+   branches so that the compiler can vectorise it. */
+static void grad_fwd(const uint16_t *restrict d, uint8_t *restrict lo, uint8_t *restrict hi,
+                     Py_ssize_t w, Py_ssize_t h) {
+    uint16_t z = zigzag(d[0]);
+    lo[0] = (uint8_t)z; hi[0] = (uint8_t)(z >> 8);
+    for (Py_ssize_t x = 1; x < w; x++) {
+        z = zigzag((uint16_t)(d[x] - d[x - 1]));
+        lo[x] = (uint8_t)z; hi[x] = (uint8_t)(z >> 8);
+    }
+    for (Py_ssize_t y = 1; y < h; y++) {
+        const uint16_t *restrict row = d + y * w, *restrict up = row - w;
+        uint8_t *restrict l = lo + y * w, *restrict g = hi + y * w;
+        z = zigzag((uint16_t)(row[0] - up[0]));
+        l[0] = (uint8_t)z; g[0] = (uint8_t)(z >> 8);
+        for (Py_ssize_t x = 1; x < w; x++) {
+            uint16_t r = (uint16_t)(row[x] - row[x - 1] - up[x] + up[x - 1]);
+            uint16_t zz = (uint16_t)((r << 1) ^ (uint16_t)(-(int)(r >> 15)));
+            l[x] = (uint8_t)zz; g[x] = (uint8_t)(zz >> 8);
+        }
+    }
+}
+
+static void grad_inv(const uint8_t *restrict lo, const uint8_t *restrict hi, uint16_t *restrict d,
+                     Py_ssize_t w, Py_ssize_t h) {
+    uint16_t acc = 0;
+    for (Py_ssize_t x = 0; x < w; x++) {
+        acc = (uint16_t)(acc + unzigzag((uint16_t)(lo[x] | (hi[x] << 8))));
+        d[x] = acc;
+    }
+    for (Py_ssize_t y = 1; y < h; y++) {
+        uint16_t *restrict row = d + y * w;
+        const uint16_t *restrict up = row - w;
+        const uint8_t *restrict l = lo + y * w, *restrict g = hi + y * w;
+        /* row[x] = row[x-1] + e[x], e[x] = r[x] + up[x] - up[x-1]: e first (vectorisable),
+           then a running sum. */
+        row[0] = (uint16_t)(unzigzag((uint16_t)(l[0] | (g[0] << 8))) + up[0]);
+        for (Py_ssize_t x = 1; x < w; x++)
+            row[x] = (uint16_t)(unzigzag((uint16_t)(l[x] | (g[x] << 8))) + up[x] - up[x - 1]);
+        acc = row[0];
+        for (Py_ssize_t x = 1; x < w; x++) {
+            acc = (uint16_t)(acc + row[x]);
+            row[x] = acc;
+        }
+    }
+}
+
+static PyObject *grad_encode(PyObject *self, PyObject *args) {
+    Py_buffer in;
+    Py_ssize_t w, h;
+    if (!PyArg_ParseTuple(args, "y*nn", &in, &w, &h)) return NULL;
+    if (get_dims(w, h) < 0 || in.len != w * h * 2) {
+        PyBuffer_Release(&in);
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "buffer size does not match w*h*2");
+        return NULL;
+    }
+    PyObject *out = PyBytes_FromStringAndSize(NULL, 2 * w * h);
+    if (!out) { PyBuffer_Release(&in); return NULL; }
+    uint8_t *lo = (uint8_t *)PyBytes_AS_STRING(out);
+    Py_BEGIN_ALLOW_THREADS
+    grad_fwd((const uint16_t *)in.buf, lo, lo + w * h, w, h);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&in);
+    return out;
+}
+
+static PyObject *grad_decode(PyObject *self, PyObject *args) {
+    Py_buffer in;
+    Py_ssize_t w, h;
+    if (!PyArg_ParseTuple(args, "y*nn", &in, &w, &h)) return NULL;
+    if (get_dims(w, h) < 0 || in.len != w * h * 2) {
+        PyBuffer_Release(&in);
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "plane size does not match w*h*2");
+        return NULL;
+    }
+    PyObject *out = PyBytes_FromStringAndSize(NULL, 2 * w * h);
+    if (!out) { PyBuffer_Release(&in); return NULL; }
+    const uint8_t *lo = (const uint8_t *)in.buf;
+    Py_BEGIN_ALLOW_THREADS
+    grad_inv(lo, lo + w * h, (uint16_t *)PyBytes_AS_STRING(out), w, h);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&in);
+    return out;
+}
+
+typedef struct { uint32_t *buf, *p, *end; uint32_t word; int nibbles; } vle_writer;
+
+static int vle_put(vle_writer *w, uint32_t value) {
+    do {
+        uint32_t nibble = value & 7;
+        value >>= 3;
+        if (value) nibble |= 8;
+        w->word = (w->word << 4) | nibble;
+        if (++w->nibbles == 8) {
+            if (w->p == w->end) return -1;
+            *w->p++ = w->word;
+            w->word = 0;
+            w->nibbles = 0;
+        }
+    } while (value);
+    return 0;
+}
+
+static PyObject *rvl_encode(PyObject *self, PyObject *args) {
+    Py_buffer in;
+    if (!PyArg_ParseTuple(args, "y*", &in)) return NULL;
+    if (in.len % 2) { PyBuffer_Release(&in); PyErr_SetString(PyExc_ValueError, "odd buffer"); return NULL; }
+    Py_ssize_t n = in.len / 2;
+    /* worst case: 6 nibbles per value plus two run lengths per value */
+    Py_ssize_t cap_words = (n * 14 + 64) / 8 + 2;
+    uint32_t *buf = (uint32_t *)PyMem_Malloc((size_t)cap_words * 4);
+    if (!buf) { PyBuffer_Release(&in); return PyErr_NoMemory(); }
+    vle_writer w = {buf, buf, buf + cap_words, 0, 0};
+    const uint16_t *src = (const uint16_t *)in.buf, *end = src + n;
+    int err = 0;
+    Py_BEGIN_ALLOW_THREADS
+    int32_t previous = 0;
+    while (src != end && !err) {
+        uint32_t zeros = 0, nonzeros = 0;
+        for (; src != end && !*src; src++) zeros++;
+        err |= vle_put(&w, zeros);
+        for (const uint16_t *p = src; p != end && *p; p++) nonzeros++;
+        err |= vle_put(&w, nonzeros);
+        for (uint32_t i = 0; i < nonzeros; i++) {
+            int32_t current = *src++;
+            int32_t delta = current - previous;
+            err |= vle_put(&w, (uint32_t)((delta << 1) ^ (delta >> 31)));
+            previous = current;
+        }
+    }
+    if (w.nibbles && !err) {
+        if (w.p == w.end) err = 1; else *w.p++ = w.word << (4 * (8 - w.nibbles));
+    }
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&in);
+    if (err) { PyMem_Free(buf); PyErr_SetString(PyExc_RuntimeError, "RVL buffer overflow"); return NULL; }
+    PyObject *out = PyBytes_FromStringAndSize((const char *)buf, (w.p - buf) * 4);
+    PyMem_Free(buf);
+    return out;
+}
+
+typedef struct { const uint32_t *p, *end; uint32_t word; int nibbles; } vle_reader;
+
+static int vle_get(vle_reader *r, uint32_t *value) {
+    uint32_t v = 0;
+    int shift = 0;
+    for (;;) {
+        if (!r->nibbles) {
+            if (r->p == r->end) return -1;
+            r->word = *r->p++;
+            r->nibbles = 8;
+        }
+        uint32_t nibble = r->word >> 28;
+        r->word <<= 4;
+        r->nibbles--;
+        if (shift > 30) return -1;
+        v |= (nibble & 7) << shift;
+        shift += 3;
+        if (!(nibble & 8)) break;
+    }
+    *value = v;
+    return 0;
+}
+
+static PyObject *rvl_decode(PyObject *self, PyObject *args) {
+    Py_buffer in;
+    Py_ssize_t n;
+    if (!PyArg_ParseTuple(args, "y*n", &in, &n)) return NULL;
+    if (n < 0 || n > (Py_ssize_t)1 << 28 || in.len % 4) {
+        PyBuffer_Release(&in);
+        PyErr_SetString(PyExc_ValueError, "bad RVL size");
+        return NULL;
+    }
+    PyObject *out = PyBytes_FromStringAndSize(NULL, 2 * n);
+    if (!out) { PyBuffer_Release(&in); return NULL; }
+    uint16_t *dst = (uint16_t *)PyBytes_AS_STRING(out);
+    vle_reader r = {(const uint32_t *)in.buf, (const uint32_t *)in.buf + in.len / 4, 0, 0};
+    int err = 0;
+    Py_BEGIN_ALLOW_THREADS
+    Py_ssize_t i = 0;
+    int32_t previous = 0;
+    while (i < n && !err) {
+        uint32_t zeros, nonzeros;
+        if (vle_get(&r, &zeros) || vle_get(&r, &nonzeros) || zeros > (uint32_t)(n - i) ||
+            nonzeros > (uint32_t)(n - i - zeros)) { err = 1; break; }
+        memset(dst + i, 0, zeros * 2);
+        i += zeros;
+        for (uint32_t k = 0; k < nonzeros; k++) {
+            uint32_t positive;
+            if (vle_get(&r, &positive)) { err = 1; break; }
+            int32_t delta = (int32_t)(positive >> 1) ^ -(int32_t)(positive & 1);
+            int32_t current = previous + delta;
+            if (current <= 0 || current > 65535) { err = 1; break; }
+            dst[i++] = (uint16_t)current;
+            previous = current;
+        }
+    }
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&in);
+    if (err) { Py_DECREF(out); PyErr_SetString(PyExc_ValueError, "corrupt RVL data"); return NULL; }
+    return out;
+}
+
+static PyMethodDef methods[] = {
+    {"grad_encode", grad_encode, METH_VARARGS, "uint16 image -> residual byte planes"},
+    {"grad_decode", grad_decode, METH_VARARGS, "residual byte planes -> uint16 image"},
+    {"rvl_encode", rvl_encode, METH_VARARGS, "uint16 pixels -> RVL bytes"},
+    {"rvl_decode", rvl_decode, METH_VARARGS, "RVL bytes, pixel count -> uint16 pixels"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_native", NULL, -1, methods};
+
+PyMODINIT_FUNC PyInit__native(void) { return PyModule_Create(&module); }

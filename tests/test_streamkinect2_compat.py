@@ -197,3 +197,25 @@ def test_the_seed_examples_run(tmp_path: Path) -> None:
             if p is not None and p.poll() is None:
                 p.kill()
                 p.wait()
+
+
+def test_depth_frame_compressor_compresses_with_frame_drop() -> None:
+    import numpy as np
+
+    from rgbdcast import DepthFrameCompressor, codecs
+
+    kinect = MockKinect(color_size=(64, 36), fps=200)
+    got: list[bytes] = []
+    with DepthFrameCompressor(kinect) as compressor:
+
+        @DepthFrameCompressor.on_compressed_frame.connect_via(compressor)
+        def on_compressed(sender: DepthFrameCompressor, compressed_frame: bytes) -> None:
+            got.append(compressed_frame)
+            time.sleep(0.02)  # a slow consumer overloads the worker: frames get dropped
+
+        with kinect:
+            assert wait_for(lambda: len(got) >= 10, timeout=10)
+    assert compressor.dropped > 0 and compressor.compressed == len(got)
+    depth = codecs.get(compressor.codec_name).decode(got[-1], (424, 512), "<u2")
+    assert depth.dtype == np.uint16 and 500 < np.median(depth) < 6000
+    assert len(got[-1]) < 512 * 424 * 2 / 2  # compressed

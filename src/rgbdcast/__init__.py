@@ -6,6 +6,7 @@
 from ._version import __version__
 from .aio import AsyncClient, AsyncSubscription
 from .client import Client, Subscription
+from .compress import DepthFrameCompressor
 from .devices import DepthFrame, Device, MockDevice, MockKinect, StreamInfo
 from .errors import (
     CodecError,
@@ -37,6 +38,7 @@ __all__ = [
     "Client",
     "CodecError",
     "DepthFrame",
+    "DepthFrameCompressor",
     "Device",
     "DeviceError",
     "EndpointType",

@@ -102,8 +102,36 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="render N mock framesets up front and loop them (benchmarks)",
     )
-    for kind in ("color", "depth", "infrared"):
-        p.add_argument(f"--{kind}-codec", default=None, help=f"codec of {kind} frames")
+    from .codecs import available, default_codec
+
+    for kind in (StreamKind.color, StreamKind.depth, StreamKind.infrared):
+        names = ", ".join(c.name for c in available(kind))
+        p.add_argument(
+            f"--{kind.value}-codec",
+            default=None,
+            metavar="CODEC",
+            help=f"codec of {kind.value} frames: {names} (default {default_codec(kind)})",
+        )
+    p.add_argument(
+        "--color-quality",
+        type=int,
+        default=None,
+        metavar="Q",
+        help="JPEG quality 1-100 (default 85)",
+    )
+    p.add_argument(
+        "--color-subsampling",
+        choices=["420", "422", "444"],
+        default=None,
+        help="JPEG chroma subsampling (default 420)",
+    )
+    p.add_argument(
+        "--depth-level",
+        type=int,
+        default=None,
+        metavar="L",
+        help="zstd level of the grad-zstd codecs for depth and infrared (1-22)",
+    )
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     p.add_argument("--quiet", action="store_true", help="no periodic status line")
     p.set_defaults(func=cmd_serve)
@@ -169,6 +197,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from .server import Server
 
     codecs = {k: getattr(args, f"{k}_codec") for k in ("color", "depth", "infrared")}
+    params: dict[str, dict[str, Any]] = {"color": {}, "depth": {}, "infrared": {}}
+    if args.color_quality is not None:
+        if not 1 <= args.color_quality <= 100:
+            raise UsageError("--color-quality must be between 1 and 100")
+        params["color"]["quality"] = args.color_quality
+    if args.color_subsampling is not None:
+        params["color"]["subsampling"] = args.color_subsampling
+    if args.depth_level is not None:
+        if not 1 <= args.depth_level <= 22:
+            raise UsageError("--depth-level must be between 1 and 22")
+        params["depth"]["level"] = params["infrared"]["level"] = args.depth_level
     server = Server(
         address=args.bind,
         name=args.name,
@@ -176,6 +215,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         port=args.port,
         interfaces=args.interface,
         codecs={k: v for k, v in codecs.items() if v},
+        codec_params=params,
     )
     for i in range(max(1, len(args.mock or []))):
         server.add_device(

@@ -298,7 +298,7 @@ class Scene:
         z = self._bg_depth.copy()
         self._draw(t, z, None, self.depth_intr, 1000.0)
         noise = self._noise[index % len(self._noise)]
-        z += noise * (z * z) * 1.5e-6  # ~2.4 mm at 4 m, like a time-of-flight sensor
+        z += noise * (z * z) * 0.5e-6  # ~0.8 mm at 4 m, growing with distance like ToF
         out = z.astype(np.uint16)
         out[z > 8000] = 0
         return out

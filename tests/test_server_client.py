@@ -438,3 +438,17 @@ def test_endpoints_and_is_running_follow_streamkinect2(small_mock: MockDevice) -
         srv.remove_kinect(small_mock)
         assert srv.kinects == []
     assert not srv.is_running
+
+
+def test_subscribing_without_decoding_yields_the_payload_as_sent(endpoint: str) -> None:
+    from rgbdcast import EncodedFrame
+
+    with Client(endpoint) as client:
+        raw = client.subscribe("mock0", "depth", decode=False)
+        item = raw.get(timeout=5)
+        assert isinstance(item, EncodedFrame)
+        assert item.header.codec == "grad-zstd" and item.kind is StreamKind.depth
+        assert 0 < item.nbytes < 512 * 424 * 2  # compressed, as sent
+        frame = item.decode()
+        assert frame.array.shape == (424, 512) and frame.seq == item.seq
+        assert raw.snapshot().frames >= 1

@@ -29,6 +29,7 @@ from .frames import (
 )
 from .net.discovery import ServerBrowser, ServerInfo
 from .protocol.control import EndpointType
+from .protocol.envelope import EncodedFrame
 from .server import Server
 
 __all__ = [
@@ -41,6 +42,7 @@ __all__ = [
     "DepthFrameCompressor",
     "Device",
     "DeviceError",
+    "EncodedFrame",
     "EndpointType",
     "Frame",
     "HandState",

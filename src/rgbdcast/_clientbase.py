@@ -19,7 +19,7 @@ from .errors import ProtocolError, UsageError
 from .frames import Frame, StreamKind
 from .net.addresses import make_endpoint, parse_endpoint, resolvable
 from .protocol.control import EndpointType
-from .protocol.envelope import decode_frame
+from .protocol.envelope import EncodedFrame, decode_parts, parse_encoded
 from .protocol.session import DeviceRecord, ServerView, StatsSnapshot, StreamStats
 
 __all__ = ["ClientBase", "SubscriptionBase"]
@@ -30,26 +30,29 @@ log = logging.getLogger("rgbdcast.client")
 class SubscriptionBase:
     """One device stream a client receives: a small newest-wins queue plus statistics."""
 
-    def __init__(self, device_id: str, kind: StreamKind, queue_size: int, strict: bool) -> None:
+    def __init__(
+        self, device_id: str, kind: StreamKind, queue_size: int, strict: bool, decode: bool = True
+    ) -> None:
         if queue_size < 1:
             raise UsageError("queue_size must be at least 1")
         self.device_id = device_id
         self.kind = kind
         self.strict = strict
+        self.decode = decode
         self.endpoint: str | None = None
         self.stats = StreamStats()
         self.queue_dropped = 0
         self.bad_frames = 0
         self.last_error: ProtocolError | None = None
-        self._queue: deque[Frame | ProtocolError] = deque(maxlen=queue_size)
-        self._latest: Frame | None = None
+        self._queue: deque[Frame | EncodedFrame | ProtocolError] = deque(maxlen=queue_size)
+        self._latest: Frame | EncodedFrame | None = None
         self.closed = False
 
-    def _push(self, item: Frame | ProtocolError) -> None:
+    def _push(self, item: Frame | EncodedFrame | ProtocolError) -> None:
         if len(self._queue) == self._queue.maxlen:
             self.queue_dropped += 1
         self._queue.append(item)
-        if isinstance(item, Frame):
+        if not isinstance(item, ProtocolError):
             self._latest = item
 
     def snapshot(self) -> StatsSnapshot:
@@ -165,7 +168,8 @@ class ClientBase:
 
     def _handle_frame(self, sub: SubscriptionBase, parts: Sequence[Any]) -> Frame | None:
         try:
-            header, frame = decode_frame(parts)
+            encoded = parse_encoded(parts)
+            frame: Any = decode_parts(encoded.header, encoded.payload) if sub.decode else encoded
         except ProtocolError as exc:
             sub.bad_frames += 1
             sub.last_error = exc
@@ -175,10 +179,10 @@ class ClientBase:
                 sub._push(exc)
             return None
         nbytes = sum(memoryview(p).nbytes for p in parts)
-        sub.stats.record(header, nbytes, time.time_ns())
+        sub.stats.record(encoded.header, nbytes, time.time_ns())
         sub._push(frame)
         self.on_frame.send(self, frame=frame, subscription=sub)
-        if frame.kind is StreamKind.depth and self.on_depth_frame.receivers:
+        if sub.decode and frame.kind is StreamKind.depth and self.on_depth_frame.receivers:
             arr = frame.array
             self.on_depth_frame.send(
                 self,

@@ -13,7 +13,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Generic, Literal, TypeVar, cast, overload
 
 import zmq
 import zmq.asyncio
@@ -23,29 +23,38 @@ from .client import SUB_HWM
 from .errors import ProtocolError, ServerTimeout, UsageError
 from .frames import Frame, StreamKind
 from .protocol.control import MessageType, make_msg, parse_msg
+from .protocol.envelope import EncodedFrame
+
+T = TypeVar("T", Frame, EncodedFrame)
 
 __all__ = ["AsyncClient", "AsyncSubscription"]
 
 log = logging.getLogger("rgbdcast.client")
 
 
-class AsyncSubscription(SubscriptionBase):
+class AsyncSubscription(SubscriptionBase, Generic[T]):
     """Frames of one device stream: ``async for frame in sub`` or ``await sub.get()``."""
 
     def __init__(
-        self, client: AsyncClient, device_id: str, kind: StreamKind, queue_size: int, strict: bool
+        self,
+        client: AsyncClient,
+        device_id: str,
+        kind: StreamKind,
+        queue_size: int,
+        strict: bool,
+        decode: bool = True,
     ) -> None:
-        super().__init__(device_id, kind, queue_size, strict)
+        super().__init__(device_id, kind, queue_size, strict, decode)
         self._client = client
         self._event = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._sock: zmq.asyncio.Socket | None = None
 
-    def _push(self, item: Frame | ProtocolError) -> None:
+    def _push(self, item: Frame | EncodedFrame | ProtocolError) -> None:
         super()._push(item)
         self._event.set()
 
-    async def get(self, timeout: float | None = None) -> Frame:
+    async def get(self, timeout: float | None = None) -> T:
         """The next frame; ``TimeoutError`` after *timeout* s."""
         while not self._queue:
             if self.closed:
@@ -58,16 +67,16 @@ class AsyncSubscription(SubscriptionBase):
         item = self._queue.popleft()
         if isinstance(item, ProtocolError):
             raise item
-        return item
+        return cast(T, item)
 
-    async def latest(self, timeout: float | None = None) -> Frame | None:
+    async def latest(self, timeout: float | None = None) -> T | None:
         """The newest frame received so far (waiting up to *timeout* s for a first one)."""
         if self._latest is None and not self.closed:
             with contextlib.suppress(TimeoutError):
                 await self.get(timeout)
-        return self._latest
+        return cast("T | None", self._latest)
 
-    async def __aiter__(self) -> AsyncIterator[Frame]:
+    async def __aiter__(self) -> AsyncIterator[T]:
         while not self.closed:
             try:
                 yield await self.get()
@@ -101,7 +110,7 @@ class AsyncClient(ClientBase):
         self._req: zmq.asyncio.Socket | None = None
         self._lock = asyncio.Lock()
         self._heartbeat: asyncio.Task[None] | None = None
-        self._subs: list[AsyncSubscription] = []
+        self._subs: list[AsyncSubscription[Any]] = []
 
     async def connect(self, timeout: float | None = None) -> None:
         """Connect and wait for the first who/me (``ServerTimeout`` if none comes)."""
@@ -150,6 +159,28 @@ class AsyncClient(ClientBase):
         payload: dict[str, Any] = await self._request(MessageType.stats, timeout)
         return payload
 
+    @overload
+    def subscribe(
+        self,
+        device_id: str,
+        stream: StreamKind | str = ...,
+        *,
+        queue_size: int = ...,
+        strict: bool = ...,
+        decode: Literal[True] = ...,
+    ) -> AsyncSubscription[Frame]: ...
+
+    @overload
+    def subscribe(
+        self,
+        device_id: str,
+        stream: StreamKind | str = ...,
+        *,
+        queue_size: int = ...,
+        strict: bool = ...,
+        decode: Literal[False],
+    ) -> AsyncSubscription[EncodedFrame]: ...
+
     def subscribe(
         self,
         device_id: str,
@@ -157,15 +188,18 @@ class AsyncClient(ClientBase):
         *,
         queue_size: int = 2,
         strict: bool = False,
-    ) -> AsyncSubscription:
+        decode: bool = True,
+    ) -> AsyncSubscription[Any]:
         kind = StreamKind(stream)
         endpoint = self._stream_endpoint(device_id, kind)
-        sub = AsyncSubscription(self, device_id, kind, queue_size, strict)
+        sub: AsyncSubscription[Any] = AsyncSubscription(
+            self, device_id, kind, queue_size, strict, decode
+        )
         self._attach(sub, endpoint)
         self._subs.append(sub)
         return sub
 
-    async def unsubscribe(self, sub: AsyncSubscription) -> None:
+    async def unsubscribe(self, sub: AsyncSubscription[Any]) -> None:
         if sub.closed:
             return
         await self._detach(sub)
@@ -224,7 +258,7 @@ class AsyncClient(ClientBase):
             except ProtocolError as exc:
                 log.warning("bad heartbeat reply: %s", exc)
 
-    def _attach(self, sub: AsyncSubscription, endpoint: str) -> None:
+    def _attach(self, sub: AsyncSubscription[Any], endpoint: str) -> None:
         sock = self._ctx.socket(zmq.SUB)
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.RCVHWM, SUB_HWM)
@@ -235,14 +269,14 @@ class AsyncClient(ClientBase):
         sub._sock = sock
         sub._task = asyncio.get_running_loop().create_task(self._receive(sub, sock))
 
-    async def _detach(self, sub: AsyncSubscription) -> None:
+    async def _detach(self, sub: AsyncSubscription[Any]) -> None:
         task, sub._task = sub._task, None
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    async def _reattach(self, sub: AsyncSubscription) -> None:
+    async def _reattach(self, sub: AsyncSubscription[Any]) -> None:
         try:
             endpoint = self._stream_endpoint(sub.device_id, sub.kind)
         except UsageError:
@@ -251,7 +285,7 @@ class AsyncClient(ClientBase):
             await self._detach(sub)
             self._attach(sub, endpoint)
 
-    async def _receive(self, sub: AsyncSubscription, sock: zmq.asyncio.Socket) -> None:
+    async def _receive(self, sub: AsyncSubscription[Any], sock: zmq.asyncio.Socket) -> None:
         try:
             while True:
                 parts = await sock.recv_multipart(copy=False)

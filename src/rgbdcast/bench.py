@@ -36,6 +36,18 @@ def add_parser(sub: Any) -> None:
         "figures and (with --write) record them in BENCHMARKS.md with the command.",
     )
     p.add_argument(
+        "--suite",
+        choices=["all", "codecs", "e2e"],
+        default="all",
+        help="what to measure: the codec table, the end-to-end runs, or both (default all)",
+    )
+    p.add_argument(
+        "--data",
+        default=None,
+        metavar="DIR",
+        help="real depth frames for the codec table ($RGBDCAST_DATA or ../shared/data/depth)",
+    )
+    p.add_argument(
         "--subscribers",
         type=int,
         nargs="+",
@@ -50,6 +62,18 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--warmup", type=float, default=2.0, help="seconds before measuring")
     p.add_argument("--port", type=int, default=0, help="control port (default: a free one)")
     p.add_argument("--repeat", type=int, default=1, help="runs of each configuration (default 1)")
+    p.add_argument(
+        "--no-decode",
+        action="store_true",
+        help="rgbdcast subscribers take frames as sent (EncodedFrame), not decoded",
+    )
+    p.add_argument(
+        "--slow",
+        type=int,
+        default=0,
+        metavar="N",
+        help="N of the subscribers read only one frame a second",
+    )
     p.add_argument(
         "--no-peer",
         action="store_true",
@@ -88,6 +112,8 @@ def run_e2e(
     warmup: float,
     port: int = 0,
     client: str = "rgbdcast",
+    no_decode: bool = False,
+    slow: int = 0,
 ) -> dict[str, Any]:
     """One run: a server process and *subscribers* subscriber processes. Returns the figures."""
     port = port or _free_port()
@@ -127,27 +153,32 @@ def run_e2e(
             err = server.stderr.read() if server.stderr else ""
             raise UsageError(f"bench server did not start: {line.strip()} {err.strip()}")
         sproc = psutil.Process(server.pid)
+        base = [
+            sys.executable,
+            "-m",
+            "rgbdcast.bench",
+            "sub",
+            endpoint,
+            "--client",
+            client,
+            "--streams",
+            streams,
+            "--duration",
+            str(duration),
+            "--warmup",
+            str(warmup),
+        ]
+        if no_decode:
+            base.append("--no-decode")
         subs = [
             subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "rgbdcast.bench",
-                    "sub",
-                    endpoint,
-                    "--streams",
-                    streams,
-                    "--duration",
-                    str(duration),
-                    "--warmup",
-                    str(warmup),
-                ],
+                base + (["--slow"] if i < slow else []),
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 env=env,
                 text=True,
             )
-            for _ in range(subscribers)
+            for i in range(subscribers)
         ]
         time.sleep(warmup + 1.0)  # subscribers connect and warm up
         c0, t0 = sproc.cpu_times(), time.monotonic()
@@ -174,7 +205,10 @@ def run_e2e(
                 p.kill()
     cpu = (c1.user + c1.system - c0.user - c0.system) / (t1 - t0) * 100
     per_stream: dict[str, dict[str, Any]] = {}
+    slow_fps = [st["fps"] for r in results if r.get("slow") for st in r["streams"].values()]
     for r in results:
+        if r.get("slow"):
+            continue  # reported on their own: the figures are the others'
         for name, s in r["streams"].items():
             agg = per_stream.setdefault(name, {"fps": [], "lat": [], "dropped": 0, "mbit": []})
             agg["fps"].append(s["fps"])
@@ -183,6 +217,9 @@ def run_e2e(
             agg["mbit"].append(s["mbit_s"])
     return {
         "client": client,
+        "decode": not no_decode and client == "rgbdcast",
+        "slow": slow,
+        "slow_fps": slow_fps,
         "subscribers": subscribers,
         "server_cpu_percent": cpu,
         "server_rss_mb": max(rss) / 1e6,
@@ -201,10 +238,12 @@ def run_e2e(
     }
 
 
-def _consume(sub: Any, warmup_until: float, end: float, out: dict[str, Any]) -> None:
+def _consume(
+    sub: Any, warmup_until: float, end: float, out: dict[str, Any], slow: bool = False
+) -> None:
     """Take frames the way user code does; measure only after *warmup_until*."""
     lat: list[float] = []
-    frames = dropped = nbytes = 0
+    frames = dropped = 0
     last_seq = None
     while True:
         now = time.monotonic()
@@ -219,12 +258,13 @@ def _consume(sub: Any, warmup_until: float, end: float, out: dict[str, Any]) -> 
             last_seq = frame.seq
             continue
         frames += 1
-        nbytes += frame.array.nbytes if frame.kind.value != "body" else 0
+        if slow:
+            time.sleep(1.0)  # a consumer that takes one frame a second
         lat.append((received - frame.host_time_ns) / 1e6)
         if last_seq is not None and frame.seq > last_seq + 1:
             dropped += frame.seq - last_seq - 1
         last_seq = frame.seq
-    out.update(frames=frames, dropped=dropped, latencies_ms=lat, payload_bytes=nbytes)
+    out.update(frames=frames, dropped=dropped, latencies_ms=lat)
 
 
 def _sub_main(argv: Sequence[str]) -> int:
@@ -239,6 +279,8 @@ def _sub_main(argv: Sequence[str]) -> int:
     p.add_argument("--duration", type=float, default=10.0)
     p.add_argument("--warmup", type=float, default=2.0)
     p.add_argument("--client", choices=["rgbdcast", "pyzmq"], default="rgbdcast")
+    p.add_argument("--no-decode", action="store_true")
+    p.add_argument("--slow", action="store_true")
     args = p.parse_args(argv)
     if args.client == "pyzmq":
         return _plain_sub(args)
@@ -253,7 +295,7 @@ def _sub_main(argv: Sequence[str]) -> int:
         warm, end = t_start + args.warmup, t_start + args.warmup + args.duration
         results: list[dict[str, Any]] = [{} for _ in subs]
         threads = [
-            threading.Thread(target=_consume, args=(s, warm, end, r), daemon=True)
+            threading.Thread(target=_consume, args=(s, warm, end, r, args.slow), daemon=True)
             for s, r in zip(subs, results, strict=False)
         ]
         for t in threads:
@@ -267,6 +309,7 @@ def _sub_main(argv: Sequence[str]) -> int:
         span = args.duration
         out: dict[str, Any] = {
             "cpu_percent": (c1.user + c1.system - c0.user - c0.system) / span * 100,
+            "slow": args.slow,
             "streams": {},
         }
         for s, r, b0 in zip(subs, results, bytes0, strict=False):
@@ -410,69 +453,173 @@ def _print_run(r: dict[str, Any]) -> None:
     )
 
 
+def _data_dir(arg: str | None) -> Path | None:
+    for cand in (arg, os.environ.get("RGBDCAST_DATA"), "../shared/data/depth"):
+        if cand and Path(cand).is_dir() and any(Path(cand).glob("*.npy")):
+            return Path(cand)
+    if arg:
+        raise UsageError(f"no .npy depth frames in {arg}")
+    return None
+
+
+def _command_line() -> str:
+    cmd = "rgbdcast bench"
+    if sys.argv[1:2] == ["bench"]:
+        cmd += " " + " ".join(sys.argv[2:])
+    return cmd.strip()
+
+
+def cmd_codecs(args: argparse.Namespace) -> None:
+    import numpy as np
+
+    from .bench_codecs import codec_rows, color_rows, format_tables
+    from .devices.mock import MockDevice
+
+    data = _data_dir(args.data)
+    if data is None:
+        print("codec table skipped: no real depth frames (give --data DIR)", flush=True)
+        return
+    print(f"codec table on the frames in {data} ...", flush=True)
+    sets = {
+        "Depth, time-of-flight (Azure Kinect, 6 frames)": sorted(data.glob("azurekinect_*.npy")),
+        "Depth, structured light (Kinect v1, TUM)": sorted(data.glob("kinect1_*depth*.npy")),
+    }
+    tables = {title: codec_rows(files) for title, files in sets.items() if files}
+    images = {
+        "mock 1920x1080": next(
+            f.array for f in MockDevice("m").render(5) if f.kind.value == "color"
+        )
+    }
+    real = data / "kinect1_tum_color.npy"
+    if real.exists():
+        images["Kinect v1 640x480 (TUM, real)"] = np.load(real)
+    text = format_tables(tables, color_rows(images))
+    print(text, flush=True)
+    if args.write:
+        from .codecs.grad import native_available
+
+        body = "\n".join(
+            [
+                "## Codecs",
+                "",
+                f"Measured {time.strftime('%Y-%m-%d')} on: {machine_description()}.",
+                "",
+                f"Command: `{_command_line()}`",
+                "",
+                "Ratio is raw bytes over encoded bytes, summed over the set. Times are the median "
+                "of 20 runs per frame on one thread, scaled by pixel count to one 512x424 Kinect "
+                "v2 frame. 'offered' codecs can be chosen with `serve --depth-codec` / "
+                "`--infrared-codec`; 'anchor' rows are what users would otherwise use, measured "
+                "here by the same harness. C accelerator built: "
+                f"{'yes' if native_available() else 'no (numpy fallback)'}.",
+                "",
+                text,
+            ]
+        )
+        write_section(args.write, "codecs", body)
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
+    if args.suite in ("all", "codecs"):
+        cmd_codecs(args)
+    if args.suite in ("all", "e2e"):
+        cmd_e2e(args)
+    if args.write:
+        print(f"written to {args.write}")
+    return 0
+
+
+def cmd_e2e(args: argparse.Namespace) -> None:
     if any(n < 1 or n > 64 for n in args.subscribers):
         raise UsageError("subscriber counts must be between 1 and 64")
     if args.repeat < 1:
         raise UsageError("--repeat must be at least 1")
+    if args.slow and args.slow >= min(args.subscribers):
+        raise UsageError("--slow must be smaller than every subscriber count")
     clients = ["rgbdcast"] if args.no_peer else ["rgbdcast", "pyzmq"]
     runs = []
     for n in args.subscribers:
         for i in range(args.repeat):
             for client in clients:
+                what = f"{n} {client} subscriber(s)" + (f", {args.slow} slow" if args.slow else "")
                 print(
-                    f"run {i + 1}/{args.repeat}: {n} {client} subscriber(s), streams "
-                    f"{args.streams} at {args.fps:g} fps, {args.duration:g} s ...",
+                    f"run {i + 1}/{args.repeat}: {what}, streams {args.streams} at "
+                    f"{args.fps:g} fps, {args.duration:g} s ...",
                     flush=True,
                 )
                 r = run_e2e(
-                    n, args.streams, args.fps, args.duration, args.warmup, args.port, client
+                    n,
+                    args.streams,
+                    args.fps,
+                    args.duration,
+                    args.warmup,
+                    args.port,
+                    client,
+                    args.no_decode,
+                    args.slow,
                 )
                 r["run"] = i + 1
                 runs.append(r)
                 _print_run(r)
     if args.write:
-        rows = [
-            "| subscribers | client | run | stream | fps (mean / min) | latency p50 | latency p99"
-            " | dropped | Mbit/s each | server CPU | server RSS |",
-            "|---:|---|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+        _write_e2e(args, runs)
+
+
+def _write_e2e(args: argparse.Namespace, runs: list[dict[str, Any]]) -> None:
+    rows = [
+        "| subscribers | client | run | stream | fps (mean / min) | latency p50 | latency p99"
+        " | dropped | Mbit/s each | server CPU | server RSS |",
+        "|---:|---|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in runs:
+        label = r["client"] + (" (decoding)" if r["decode"] else "")
+        for name, st in r["streams"].items():
+            rows.append(
+                f"| {r['subscribers'] - r['slow']} | {label} | {r['run']} | {name} | "
+                f"{st['fps_mean']:.1f} / {st['fps_min']:.1f} | "
+                f"{st['latency_p50_ms']:.2f} ms | {st['latency_p99_ms']:.2f} ms | "
+                f"{st['dropped']} | {st['mbit_s_each']:.1f} | "
+                f"{r['server_cpu_percent']:.1f}% | {r['server_rss_mb']:.0f} MB |"
+            )
+    decode = "no-decode" if args.no_decode else "decode"
+    key = f"e2e-{args.streams.replace(',', '+')}-{decode}" + (
+        f"-slow{args.slow}" if args.slow else ""
+    )
+    title = f"End to end: {args.streams} at {args.fps:g} fps, " + (
+        "subscribers that do not decode" if args.no_decode else "decoding subscribers"
+    )
+    notes = []
+    if args.slow:
+        slow = [f"{f:.1f}" for r in runs for f in r["slow_fps"]]
+        notes = [
+            "",
+            f"Plus {args.slow} slow subscriber(s) reading one frame a second beside "
+            f"the others in every run (not in the rows; they received {', '.join(slow)} "
+            "frames/s). Compare with the section without slow subscribers.",
         ]
-        for r in runs:
-            for name, st in r["streams"].items():
-                rows.append(
-                    f"| {r['subscribers']} | {r['client']} | {r['run']} | {name} | "
-                    f"{st['fps_mean']:.1f} / {st['fps_min']:.1f} | "
-                    f"{st['latency_p50_ms']:.2f} ms | {st['latency_p99_ms']:.2f} ms | "
-                    f"{st['dropped']} | {st['mbit_s_each']:.1f} | "
-                    f"{r['server_cpu_percent']:.1f}% | {r['server_rss_mb']:.0f} MB |"
-                )
-        cmd = "rgbdcast bench"
-        if sys.argv[1:2] == ["bench"]:
-            cmd += " " + " ".join(sys.argv[2:])
-        body = "\n".join(
-            [
-                "## End to end from the mock device",
-                "",
-                f"Measured {time.strftime('%Y-%m-%d')} on: {machine_description()}.",
-                "",
-                f"Command: `{cmd.strip()}`",
-                "",
-                "The server is its own process serving a mock device that pre-renders its "
-                "frames (so server CPU is the cost of serving, not of drawing); each "
-                "subscriber is another process. `rgbdcast` subscribers use `Client` and take "
-                "every frame from `Subscription.get()` on a user thread; `pyzmq` subscribers "
-                "are the ceiling, bare SUB sockets on the same server in the same run "
-                "(header parsed, payload wrapped as numpy, nothing else). Latency is capture "
-                "(the frame's host timestamp) to the frame in the subscriber's hands, on one "
-                "clock. Dropped counts sequence gaps (frames the subscriber never got). CPU "
-                "is percent of one core.",
-                "",
-                *rows,
-            ]
-        )
-        write_section(args.write, "e2e", body)
-        print(f"written to {args.write}")
-    return 0
+    body = "\n".join(
+        [
+            f"## {title}" + (f", {args.slow} slow subscriber(s) beside them" if args.slow else ""),
+            "",
+            f"Measured {time.strftime('%Y-%m-%d')} on: {machine_description()}.",
+            "",
+            f"Command: `{_command_line()}`",
+            "",
+            "The server is its own process serving a mock device that pre-renders its frames "
+            "(so server CPU is the cost of serving, not of drawing); each subscriber is another "
+            "process. `rgbdcast` subscribers use `Client` and take every frame from "
+            "`Subscription.get()` on a user thread (decoded, or as `EncodedFrame` with "
+            "`decode=False`); `pyzmq` subscribers are the transport ceiling: bare SUB sockets on "
+            "the same server in the same run, header parsed, nothing decoded. Latency is capture "
+            "(the frame's host timestamp) to the frame in the subscriber's hands, on one clock. "
+            "Dropped counts sequence gaps (frames the subscriber never got). CPU is percent of "
+            "one core.",
+            *notes,
+            "",
+            *rows,
+        ]
+    )
+    write_section(args.write, key, body)
 
 
 if __name__ == "__main__":

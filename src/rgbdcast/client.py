@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, Literal, TypeVar, cast, overload
 
 import zmq
 
@@ -31,6 +31,9 @@ from ._clientbase import ClientBase, SubscriptionBase
 from .errors import ProtocolError, ServerTimeout, UsageError
 from .frames import Frame, StreamKind
 from .protocol.control import MessageType, make_msg, parse_msg
+from .protocol.envelope import EncodedFrame
+
+T = TypeVar("T", Frame, EncodedFrame)
 
 __all__ = ["Client", "Subscription"]
 
@@ -40,25 +43,31 @@ SUB_HWM = 2
 MAX_PENDING = 64
 
 
-class Subscription(SubscriptionBase):
+class Subscription(SubscriptionBase, Generic[T]):
     """Frames of one device stream. Iterate over it, or ask for :meth:`latest` / :meth:`get`.
 
     >>> # for frame in client.subscribe("mock0", "depth"): print(frame.array.mean())
     """
 
     def __init__(
-        self, client: Client, device_id: str, kind: StreamKind, queue_size: int, strict: bool
+        self,
+        client: Client,
+        device_id: str,
+        kind: StreamKind,
+        queue_size: int,
+        strict: bool,
+        decode: bool = True,
     ) -> None:
-        super().__init__(device_id, kind, queue_size, strict)
+        super().__init__(device_id, kind, queue_size, strict, decode)
         self._client = client
         self._cond = threading.Condition()
 
-    def _push(self, item: Frame | ProtocolError) -> None:
+    def _push(self, item: Frame | EncodedFrame | ProtocolError) -> None:
         with self._cond:
             super()._push(item)
             self._cond.notify_all()
 
-    def get(self, timeout: float | None = None) -> Frame:
+    def get(self, timeout: float | None = None) -> T:
         """The next frame (oldest in the small queue); ``TimeoutError`` after *timeout* s.
 
         With ``strict=True`` a malformed frame from the network raises :class:`ProtocolError`.
@@ -71,15 +80,15 @@ class Subscription(SubscriptionBase):
             item = self._queue.popleft()
         if isinstance(item, ProtocolError):
             raise item
-        return item
+        return cast(T, item)
 
-    def latest(self, timeout: float | None = None) -> Frame | None:
+    def latest(self, timeout: float | None = None) -> T | None:
         """The newest frame received so far (waiting up to *timeout* s for a first one)."""
         with self._cond:
             self._cond.wait_for(lambda: self._latest is not None or self.closed, timeout)
-            return self._latest
+            return cast("T | None", self._latest)
 
-    def __iter__(self) -> Iterator[Frame]:
+    def __iter__(self) -> Iterator[T]:
         while not self.closed:
             try:
                 yield self.get(timeout=0.5)
@@ -141,7 +150,7 @@ class Client(ClientBase):
         self._cmds: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]]] = queue.SimpleQueue()
         self._wake_r: socket.socket | None = None
         self._wake_w: socket.socket | None = None
-        self._subs: list[Subscription] = []
+        self._subs: list[Subscription[Any]] = []
         if connect_immediately:
             self.connect()
 
@@ -216,6 +225,28 @@ class Client(ClientBase):
         payload: dict[str, Any] = self._call(MessageType.stats, timeout)
         return payload
 
+    @overload
+    def subscribe(
+        self,
+        device_id: str,
+        stream: StreamKind | str = ...,
+        *,
+        queue_size: int = ...,
+        strict: bool = ...,
+        decode: Literal[True] = ...,
+    ) -> Subscription[Frame]: ...
+
+    @overload
+    def subscribe(
+        self,
+        device_id: str,
+        stream: StreamKind | str = ...,
+        *,
+        queue_size: int = ...,
+        strict: bool = ...,
+        decode: Literal[False],
+    ) -> Subscription[EncodedFrame]: ...
+
     def subscribe(
         self,
         device_id: str,
@@ -223,15 +254,16 @@ class Client(ClientBase):
         *,
         queue_size: int = 2,
         strict: bool = False,
-    ) -> Subscription:
+        decode: bool = True,
+    ) -> Subscription[Any]:
         """Start receiving one stream of one device."""
         kind = StreamKind(stream)
         endpoint = self._stream_endpoint(device_id, kind)
-        sub = Subscription(self, device_id, kind, queue_size, strict)
+        sub: Subscription[Any] = Subscription(self, device_id, kind, queue_size, strict, decode)
         self._command(lambda: self._attach(sub, endpoint)).result(timeout=5)
         return sub
 
-    def unsubscribe(self, sub: Subscription) -> None:
+    def unsubscribe(self, sub: Subscription[Any]) -> None:
         if sub.closed:
             return
         if self._thread is None or threading.current_thread() is self._thread:
@@ -240,10 +272,10 @@ class Client(ClientBase):
         self._command(lambda: self._detach(sub)).result(timeout=5)
 
     @property
-    def subscriptions(self) -> list[Subscription]:
+    def subscriptions(self) -> list[Subscription[Any]]:
         return list(self._subs)
 
-    def enable_depth_frames(self, kinect_id: str) -> Subscription:
+    def enable_depth_frames(self, kinect_id: str) -> Subscription[Any]:
         """streamkinect2: start depth frames of *kinect_id* (``on_depth_frame`` fires for each).
 
         :raises ValueError: if *kinect_id* does not correspond to a connected device
@@ -285,7 +317,7 @@ class Client(ClientBase):
         self._pending: deque[_Request] = deque()
         self._inflight: _Request | None = None
         self._req: zmq.Socket[Any] | None = None
-        self._sockets: dict[Any, Subscription] = {}
+        self._sockets: dict[Any, Subscription[Any]] = {}
         self._poller = zmq.Poller()
         assert self._wake_r is not None
         self._poller.register(self._wake_r.fileno(), zmq.POLLIN)
@@ -409,7 +441,7 @@ class Client(ClientBase):
         if not self.reconnect:
             self._stop.set()
 
-    def _attach(self, sub: Subscription, endpoint: str) -> None:
+    def _attach(self, sub: Subscription[Any], endpoint: str) -> None:
         sock = self._ctx.socket(zmq.SUB)
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.RCVHWM, SUB_HWM)
@@ -421,7 +453,7 @@ class Client(ClientBase):
         self._poller.register(sock, zmq.POLLIN)
         self._subs.append(sub)
 
-    def _detach(self, sub: Subscription) -> None:
+    def _detach(self, sub: Subscription[Any]) -> None:
         for sock, s in list(self._sockets.items()):
             if s is sub:
                 self._poller.unregister(sock)
@@ -431,7 +463,7 @@ class Client(ClientBase):
             self._subs.remove(sub)
         sub._mark_closed()
 
-    def _reattach(self, sub: Subscription) -> None:
+    def _reattach(self, sub: Subscription[Any]) -> None:
         try:
             endpoint = self._stream_endpoint(sub.device_id, sub.kind)
         except UsageError:
@@ -446,7 +478,7 @@ class Client(ClientBase):
         self._subs.remove(sub)
         self._attach(sub, endpoint)
 
-    def _drain_sub(self, sock: zmq.Socket[Any], sub: Subscription) -> None:
+    def _drain_sub(self, sock: zmq.Socket[Any], sub: Subscription[Any]) -> None:
         for _ in range(64):
             try:
                 parts = sock.recv_multipart(zmq.NOBLOCK, copy=False)

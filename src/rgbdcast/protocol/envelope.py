@@ -134,13 +134,12 @@ def parse_header(raw: bytes | memoryview) -> FrameHeader:
 
 def decode_frame(parts: Sequence[Any]) -> tuple[FrameHeader, Frame]:
     """Decode the parts of one frame message; :class:`ProtocolError` for anything malformed."""
-    if len(parts) != 2:
-        raise ProtocolError(f"a frame message has 2 parts, got {len(parts)}")
-    header = parse_header(parts[0])
-    payload = parts[1]
-    size = len(memoryview(payload).cast("B"))
-    if size != header.size:
-        raise ProtocolError(f"payload is {size} bytes, header says {header.size}")
+    encoded = parse_encoded(parts)
+    return encoded.header, decode_parts(encoded.header, encoded.payload)
+
+
+def decode_parts(header: FrameHeader, payload: Any) -> Frame:
+    """Decode a payload whose header was already checked by :func:`parse_encoded`."""
     try:
         codec = codecs.get(header.codec, header.stream)
     except ValueError as exc:
@@ -158,7 +157,7 @@ def decode_frame(parts: Sequence[Any]) -> tuple[FrameHeader, Frame]:
         except ValueError as exc:
             raise ProtocolError(str(exc)) from None
     try:
-        frame = Frame(
+        return Frame(
             device_id=header.device_id,
             kind=header.stream,
             seq=header.seq,
@@ -171,4 +170,52 @@ def decode_frame(parts: Sequence[Any]) -> tuple[FrameHeader, Frame]:
         )
     except ValueError as exc:
         raise ProtocolError(f"frame does not match its header: {exc}") from None
-    return header, frame
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedFrame:
+    """A frame as it travelled: its checked header and its payload, not decoded.
+
+    What a subscription made with ``decode=False`` yields (for forwarding and recording);
+    :meth:`decode` turns it into a :class:`Frame`.
+    """
+
+    header: FrameHeader
+    payload: Any
+
+    @property
+    def device_id(self) -> str:
+        return self.header.device_id
+
+    @property
+    def kind(self) -> StreamKind:
+        return self.header.stream
+
+    @property
+    def seq(self) -> int:
+        return self.header.seq
+
+    @property
+    def host_time_ns(self) -> int:
+        return self.header.host_time_ns
+
+    @property
+    def nbytes(self) -> int:
+        return memoryview(self.payload).nbytes
+
+    def decode(self) -> Frame:
+        return decode_parts(self.header, self.payload)
+
+
+def parse_encoded(parts: Sequence[Any]) -> EncodedFrame:
+    """Check the header and payload size of one frame message without decoding it."""
+    if len(parts) != 2:
+        raise ProtocolError(f"a frame message has 2 parts, got {len(parts)}")
+    header = parse_header(parts[0])
+    size = memoryview(parts[1]).nbytes
+    if size != header.size:
+        raise ProtocolError(f"payload is {size} bytes, header says {header.size}")
+    return EncodedFrame(header, parts[1])
+
+
+__all__ += ["EncodedFrame", "parse_encoded"]

@@ -1,0 +1,165 @@
+"""The codec table of ``rgbdcast bench``: every codec we offer, plus anchors, on real frames.
+
+Anchors are what users would otherwise use: zstd on raw bytes, streamkinect2's lz4 on split
+bytes, PNG (ROS's compressed depth default) and RVL alone and followed by zstd. Times are the
+median of repeated runs on one thread, scaled to a 512x424 Kinect v2 frame by pixel count.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import lz4.block
+import numpy as np
+import zstandard
+
+from . import codecs
+from .frames import StreamKind
+
+__all__ = ["codec_rows", "color_rows", "format_tables"]
+
+KINECT_PIXELS = 512 * 424
+
+
+def _time(fn: Callable[[], Any], reps: int) -> tuple[float, Any]:
+    out = fn()
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), out
+
+
+def _anchors() -> dict[
+    str, tuple[Callable[[np.ndarray], bytes], Callable[[bytes, np.ndarray], np.ndarray]]
+]:
+    z1 = zstandard.ZstdCompressor(level=1)
+    dz = zstandard.ZstdDecompressor()
+    rvl = codecs.get("rvl")
+
+    def split(img: np.ndarray) -> bytes:
+        b = img.view(np.uint8).reshape(-1, 2)
+        return np.ascontiguousarray(b.T).tobytes()
+
+    def unsplit(data: bytes, like: np.ndarray) -> np.ndarray:
+        b = np.frombuffer(data, np.uint8).reshape(2, -1)
+        return np.ascontiguousarray(b.T).view(np.uint16).reshape(like.shape)
+
+    return {
+        "zstd-1 (raw bytes)": (
+            lambda img: z1.compress(img.tobytes()),
+            lambda d, like: np.frombuffer(dz.decompress(d), np.uint16).reshape(like.shape),
+        ),
+        "lz4 split bytes (streamkinect2)": (
+            lambda img: lz4.block.compress(split(img)),
+            lambda d, like: unsplit(lz4.block.decompress(d), like),
+        ),
+        "rvl + zstd-1": (
+            lambda img: z1.compress(bytes(rvl.encode(img, {}))),
+            lambda d, like: rvl.decode(dz.decompress(d), like.shape, "<u2"),  # type: ignore[return-value]
+        ),
+    }
+
+
+def codec_rows(files: list[Path], reps: int = 20) -> list[dict[str, Any]]:
+    """Ratio, encode and decode ms per 512x424 frame, bit-exactness, for each codec on *files*."""
+    images = [np.ascontiguousarray(np.load(f)) for f in files]
+    raw = sum(i.nbytes for i in images)
+    pixels = sum(i.size for i in images)
+    rows = []
+    candidates: list[tuple[str, str, Any, Any]] = []
+    for info in codecs.available(StreamKind.depth):
+        c = codecs.get(info.name)
+        candidates.append(
+            (
+                info.name,
+                "offered",
+                lambda i, c=c: bytes(memoryview(c.encode(i, {})).cast("B")),
+                lambda d, i, c=c: c.decode(d, i.shape, "<u2"),
+            )
+        )
+    for name, (enc, dec) in _anchors().items():
+        candidates.append((name, "anchor", enc, dec))
+    for name, role, enc, dec in candidates:
+        size = 0
+        t_enc = t_dec = 0.0
+        exact = True
+        for img in images:
+            te, payload = _time(partial(enc, img), reps)
+            td, out = _time(partial(dec, payload, img), reps)
+            size += len(payload)
+            t_enc += te
+            t_dec += td
+            exact &= bool(np.array_equal(out, img))
+        scale = KINECT_PIXELS / pixels * 1e3
+        rows.append(
+            {
+                "codec": name,
+                "role": role,
+                "ratio": raw / size,
+                "encode_ms": t_enc * scale,
+                "decode_ms": t_dec * scale,
+                "exact": exact,
+            }
+        )
+    return rows
+
+
+def color_rows(images: dict[str, np.ndarray], reps: int = 10) -> list[dict[str, Any]]:
+    """JPEG at a few qualities: size, encode/decode ms, PSNR."""
+    jpeg = codecs.get("jpeg")
+    rows = []
+    for label, img in images.items():
+        for q in (75, 85, 95):
+            te, payload = _time(partial(jpeg.encode, img, {"quality": q}), reps)
+            shape = (img.shape[0], img.shape[1], 3)
+            td, out = _time(partial(jpeg.decode, payload, shape, "|u1"), reps)
+            mse = float(np.mean((out.astype(np.float32) - img[..., :3]) ** 2))
+            rows.append(
+                {
+                    "image": label,
+                    "quality": q,
+                    "kb": len(payload) / 1e3,
+                    "ratio": img.nbytes / len(payload),
+                    "encode_ms": te * 1e3,
+                    "decode_ms": td * 1e3,
+                    "psnr": 10 * np.log10(255**2 / max(mse, 1e-9)),
+                }
+            )
+    return rows
+
+
+def format_tables(depth_sets: dict[str, list[dict[str, Any]]], color: list[dict[str, Any]]) -> str:
+    lines = []
+    for title, rows in depth_sets.items():
+        lines += [
+            f"### {title}",
+            "",
+            "| codec | | ratio | encode ms | decode ms | bit-exact |",
+            "|---|---|---:|---:|---:|---|",
+        ]
+        for r in sorted(rows, key=lambda r: -r["ratio"]):
+            lines.append(
+                f"| `{r['codec']}` | {r['role']} | {r['ratio']:.2f} | "
+                f"{r['encode_ms']:.2f} | {r['decode_ms']:.2f} | "
+                f"{'yes' if r['exact'] else 'NO'} |"
+            )
+        lines.append("")
+    lines += [
+        "### Color (JPEG via libjpeg-turbo, 4:2:0)",
+        "",
+        "| image | quality | size | ratio | encode ms | decode ms | PSNR dB |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in color:
+        lines.append(
+            f"| {r['image']} | {r['quality']} | {r['kb']:.0f} kB | {r['ratio']:.1f} | "
+            f"{r['encode_ms']:.2f} | {r['decode_ms']:.2f} | {r['psnr']:.1f} |"
+        )
+    return "\n".join(lines)

@@ -157,6 +157,8 @@ def test_bench_measures_and_records(tmp_path: Path) -> None:
     out = tmp_path / "B.md"
     res = run(
         "bench",
+        "--suite",
+        "e2e",
         "--subscribers",
         "2",
         "--duration",
@@ -169,13 +171,32 @@ def test_bench_measures_and_records(tmp_path: Path) -> None:
     )
     assert res.returncode == 0, res.stderr
     text = out.read_text()
-    assert "<!-- bench:e2e -->" in text and "Command: `rgbdcast bench" in text
-    for client in ("rgbdcast", "pyzmq"):  # ours, and the bare-socket ceiling beside it
-        row = next(ln for ln in text.splitlines() if ln.startswith(f"| 2 | {client} | 1 |"))
+    assert "<!-- bench:e2e-depth-decode -->" in text and "Command: `rgbdcast bench" in text
+    # ours (decoding), and the bare-socket ceiling beside it
+    for label in ("rgbdcast (decoding)", "pyzmq"):
+        row = next(ln for ln in text.splitlines() if ln.startswith(f"| 2 | {label} | 1 |"))
         cells = [c.strip() for c in row.split("|")]
         assert cells[4] == "mock0/depth"
         fps = float(cells[5].split("/")[0])
         assert 20 < fps < 40, row
+
+
+def test_bench_codec_table_on_the_shared_frames(tmp_path: Path, depth_dir: Path) -> None:
+    out = tmp_path / "B.md"
+    res = run(
+        "bench", "--suite", "codecs", "--data", str(depth_dir), "--write", str(out), timeout=300
+    )
+    assert res.returncode == 0, res.stderr
+    text = out.read_text()
+    rows = {
+        c[1].strip("` "): c
+        for c in (ln.split("|") for ln in text.splitlines())
+        if len(c) > 6 and c[1].strip().startswith("`")
+    }
+    for name in ("grad-zstd", "grad-lz4", "rvl", "png", "raw", "rvl + zstd-1"):
+        assert name in rows, name
+    assert all(c[6].strip() == "yes" for c in rows.values())  # every codec is bit-exact
+    assert "PSNR" in text
 
 
 def test_discover_lists_a_server_announced_on_loopback() -> None:

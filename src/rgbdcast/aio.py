@@ -181,6 +181,17 @@ class AsyncClient(ClientBase):
         decode: Literal[False],
     ) -> AsyncSubscription[EncodedFrame]: ...
 
+    @overload
+    def subscribe(
+        self,
+        device_id: str,
+        stream: StreamKind | str = ...,
+        *,
+        queue_size: int = ...,
+        strict: bool = ...,
+        decode: bool,
+    ) -> AsyncSubscription[Any]: ...
+
     def subscribe(
         self,
         device_id: str,

@@ -62,6 +62,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--warmup", type=float, default=2.0, help="seconds before measuring")
     p.add_argument("--port", type=int, default=0, help="control port (default: a free one)")
     p.add_argument("--repeat", type=int, default=1, help="runs of each configuration (default 1)")
+    p.add_argument("--depth-codec", default=None, help="serve depth with this codec")
+    p.add_argument("--color-codec", default=None, help="serve color with this codec")
+    p.add_argument("--color-quality", default=None, type=int, help="JPEG quality to serve")
     p.add_argument(
         "--no-decode",
         action="store_true",
@@ -114,6 +117,7 @@ def run_e2e(
     client: str = "rgbdcast",
     no_decode: bool = False,
     slow: int = 0,
+    serve_args: list[str] | None = None,
 ) -> dict[str, Any]:
     """One run: a server process and *subscribers* subscriber processes. Returns the figures."""
     port = port or _free_port()
@@ -139,6 +143,7 @@ def run_e2e(
             str(int(fps)),
             "--duration",
             str(warmup + duration + 30),
+            *(serve_args or []),
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -193,7 +198,10 @@ def run_e2e(
             lines = [ln for ln in out.splitlines() if ln.startswith("{")]
             if not lines:
                 raise UsageError(f"bench subscriber failed: {err.strip()[-300:]}")
-            results.append(json.loads(lines[-1]))
+            result = json.loads(lines[-1])
+            if client == "rgbdcast" and result["decoded"] == no_decode:
+                raise UsageError("a bench subscriber ran in the wrong decode mode")
+            results.append(result)
     finally:
         for p in [*subs, server]:
             if p.poll() is None:
@@ -287,7 +295,7 @@ def _sub_main(argv: Sequence[str]) -> int:
     me = psutil.Process()
     with Client(args.endpoint, reconnect=False) as client:
         subs = [
-            client.subscribe(dev, kind)
+            client.subscribe(dev, kind, decode=not args.no_decode)
             for dev in client.devices
             for kind in args.streams.split(",")
         ]
@@ -310,6 +318,7 @@ def _sub_main(argv: Sequence[str]) -> int:
         out: dict[str, Any] = {
             "cpu_percent": (c1.user + c1.system - c0.user - c0.system) / span * 100,
             "slow": args.slow,
+            "decoded": all(s.decode for s in subs),
             "streams": {},
         }
         for s, r, b0 in zip(subs, results, bytes0, strict=False):
@@ -529,6 +538,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve_args(args: argparse.Namespace) -> list[str]:
+    out = []
+    for name in ("depth_codec", "color_codec", "color_quality"):
+        value = getattr(args, name, None)
+        if value is not None:
+            out += ["--" + name.replace("_", "-"), str(value)]
+    return out
+
+
 def cmd_e2e(args: argparse.Namespace) -> None:
     if any(n < 1 or n > 64 for n in args.subscribers):
         raise UsageError("subscriber counts must be between 1 and 64")
@@ -557,6 +575,7 @@ def cmd_e2e(args: argparse.Namespace) -> None:
                     client,
                     args.no_decode,
                     args.slow,
+                    _serve_args(args),
                 )
                 r["run"] = i + 1
                 runs.append(r)
@@ -585,7 +604,11 @@ def _write_e2e(args: argparse.Namespace, runs: list[dict[str, Any]]) -> None:
     key = f"e2e-{args.streams.replace(',', '+')}-{decode}" + (
         f"-slow{args.slow}" if args.slow else ""
     )
-    title = f"End to end: {args.streams} at {args.fps:g} fps, " + (
+    codecs_used = " ".join(_serve_args(args))
+    if codecs_used:
+        key += "-" + codecs_used.replace("--", "").replace(" ", "-")
+    served = f", {codecs_used}" if codecs_used else ""
+    title = f"End to end: {args.streams} at {args.fps:g} fps{served}, " + (
         "subscribers that do not decode" if args.no_decode else "decoding subscribers"
     )
     notes = []

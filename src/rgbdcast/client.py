@@ -247,6 +247,17 @@ class Client(ClientBase):
         decode: Literal[False],
     ) -> Subscription[EncodedFrame]: ...
 
+    @overload
+    def subscribe(
+        self,
+        device_id: str,
+        stream: StreamKind | str = ...,
+        *,
+        queue_size: int = ...,
+        strict: bool = ...,
+        decode: bool,
+    ) -> Subscription[Any]: ...
+
     def subscribe(
         self,
         device_id: str,

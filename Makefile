@@ -14,7 +14,7 @@ DEMO_INTERFACES ?= 127.0.0.1
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -30,7 +30,7 @@ test: lint
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)
-	$(BIN)/rgbdcast bench --write BENCHMARKS.md
+	RGBDCAST_BIND=127.0.0.1 RGBDCAST_INTERFACES=127.0.0.1 $(BIN)/rgbdcast bench --write BENCHMARKS.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache test-output

@@ -231,3 +231,12 @@ def test_discover_lists_a_server_announced_on_loopback() -> None:
     finally:
         server.proc.terminate()
         server.proc.communicate(timeout=10)
+
+
+@pytest.mark.parametrize("transport", ["rgbdcast", "pyzmq", "imagezmq-reqrep", "netgear"])
+def test_saturation_harness_measures_each_transport(transport: str) -> None:
+    from rgbdcast.bench_peers import run_peer
+
+    r = run_peer(transport, "depth", duration=1.0, warmup=0.5)
+    assert r["frames"] > 30 and r["fps"] > 30
+    assert 0 < r["p50"] <= r["p99"] < 60_000

@@ -37,7 +37,7 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument(
         "--suite",
-        choices=["all", "codecs", "e2e"],
+        choices=["all", "codecs", "e2e", "peers"],
         default="all",
         help="what to measure: the codec table, the end-to-end runs, or both (default all)",
     )
@@ -533,9 +533,71 @@ def cmd_bench(args: argparse.Namespace) -> int:
         cmd_codecs(args)
     if args.suite in ("all", "e2e"):
         cmd_e2e(args)
+    if args.suite in ("all", "peers"):
+        cmd_peers(args)
     if args.write:
         print(f"written to {args.write}")
     return 0
+
+
+def cmd_peers(args: argparse.Namespace) -> None:
+    try:
+        import imagezmq  # noqa: F401
+        import vidgear  # noqa: F401
+    except ImportError:
+        raise UsageError(
+            "the peers suite needs imagezmq and vidgear: pip install 'rgbdcast[bench]'"
+        ) from None
+    from .bench_peers import PEER_RUNS, run_peer
+
+    results = []
+    for label, transport, payload in PEER_RUNS:
+        print(f"saturated {payload}: {label} ...", flush=True)
+        r = run_peer(transport, payload, duration=args.duration / 2, warmup=1.0)
+        results.append((label, payload, r))
+        print(
+            f"  {r['fps']:.0f} frames/s, latency p50 {r['p50']:.2f} ms p99 {r['p99']:.2f} ms",
+            flush=True,
+        )
+    if not args.write:
+        return
+    names = {
+        "depth": "raw depth 512x424 uint16",
+        "color": "raw color 1920x1080 BGR",
+        "jpeg": "color 1920x1080 as JPEG q85",
+    }
+    rows = [
+        "| payload | transport | frames/s received | vs plain pyzmq | latency p50 | latency p99 |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    base = {p: r["fps"] for label, p, r in results if label == "plain pyzmq PUB/SUB"}
+    for label, payload, r in results:
+        ref = base.get(payload)
+        ratio = f"{r['fps'] / ref:.2f}x" if ref else "-"
+        rows.append(
+            f"| {names[payload]} | {label} | {r['fps']:.0f} | {ratio} | "
+            f"{r['p50']:.2f} ms | {r['p99']:.2f} ms |"
+        )
+    body = "\n".join(
+        [
+            "## Saturated: frames as fast as possible, next to the peers",
+            "",
+            f"Measured {time.strftime('%Y-%m-%d')} on: {machine_description()}.",
+            "",
+            f"Command: `{_command_line()}`",
+            "",
+            "One sender and one receiver process per transport, the same mock frames for all. "
+            "Peers send as fast as their API allows; rgbdcast serves the mock device at 4000 fps "
+            "(more than it can carry, so its latest-frame slot drops the rest) with frames "
+            "pre-rendered. Latency is send (rgbdcast: capture) to receipt in user code; the "
+            "receiver counts frames for half of `--duration` after a 1 s warm-up. imagezmq "
+            "JPEG rows encode with simplejpeg on the sender and decode on the receiver, as its "
+            "examples do; rgbdcast decodes too.",
+            "",
+            *rows,
+        ]
+    )
+    write_section(args.write, "peers", body)
 
 
 def _serve_args(args: argparse.Namespace) -> list[str]:

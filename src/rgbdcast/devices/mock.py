@@ -75,8 +75,8 @@ class MockDevice(ThreadedDevice):
         seed: int = 0,
     ) -> None:
         super().__init__()
-        if not 0 < fps <= 1000:
-            raise UsageError(f"fps must be in (0, 1000], got {fps}")
+        if not 0 < fps <= 100_000:
+            raise UsageError(f"fps must be in (0, 100000], got {fps}")
         for w, h in (color_size, depth_size):
             if not (8 <= w <= 8192 and 8 <= h <= 8192):
                 raise UsageError(f"resolution {w}x{h} out of range")

@@ -112,7 +112,7 @@ class StreamPublisher:
         return s
 
     def _drain_subscriptions(self) -> None:
-        while True:
+        while int(self._sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN:  # no exception per frame
             try:
                 msg = self._sock.recv(zmq.NOBLOCK)
             except zmq.Again:

@@ -1,0 +1,306 @@
+"""Saturation runs of ``rgbdcast bench --suite peers``: frames as fast as possible, next to the
+tools users would otherwise pick (plain pyzmq PUB/SUB, imagezmq REQ/REP and PUB/SUB, vidgear's
+NetGear), all on the same mock frames, one sender process and one receiver process each.
+
+The send time travels in the first 8 bytes of each raw frame (imagezmq's message string for JPEG);
+rgbdcast's is the frame header's capture time. Needs ``pip install 'rgbdcast[bench]'``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+__all__ = ["PEER_RUNS", "run_peer"]
+
+_NETGEAR_RAW: dict[str, Any] = {"jpeg_compression": False}
+
+# (label, transport, payload): payload is depth (raw uint16), color (raw BGR 1080p), jpeg
+PEER_RUNS = [
+    ("rgbdcast", "rgbdcast", "depth"),
+    ("plain pyzmq PUB/SUB", "pyzmq", "depth"),
+    ("imagezmq PUB/SUB", "imagezmq-pubsub", "depth"),
+    ("imagezmq REQ/REP", "imagezmq-reqrep", "depth"),
+    ("vidgear NetGear", "netgear", "depth"),
+    ("rgbdcast", "rgbdcast", "color"),
+    ("plain pyzmq PUB/SUB", "pyzmq", "color"),
+    ("imagezmq PUB/SUB", "imagezmq-pubsub", "color"),
+    ("imagezmq REQ/REP", "imagezmq-reqrep", "color"),
+    ("vidgear NetGear", "netgear", "color"),
+    ("rgbdcast (jpeg q85)", "rgbdcast", "jpeg"),
+    ("imagezmq PUB/SUB + simplejpeg q85", "imagezmq-pubsub", "jpeg"),
+    ("imagezmq REQ/REP + simplejpeg q85", "imagezmq-reqrep", "jpeg"),
+]
+
+
+def _frames(payload: str) -> list[np.ndarray]:
+    from .devices.mock import MockDevice
+
+    kind = "depth" if payload == "depth" else "color"
+    dev = MockDevice("peer", streams=[kind])
+    return [np.ascontiguousarray(dev.render(i)[0].array) for i in range(10)]
+
+
+def _stamp(frame: np.ndarray) -> np.ndarray:
+    out = frame.copy()
+    out.reshape(-1).view(np.uint8)[:8] = np.frombuffer(np.int64(time.time_ns()).tobytes(), np.uint8)
+    return out
+
+
+def _stamp_of(frame: np.ndarray) -> int:
+    return int(
+        np.frombuffer(
+            np.ascontiguousarray(frame).reshape(-1).view(np.uint8)[:8].tobytes(), np.int64
+        )[0]
+    )
+
+
+def _send(transport: str, payload: str, port: int, duration: float) -> None:
+    import simplejpeg
+    import zmq
+
+    frames = _frames(payload)
+    end = time.monotonic() + duration
+    ep = f"tcp://127.0.0.1:{port}"
+    i = 0
+    if transport == "pyzmq":
+        sock: zmq.Socket[Any] = zmq.Context.instance().socket(zmq.PUB)
+        sock.bind(ep)
+        time.sleep(0.5)
+        while time.monotonic() < end:
+            sock.send(_stamp(frames[i % len(frames)]).data)
+            i += 1
+        sock.close(0)
+    elif transport.startswith("imagezmq"):
+        import imagezmq
+
+        reqrep = transport.endswith("reqrep")
+        sender = imagezmq.ImageSender(
+            connect_to=ep if reqrep else f"tcp://*:{port}", REQ_REP=reqrep
+        )
+        time.sleep(0.5)
+        while time.monotonic() < end:
+            frame = frames[i % len(frames)]
+            if payload == "jpeg":
+                jpg = simplejpeg.encode_jpeg(frame, quality=85, colorspace="BGR")
+                sender.send_jpg(str(time.time_ns()), jpg)
+            else:
+                sender.send_image("f", _stamp(frame))
+            i += 1
+        sender.close()
+    elif transport == "netgear":
+        from vidgear.gears import NetGear
+
+        ng = NetGear(address="127.0.0.1", port=str(port), logging=False, **_NETGEAR_RAW)
+        while time.monotonic() < end:
+            ng.send(_stamp(frames[i % len(frames)]))
+            i += 1
+        ng.close()
+
+
+def _recv(
+    transport: str, payload: str, port: int, duration: float, warmup: float
+) -> dict[str, Any]:
+    import simplejpeg
+    import zmq
+
+    ep = f"tcp://127.0.0.1:{port}"
+    lat: list[float] = []
+    frames = 0
+    t_first = None
+    start_measure = end = float("inf")
+
+    def note(sent_ns: int) -> bool:
+        nonlocal frames, t_first, start_measure, end
+        now = time.monotonic()
+        if t_first is None:
+            t_first = now
+            start_measure, end = now + warmup, now + warmup + duration
+        if now >= start_measure:
+            frames += 1
+            lat.append((time.time_ns() - sent_ns) / 1e6)
+        return now < end
+
+    if transport == "rgbdcast":
+        from .client import Client
+
+        with Client(ep) as client:
+            sub = client.subscribe("mock0", "depth" if payload == "depth" else "color")
+            while True:
+                f = sub.get(timeout=20)
+                if not note(f.host_time_ns):
+                    break
+    elif transport == "pyzmq":
+        sock: zmq.Socket[Any] = zmq.Context.instance().socket(zmq.SUB)
+        sock.setsockopt(zmq.SUBSCRIBE, b"")
+        sock.connect(ep)
+        shape = (424, 512) if payload == "depth" else (1080, 1920, 3)
+        dtype = np.uint16 if payload == "depth" else np.uint8
+        while True:
+            buf = sock.recv(copy=False)
+            arr = np.frombuffer(buf.buffer, dtype).reshape(shape)
+            if not note(_stamp_of(arr)):
+                break
+        sock.close(0)
+    elif transport.startswith("imagezmq"):
+        import imagezmq
+
+        reqrep = transport.endswith("reqrep")
+        hub = imagezmq.ImageHub(open_port=f"tcp://*:{port}" if reqrep else ep, REQ_REP=reqrep)
+        while True:
+            if payload == "jpeg":
+                msg, jpg = hub.recv_jpg()
+                simplejpeg.decode_jpeg(jpg, colorspace="BGR")
+                ok = note(int(msg))
+            else:
+                _msg, arr = hub.recv_image()
+                ok = note(_stamp_of(arr))
+            if reqrep:
+                hub.send_reply(b"OK")
+            if not ok:
+                break
+        hub.close()
+    elif transport == "netgear":
+        from vidgear.gears import NetGear
+
+        ng = NetGear(
+            address="127.0.0.1",
+            port=str(port),
+            receive_mode=True,
+            logging=False,
+            **_NETGEAR_RAW,
+        )
+        while True:
+            got = ng.recv()
+            if got is None or not note(_stamp_of(got)):
+                break
+        ng.close()
+    lat.sort()
+
+    def pick(q: float) -> float:
+        return lat[min(len(lat) - 1, int(q * (len(lat) - 1)))] if lat else float("nan")
+
+    return {"frames": frames, "fps": frames / duration, "p50": pick(0.5), "p99": pick(0.99)}
+
+
+def run_peer(
+    transport: str, payload: str, duration: float = 5.0, warmup: float = 1.0, fps: int = 4000
+) -> dict[str, Any]:
+    """One saturation run; returns received fps and latency percentiles."""
+    from .bench import _free_port
+
+    port = _free_port()
+    py = sys.executable
+    procs: list[subprocess.Popen[str]] = []
+    try:
+        if transport == "rgbdcast":
+            kind = "depth" if payload == "depth" else "color"
+            codec = {"depth": "raw", "color": "raw", "jpeg": "jpeg"}[payload]
+            sender = subprocess.Popen(
+                [
+                    py,
+                    "-m",
+                    "rgbdcast",
+                    "serve",
+                    "--bind",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                    "--no-announce",
+                    "--quiet",
+                    "--streams",
+                    kind,
+                    "--fps",
+                    str(fps),
+                    "--prerender",
+                    "10",
+                    f"--{kind}-codec",
+                    codec,
+                    "--color-quality",
+                    "85",
+                    "--duration",
+                    str(duration + warmup + 30),
+                ],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            procs.append(sender)
+            assert sender.stdout is not None
+            sender.stdout.readline()
+        recv = subprocess.Popen(
+            [
+                py,
+                "-m",
+                "rgbdcast.bench_peers",
+                "recv",
+                transport,
+                payload,
+                str(port),
+                str(duration),
+                str(warmup),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        procs.append(recv)
+        if transport != "rgbdcast":
+            time.sleep(0.5)
+            procs.append(
+                subprocess.Popen(
+                    [
+                        py,
+                        "-m",
+                        "rgbdcast.bench_peers",
+                        "send",
+                        transport,
+                        payload,
+                        str(port),
+                        str(duration + warmup + 5),
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                )
+            )
+        out, err = recv.communicate(timeout=duration + warmup + 60)
+        lines = [ln for ln in out.splitlines() if ln.startswith("{")]
+        if not lines:
+            raise RuntimeError(f"{transport} receiver failed: {err.strip()[-400:]}")
+        return dict(json.loads(lines[-1]))
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.terminate()
+        for p in procs:
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="python -m rgbdcast.bench_peers")
+    p.add_argument("role", choices=["send", "recv"])
+    p.add_argument("transport")
+    p.add_argument("payload", choices=["depth", "color", "jpeg"])
+    p.add_argument("port", type=int)
+    p.add_argument("duration", type=float)
+    p.add_argument("warmup", type=float, nargs="?", default=1.0)
+    a = p.parse_args(argv)
+    if a.role == "send":
+        _send(a.transport, a.payload, a.port, a.duration)
+    else:
+        print(json.dumps(_recv(a.transport, a.payload, a.port, a.duration, a.warmup)), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -19,7 +19,7 @@ from .errors import ProtocolError, UsageError
 from .frames import Frame, StreamKind
 from .net.addresses import make_endpoint, parse_endpoint, resolvable
 from .protocol.control import EndpointType
-from .protocol.envelope import EncodedFrame, decode_parts, parse_encoded
+from .protocol.envelope import EncodedFrame, parse_encoded
 from .protocol.session import DeviceRecord, ServerView, StatsSnapshot, StreamStats
 
 __all__ = ["ClientBase", "SubscriptionBase"]
@@ -46,6 +46,7 @@ class SubscriptionBase:
         self.last_error: ProtocolError | None = None
         self._queue: deque[Frame | EncodedFrame | ProtocolError] = deque(maxlen=queue_size)
         self._latest: Frame | EncodedFrame | None = None
+        self._latest_decoded: tuple[EncodedFrame, Frame] | None = None
         self.closed = False
 
     def _push(self, item: Frame | EncodedFrame | ProtocolError) -> None:
@@ -54,6 +55,43 @@ class SubscriptionBase:
         self._queue.append(item)
         if not isinstance(item, ProtocolError):
             self._latest = item
+
+    def _bad(self, exc: ProtocolError) -> None:
+        """Count a malformed frame; a strict subscription hands it to its reader."""
+        self.bad_frames += 1
+        self.last_error = exc
+        if self.bad_frames in (1, 10, 100) or self.bad_frames % 1000 == 0:
+            log.warning("bad frame on %r (%d so far): %s", self, self.bad_frames, exc)
+        if self.strict:
+            self._push(exc)
+
+    def _resolve(self, item: Frame | EncodedFrame | ProtocolError) -> Frame | EncodedFrame | None:
+        """What the reader gets for a queued item: decoded if asked, None for a bad frame."""
+        if isinstance(item, ProtocolError):
+            raise item
+        if self.decode and isinstance(item, EncodedFrame):
+            try:
+                return item.decode()
+            except ProtocolError as exc:
+                self._bad(exc)
+                if self.strict:
+                    raise
+                return None
+        return item
+
+    def _resolve_latest(self) -> Frame | EncodedFrame | None:
+        latest = self._latest
+        if latest is None or not (self.decode and isinstance(latest, EncodedFrame)):
+            return latest
+        if self._latest_decoded is not None and self._latest_decoded[0] is latest:
+            return self._latest_decoded[1]
+        try:
+            frame = latest.decode()
+        except ProtocolError as exc:
+            self._bad(exc)
+            return None
+        self._latest_decoded = (latest, frame)
+        return frame
 
     def snapshot(self) -> StatsSnapshot:
         """fps, drops (sequence gaps), latency p50/p99 and bandwidth, right now."""
@@ -166,27 +204,33 @@ class ClientBase:
             self.on_remove_kinect.send(self, kinect_id=dev)
         return added + changed
 
-    def _handle_frame(self, sub: SubscriptionBase, parts: Sequence[Any]) -> Frame | None:
+    def _handle_frame(self, sub: SubscriptionBase, parts: Sequence[Any]) -> None:
+        """On the I/O side: check the header, count, queue. Decoding waits for whoever takes
+        the frame (``get``/``latest``, on their thread, so codecs run on every core and frames
+        the queue drops are never decoded), unless a signal handler needs it decoded now."""
         try:
             encoded = parse_encoded(parts)
-            frame: Any = decode_parts(encoded.header, encoded.payload) if sub.decode else encoded
         except ProtocolError as exc:
-            sub.bad_frames += 1
-            sub.last_error = exc
-            if sub.bad_frames in (1, 10, 100) or sub.bad_frames % 1000 == 0:
-                log.warning("bad frame on %r (%d so far): %s", sub, sub.bad_frames, exc)
-            if sub.strict:
-                sub._push(exc)
-            return None
-        nbytes = sum(memoryview(p).nbytes for p in parts)
-        sub.stats.record(encoded.header, nbytes, time.time_ns())
-        sub._push(frame)
-        self.on_frame.send(self, frame=frame, subscription=sub)
-        if sub.decode and frame.kind is StreamKind.depth and self.on_depth_frame.receivers:
-            arr = frame.array
+            sub._bad(exc)
+            return
+        sub.stats.record(
+            encoded.header, memoryview(parts[0]).nbytes + encoded.nbytes, time.time_ns()
+        )
+        item: Frame | EncodedFrame = encoded
+        wants_depth = encoded.kind is StreamKind.depth and bool(self.on_depth_frame.receivers)
+        if sub.decode and (self.on_frame.receivers or wants_depth):
+            try:
+                item = encoded.decode()
+            except ProtocolError as exc:
+                sub._bad(exc)
+                return
+        sub._push(item)
+        if self.on_frame.receivers:
+            self.on_frame.send(self, frame=item, subscription=sub)
+        if sub.decode and wants_depth and isinstance(item, Frame):
+            arr = item.array
             self.on_depth_frame.send(
                 self,
-                kinect_id=frame.device_id,
+                kinect_id=item.device_id,
                 depth_frame=DepthFrame(arr.data, (arr.shape[1], arr.shape[0])),
             )
-        return frame

@@ -65,16 +65,17 @@ class AsyncSubscription(SubscriptionBase, Generic[T]):
             except asyncio.TimeoutError:
                 raise TimeoutError(f"no {self.kind.value} frame within {timeout} s") from None
         item = self._queue.popleft()
-        if isinstance(item, ProtocolError):
-            raise item
-        return cast(T, item)
+        resolved = self._resolve(item)
+        if resolved is None:  # a bad frame on a lenient subscription: wait for the next
+            return await self.get(timeout)
+        return cast(T, resolved)
 
     async def latest(self, timeout: float | None = None) -> T | None:
         """The newest frame received so far (waiting up to *timeout* s for a first one)."""
         if self._latest is None and not self.closed:
             with contextlib.suppress(TimeoutError):
                 await self.get(timeout)
-        return cast("T | None", self._latest)
+        return cast("T | None", self._resolve_latest())
 
     async def __aiter__(self) -> AsyncIterator[T]:
         while not self.closed:

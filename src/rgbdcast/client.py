@@ -72,21 +72,24 @@ class Subscription(SubscriptionBase, Generic[T]):
 
         With ``strict=True`` a malformed frame from the network raises :class:`ProtocolError`.
         """
-        with self._cond:
-            if not self._cond.wait_for(lambda: self._queue or self.closed, timeout):
-                raise TimeoutError(f"no {self.kind.value} frame within {timeout} s")
-            if not self._queue:
-                raise UsageError("subscription is closed")
-            item = self._queue.popleft()
-        if isinstance(item, ProtocolError):
-            raise item
-        return cast(T, item)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            with self._cond:
+                if not self._cond.wait_for(lambda: self._queue or self.closed, left):
+                    raise TimeoutError(f"no {self.kind.value} frame within {timeout} s")
+                if not self._queue:
+                    raise UsageError("subscription is closed")
+                item = self._queue.popleft()
+            resolved = self._resolve(item)  # decodes here, on the caller's thread
+            if resolved is not None:
+                return cast(T, resolved)
 
     def latest(self, timeout: float | None = None) -> T | None:
         """The newest frame received so far (waiting up to *timeout* s for a first one)."""
         with self._cond:
             self._cond.wait_for(lambda: self._latest is not None or self.closed, timeout)
-            return cast("T | None", self._latest)
+        return cast("T | None", self._resolve_latest())
 
     def __iter__(self) -> Iterator[T]:
         while not self.closed:

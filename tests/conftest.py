@@ -48,7 +48,12 @@ def _warm_global_contexts() -> None:
 
 
 def _ours() -> set[threading.Thread]:
-    return {t for t in threading.enumerate() if t.name.startswith("rgbdcast-")}
+    # rgbdcast-pool-* are process-wide codec workers, kept for the process's life by design
+    return {
+        t
+        for t in threading.enumerate()
+        if t.name.startswith("rgbdcast-") and not t.name.startswith("rgbdcast-pool-")
+    }
 
 
 def _fds() -> int:

@@ -226,3 +226,26 @@ def test_jpeg_round_trips_bgr_and_bgra_to_bgr() -> None:
             codec.decode(junk, (180, 320, 3), "|u1")
     with pytest.raises(CodecError):
         codec.encode(color, {"quality": 0})
+
+
+@pytest.mark.parametrize("strips", [2, 3, 4])
+def test_jpeg_strips_decode_to_the_same_image(strips: int) -> None:
+    color = MockDevice("m", color_size=(640, 360)).render(5)[0].array
+    codec = codecs.get("jpeg")
+    single = codec.decode(codec.encode(color, {"quality": 90}), (360, 640, 3), "|u1")
+    payload = codec.encode(color, {"quality": 90, "strips": strips})
+    assert bytes(payload[:4]) == b"JPGS" and payload[5] == strips
+    banded = codec.decode(payload, (360, 640, 3), "|u1")
+    assert banded.shape == (360, 640, 3)
+    # the same picture: only band edges may differ slightly
+    assert np.mean(np.abs(banded.astype(int) - single.astype(int))) < 1.0
+    for bad in (
+        payload[:-10],
+        payload[:5] + bytes([0]) + payload[6:],
+        payload + b"x",
+        b"JPGS\x01\x02" + b"\xff" * 8,
+    ):
+        with pytest.raises(CodecError):
+            codec.decode(bad, (360, 640, 3), "|u1")
+    with pytest.raises(CodecError):
+        codec.decode(payload, (361, 640, 3), "|u1")

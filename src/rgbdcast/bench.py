@@ -65,6 +65,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--depth-codec", default=None, help="serve depth with this codec")
     p.add_argument("--color-codec", default=None, help="serve color with this codec")
     p.add_argument("--color-quality", default=None, type=int, help="JPEG quality to serve")
+    p.add_argument("--color-strips", default=None, type=int, help="JPEG strips to serve")
     p.add_argument(
         "--no-decode",
         action="store_true",
@@ -602,7 +603,7 @@ def cmd_peers(args: argparse.Namespace) -> None:
 
 def _serve_args(args: argparse.Namespace) -> list[str]:
     out = []
-    for name in ("depth_codec", "color_codec", "color_quality"):
+    for name in ("depth_codec", "color_codec", "color_quality", "color_strips"):
         value = getattr(args, name, None)
         if value is not None:
             out += ["--" + name.replace("_", "-"), str(value)]

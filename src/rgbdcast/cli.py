@@ -120,6 +120,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="JPEG quality 1-100 (default 85)",
     )
     p.add_argument(
+        "--color-strips",
+        type=int,
+        default=None,
+        metavar="N",
+        help="encode color JPEG as N bands in parallel (lower latency; 1 = one standard JPEG)",
+    )
+    p.add_argument(
         "--color-subsampling",
         choices=["420", "422", "444"],
         default=None,
@@ -202,6 +209,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if not 1 <= args.color_quality <= 100:
             raise UsageError("--color-quality must be between 1 and 100")
         params["color"]["quality"] = args.color_quality
+    if args.color_strips is not None:
+        params["color"]["strips"] = args.color_strips
     if args.color_subsampling is not None:
         params["color"]["subsampling"] = args.color_subsampling
     if args.depth_level is not None:

@@ -151,6 +151,19 @@ def test_the_original_clients_wire_behaviour(endpoint: str) -> None:
         sub.close(0)
 
 
+def _read_until(proc: subprocess.Popen[str], needle: str, timeout: float = 20) -> list[str]:
+    """Lines of *proc*'s output up to the first containing *needle* (or *timeout* s)."""
+    assert proc.stdout is not None
+    lines: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        lines.append(line)
+        if needle in line or not line:
+            break
+    return lines
+
+
 def test_the_seed_examples_run(tmp_path: Path) -> None:
     server = subprocess.Popen(
         [sys.executable, str(EXAMPLES / "mock_server.py")],
@@ -161,14 +174,7 @@ def test_the_seed_examples_run(tmp_path: Path) -> None:
     )
     client = None
     try:
-        assert server.stdout is not None
-        lines = []
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            line = server.stdout.readline()
-            lines.append(line)
-            if "serving" in line:
-                break
+        lines = _read_until(server, "serving")
         assert any("serving" in ln for ln in lines), lines
         client = subprocess.Popen(
             [sys.executable, str(EXAMPLES / "ping_client.py")],
@@ -177,14 +183,7 @@ def test_the_seed_examples_run(tmp_path: Path) -> None:
             stderr=subprocess.STDOUT,
             text=True,
         )
-        assert client.stdout is not None
-        out = []
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            line = client.stdout.readline()
-            out.append(line)
-            if "Got pong" in line:
-                break
+        out = _read_until(client, "Got pong")
         assert any("Got pong" in ln for ln in out), "".join(out)
         assert any("Discovered server" in ln for ln in out)
         rest, _ = client.communicate("\n", timeout=10)

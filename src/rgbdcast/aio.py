@@ -19,9 +19,9 @@ import zmq
 import zmq.asyncio
 
 from ._clientbase import ClientBase, SubscriptionBase
-from .client import SUB_HWM
 from .errors import ProtocolError, ServerTimeout, UsageError
 from .frames import Frame, StreamKind
+from .net.sockets import open_control, open_subscriber
 from .protocol.control import MessageType, make_msg, parse_msg
 from .protocol.envelope import EncodedFrame
 
@@ -224,10 +224,7 @@ class AsyncClient(ClientBase):
     def _open_req(self) -> None:
         if self._req is not None:
             self._req.close(0)
-        self._req = self._ctx.socket(zmq.REQ)
-        self._req.setsockopt(zmq.LINGER, 0)
-        self._req.setsockopt(zmq.MAXMSGSIZE, 16 * 1024 * 1024)
-        self._req.connect(self.control_endpoint)
+        self._req = open_control(self._ctx, self.control_endpoint)
 
     async def _request(self, mtype: MessageType, timeout: float | None) -> Any:
         async with self._lock:
@@ -271,12 +268,7 @@ class AsyncClient(ClientBase):
                 log.warning("bad heartbeat reply: %s", exc)
 
     def _attach(self, sub: AsyncSubscription[Any], endpoint: str) -> None:
-        sock = self._ctx.socket(zmq.SUB)
-        sock.setsockopt(zmq.LINGER, 0)
-        sock.setsockopt(zmq.RCVHWM, SUB_HWM)
-        sock.setsockopt(zmq.MAXMSGSIZE, 512 * 1024 * 1024)
-        sock.setsockopt(zmq.SUBSCRIBE, b"")
-        sock.connect(endpoint)
+        sock = open_subscriber(self._ctx, endpoint)
         sub.endpoint = endpoint
         sub._sock = sock
         sub._task = asyncio.get_running_loop().create_task(self._receive(sub, sock))

@@ -108,6 +108,38 @@ def _pct(values: list[float], q: float) -> float:
     return s[min(len(s) - 1, round(q * (len(s) - 1)))]
 
 
+def serve_command(
+    port: int,
+    streams: str,
+    fps: float,
+    duration: float,
+    prerender: int,
+    extra: list[str] | None = None,
+) -> list[str]:
+    """``rgbdcast serve`` of a pre-rendered mock on loopback, unannounced, for *duration* s."""
+    return [
+        sys.executable,
+        "-m",
+        "rgbdcast",
+        "serve",
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--no-announce",
+        "--quiet",
+        "--streams",
+        streams,
+        "--fps",
+        str(fps),
+        "--prerender",
+        str(prerender),
+        "--duration",
+        str(duration),
+        *(extra or []),
+    ]
+
+
 def run_e2e(
     subscribers: int,
     streams: str,
@@ -125,27 +157,7 @@ def run_e2e(
     endpoint = f"tcp://127.0.0.1:{port}"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "rgbdcast",
-            "serve",
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--no-announce",
-            "--quiet",
-            "--streams",
-            streams,
-            "--fps",
-            str(fps),
-            "--prerender",
-            str(int(fps)),
-            "--duration",
-            str(warmup + duration + 30),
-            *(serve_args or []),
-        ],
+        serve_command(port, streams, fps, warmup + duration + 30, int(fps), serve_args),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=env,
@@ -342,7 +354,7 @@ def _plain_sub(args: argparse.Namespace) -> int:
     import numpy as np
     import zmq
 
-    from .client import SUB_HWM
+    from .net.sockets import SUB_HWM
 
     me = psutil.Process()
     ctx = zmq.Context()

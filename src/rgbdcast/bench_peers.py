@@ -193,7 +193,7 @@ def run_peer(
     transport: str, payload: str, duration: float = 5.0, warmup: float = 1.0, fps: int = 4000
 ) -> dict[str, Any]:
     """One saturation run; returns received fps and latency percentiles."""
-    from .bench import _free_port
+    from .bench import _free_port, serve_command
 
     port = _free_port()
     py = sys.executable
@@ -203,30 +203,14 @@ def run_peer(
             kind = "depth" if payload == "depth" else "color"
             codec = {"depth": "raw", "color": "raw", "jpeg": "jpeg"}[payload]
             sender = subprocess.Popen(
-                [
-                    py,
-                    "-m",
-                    "rgbdcast",
-                    "serve",
-                    "--bind",
-                    "127.0.0.1",
-                    "--port",
-                    str(port),
-                    "--no-announce",
-                    "--quiet",
-                    "--streams",
+                serve_command(
+                    port,
                     kind,
-                    "--fps",
-                    str(fps),
-                    "--prerender",
-                    "10",
-                    f"--{kind}-codec",
-                    codec,
-                    "--color-quality",
-                    "85",
-                    "--duration",
-                    str(duration + warmup + 30),
-                ],
+                    fps,
+                    duration + warmup + 30,
+                    prerender=10,
+                    extra=[f"--{kind}-codec", codec, "--color-quality", "85"],
+                ),
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 text=True,

@@ -30,6 +30,7 @@ import zmq
 from ._clientbase import ClientBase, SubscriptionBase
 from .errors import ProtocolError, ServerTimeout, UsageError
 from .frames import Frame, StreamKind
+from .net.sockets import open_control, open_subscriber
 from .protocol.control import MessageType, make_msg, parse_msg
 from .protocol.envelope import EncodedFrame
 
@@ -39,7 +40,6 @@ __all__ = ["Client", "Subscription"]
 
 log = logging.getLogger("rgbdcast.client")
 
-SUB_HWM = 2
 MAX_PENDING = 64
 
 
@@ -389,10 +389,7 @@ class Client(ClientBase):
         if self._req is not None:
             self._poller.unregister(self._req)
             self._req.close(0)
-        req = self._ctx.socket(zmq.REQ)
-        req.setsockopt(zmq.LINGER, 0)
-        req.setsockopt(zmq.MAXMSGSIZE, 16 * 1024 * 1024)
-        req.connect(self.control_endpoint)
+        req = open_control(self._ctx, self.control_endpoint)
         self._poller.register(req, zmq.POLLIN)
         self._req = req
 
@@ -456,12 +453,7 @@ class Client(ClientBase):
             self._stop.set()
 
     def _attach(self, sub: Subscription[Any], endpoint: str) -> None:
-        sock = self._ctx.socket(zmq.SUB)
-        sock.setsockopt(zmq.LINGER, 0)
-        sock.setsockopt(zmq.RCVHWM, SUB_HWM)
-        sock.setsockopt(zmq.MAXMSGSIZE, 512 * 1024 * 1024)
-        sock.setsockopt(zmq.SUBSCRIBE, b"")
-        sock.connect(endpoint)
+        sock = open_subscriber(self._ctx, endpoint)
         sub.endpoint = endpoint
         self._sockets[sock] = sub
         self._poller.register(sock, zmq.POLLIN)

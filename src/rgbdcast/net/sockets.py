@@ -1,0 +1,38 @@
+"""How the clients' ZeroMQ sockets are made: one place for their options and limits."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import zmq
+
+__all__ = ["CONTROL_REPLY_MAX", "FRAME_MAX", "SUB_HWM", "open_control", "open_subscriber"]
+
+SUB_HWM = 2
+"""Frames ZeroMQ may hold for a subscriber before it drops (the newest win)."""
+CONTROL_REPLY_MAX = 16 * 1024 * 1024
+"""A bigger control reply makes ZeroMQ drop the connection: no server sends one."""
+FRAME_MAX = 512 * 1024 * 1024
+"""A bigger frame part makes ZeroMQ drop the connection before buffering it."""
+
+S = TypeVar("S", bound=zmq.Socket[Any])
+
+
+def open_control(ctx: zmq.Context[S], endpoint: str) -> S:
+    """A REQ socket to a control endpoint."""
+    sock = ctx.socket(zmq.REQ)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.MAXMSGSIZE, CONTROL_REPLY_MAX)
+    sock.connect(endpoint)
+    return sock
+
+
+def open_subscriber(ctx: zmq.Context[S], endpoint: str) -> S:
+    """A SUB socket receiving every message of one data endpoint, newest first to survive."""
+    sock = ctx.socket(zmq.SUB)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.RCVHWM, SUB_HWM)
+    sock.setsockopt(zmq.MAXMSGSIZE, FRAME_MAX)
+    sock.setsockopt(zmq.SUBSCRIBE, b"")
+    sock.connect(endpoint)
+    return sock

@@ -141,6 +141,35 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     p.add_argument("--quiet", action="store_true", help="no periodic status line")
+    p.add_argument(
+        "--tcp-gateway",
+        metavar="[HOST:]PORT",
+        default=None,
+        help="also serve the newest frames over plain TCP (Camera2TCP clients, any "
+        "language); off by default, Camera2TCP used port 2004",
+    )
+    p.add_argument(
+        "--gateway-max-clients",
+        type=int,
+        default=32,
+        metavar="N",
+        help="gateway connections at once (default 32)",
+    )
+    p.add_argument(
+        "--gateway-idle-timeout",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="close gateway connections silent for S seconds (default 60)",
+    )
+    p.add_argument(
+        "--gateway-service",
+        action="append",
+        default=[],
+        metavar="SERVICE=DEVICE",
+        help="serve a Camera2TCP service from this device (default: the first device "
+        "with the stream)",
+    )
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser(
@@ -225,6 +254,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         interfaces=args.interface,
         codecs={k: v for k, v in codecs.items() if v},
         codec_params=params,
+        tcp_gateway=args.tcp_gateway,
+        gateway_options=_gateway_options(args),
     )
     for i in range(max(1, len(args.mock or []))):
         server.add_device(
@@ -246,6 +277,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"rgbdcast {__version__}: serving {server.name!r} at {control}", flush=True)
         for dev in server.devices:
             print(f"  device {dev.id}: {', '.join(k.value for k in dev.streams)}", flush=True)
+        if server.gateway_endpoint:
+            print(f"  plain-TCP gateway at {server.gateway_endpoint}", flush=True)
         print(
             f"watch it:  rgbdcast stats {control}    details:  rgbdcast info {control}", flush=True
         )
@@ -264,6 +297,26 @@ def cmd_serve(args: argparse.Namespace) -> int:
         server.stop()
         print(f"stopped in {time.monotonic() - t0:.2f} s", flush=True)
     return 0
+
+
+def _gateway_options(args: argparse.Namespace) -> dict[str, Any]:
+    from .protocol.gateway import SERVICES
+
+    services = {}
+    for item in args.gateway_service:
+        name, _, device = item.partition("=")
+        if name not in SERVICES or not device:
+            raise UsageError(
+                f"--gateway-service takes SERVICE=DEVICE with SERVICE one of {', '.join(SERVICES)}"
+            )
+        services[name] = device
+    if args.gateway_max_clients < 1 or args.gateway_idle_timeout <= 0:
+        raise UsageError("--gateway-max-clients and --gateway-idle-timeout must be positive")
+    return {
+        "services": services,
+        "max_clients": args.gateway_max_clients,
+        "idle_timeout": args.gateway_idle_timeout,
+    }
 
 
 def _status_line(stats: dict[str, Any]) -> str:

@@ -28,6 +28,7 @@ from .frames import Frame, StreamKind
 from .net.addresses import advertise_host, default_bind, make_endpoint
 from .net.control import ControlEndpoint
 from .net.discovery import Announcer
+from .net.gateway import TcpGateway
 from .net.publisher import StreamPublisher
 from .protocol.control import PROTOCOL_VERSION, ControlResponder, EndpointType
 
@@ -74,6 +75,8 @@ class Server:
         interfaces: list[str] | None = None,
         codecs: Mapping[StreamKind | str, str] | None = None,
         codec_params: Mapping[StreamKind | str, dict[str, Any]] | None = None,
+        tcp_gateway: str | int | None = None,
+        gateway_options: Mapping[str, Any] | None = None,
     ) -> None:
         self.address = address or default_bind()
         self.name = name or f"rgbdcast on {_hostname()}"
@@ -98,6 +101,9 @@ class Server:
         self._announcer: Announcer | None = None
         self._host = advertise_host(self.address)
         self.endpoints: dict[EndpointType, str] = {}
+        self._gateway_addr = _parse_hostport(tcp_gateway, self.address) if tcp_gateway else None
+        self._gateway_options = dict(gateway_options or {})
+        self.gateway: TcpGateway | None = None
         if start_immediately:
             self.start()
 
@@ -130,6 +136,8 @@ class Server:
             except Exception:
                 self.stop()
                 raise
+            if self._gateway_addr is not None:
+                self._start_gateway(*self._gateway_addr)
             control.start()
             if self.announce:
                 self._announcer = Announcer(self.name, self._host, control.port, self.interfaces)
@@ -146,6 +154,9 @@ class Server:
             announcer, self._announcer = self._announcer, None
         assert control is not None
         control.stop()  # outside the lock: a who being answered needs it to finish
+        gateway, self.gateway = self.gateway, None
+        if gateway is not None:
+            gateway.stop()
         with self._lock:
             for entry in self._entries.values():
                 self._close_entry(entry)
@@ -153,6 +164,31 @@ class Server:
         if announcer is not None:
             announcer.stop()
         log.info("server %r stopped", self.name)
+
+    def _start_gateway(self, host: str, port: int) -> None:
+        gateway = TcpGateway(host, port, self._gateway_devices, **self._gateway_options)
+        try:
+            gateway.start()
+        except OSError as exc:
+            self.stop()
+            raise UsageError(
+                f"cannot listen on {host}:{port} for the TCP gateway: {exc.strerror}"
+                " (choose another --tcp-gateway port)"
+            ) from exc
+        self.gateway = gateway
+        log.info("TCP gateway on %s:%d", host, gateway.port)
+
+    @property
+    def gateway_endpoint(self) -> str | None:
+        """``tcp://host:port`` of the plain-TCP gateway, when it runs."""
+        if self.gateway is None:
+            return None
+        host = advertise_host(self.gateway.host)
+        return make_endpoint(host, self.gateway.port)
+
+    def _gateway_devices(self) -> dict[str, dict[StreamKind, Any]]:
+        with self._lock:
+            return {e.device.id: dict(e.device.streams) for e in self._entries.values()}
 
     def _close_ctx(self) -> None:
         ctx, self._ctx = self._ctx, None
@@ -269,6 +305,9 @@ class Server:
             pub = pubs.get(frame.kind)
             if pub is not None:
                 pub.submit(frame)
+            gateway = self.gateway
+            if gateway is not None:
+                gateway.submit(frame)
 
     def _on_error(self, device: Device, error: BaseException | None = None, **_: Any) -> None:
         log.error("device %s failed (%s); it is no longer served", device.id, error)
@@ -300,7 +339,8 @@ class Server:
         return {
             "version": PROTOCOL_VERSION,
             "name": self.name,
-            "endpoints": {t.name: ep for t, ep in self.endpoints.items()},
+            "endpoints": {t.name: ep for t, ep in self.endpoints.items()}
+            | ({"tcp_gateway": self.gateway_endpoint} if self.gateway_endpoint else {}),
             "devices": devices,
             "server": {"software": "rgbdcast", "version": __version__},
         }
@@ -321,6 +361,7 @@ class Server:
                 "errors": dict(self._responder.counters.errors),
             },
             "process": {"rss_bytes": proc.memory_info().rss, "threads": proc.num_threads()},
+            "gateway": self.gateway.stats.to_dict() if self.gateway is not None else None,
         }
 
     def _txt(self) -> dict[str, str]:
@@ -335,6 +376,19 @@ class Server:
     def _update_announcement(self) -> None:
         if self._announcer is not None:
             self._announcer.update(self._txt())
+
+
+def _parse_hostport(value: str | int, default_host: str) -> tuple[str, int]:
+    """``PORT`` or ``HOST:PORT`` for the gateway; UsageError if malformed."""
+    text = str(value)
+    host, _, port = text.rpartition(":")
+    try:
+        number = int(port)
+    except ValueError:
+        raise UsageError(f"bad gateway address {text!r}: expected [HOST:]PORT") from None
+    if not 0 <= number < 65536:
+        raise UsageError(f"gateway port must be in 0..65535, got {number}")
+    return host or default_host, number
 
 
 def _hostname() -> str:

@@ -240,3 +240,22 @@ def test_saturation_harness_measures_each_transport(transport: str) -> None:
     r = run_peer(transport, "depth", duration=1.0, warmup=0.5)
     assert r["frames"] > 30 and r["fps"] > 30
     assert 0 < r["p50"] <= r["p99"] < 60_000
+
+
+def test_serve_with_the_tcp_gateway() -> None:
+    import socket as _socket
+
+    server = Serve("--port", "0", "--tcp-gateway", "127.0.0.1:0")
+    try:
+        assert server.proc.stdout is not None
+        lines = [server.proc.stdout.readline() for _ in range(2)]
+        line = next(ln for ln in lines if "plain-TCP gateway at" in ln)
+        port = int(line.rsplit(":", 1)[1])
+        with _socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            s.sendall(b"Connecting2KinectDepth")
+            assert s.recv(64) == b"512,424,1"
+    finally:
+        out, _took = server.stop()
+    assert server.proc.returncode == 0, out
+    res = run("serve", "--no-announce", "--tcp-gateway", "0", "--gateway-service", "Nope=x")
+    assert res.returncode == 2 and "--gateway-service takes SERVICE=DEVICE" in res.stderr

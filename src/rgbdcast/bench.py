@@ -37,7 +37,7 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument(
         "--suite",
-        choices=["all", "codecs", "e2e", "peers"],
+        choices=["all", "codecs", "e2e", "peers", "gateway"],
         default="all",
         help="what to measure: the codec table, the end-to-end runs, or both (default all)",
     )
@@ -552,9 +552,56 @@ def cmd_bench(args: argparse.Namespace) -> int:
         cmd_e2e(args)
     if args.suite in ("all", "peers"):
         cmd_peers(args)
+    if args.suite in ("all", "gateway"):
+        cmd_gateway(args)
     if args.write:
         print(f"written to {args.write}")
     return 0
+
+
+def cmd_gateway(args: argparse.Namespace) -> None:
+    from .bench_peers import run_peer
+
+    rows = [
+        "| payload | source | path | frames/s received | latency p50 | latency p99 |",
+        "|---|---|---|---:|---:|---:|",
+    ]
+    names = {"depth": "raw depth 512x424", "color": "raw color 1920x1080 BGR"}
+    for payload in ("depth", "color"):
+        for fps, label in ((30, "30 fps camera"), (4000, "saturated (4000 fps source)")):
+            for transport, path in (
+                ("rgbdcast", "ZeroMQ `Client`"),
+                ("gateway", "TCP gateway, `GET ... raw`"),
+            ):
+                print(f"{payload} at {label} via {path} ...", flush=True)
+                r = run_peer(transport, payload, duration=args.duration / 2, warmup=1.0, fps=fps)
+                print(
+                    f"  {r['fps']:.0f} frames/s, p50 {r['p50']:.2f} ms p99 {r['p99']:.2f} ms",
+                    flush=True,
+                )
+                rows.append(
+                    f"| {names[payload]} | {label} | {path} | {r['fps']:.0f} | "
+                    f"{r['p50']:.2f} ms | {r['p99']:.2f} ms |"
+                )
+    if not args.write:
+        return
+    body = "\n".join(
+        [
+            "## Plain-TCP gateway next to the ZeroMQ path",
+            "",
+            f"Measured {time.strftime('%Y-%m-%d')} on: {machine_description()}.",
+            "",
+            f"Command: `{_command_line()}`",
+            "",
+            "One server process (`serve --tcp-gateway`, mock frames pre-rendered, raw codecs) and "
+            "one receiver process: either an rgbdcast `Client` subscription or a gateway client "
+            "looping `GET mock0 <stream> raw` (request, then wait for the reply). Latency is "
+            "capture to the frame in the receiver's hands.",
+            "",
+            *rows,
+        ]
+    )
+    write_section(args.write, "gateway", body)
 
 
 def cmd_peers(args: argparse.Namespace) -> None:

@@ -127,6 +127,30 @@ def _recv(
             lat.append((time.time_ns() - sent_ns) / 1e6)
         return now < end
 
+    if transport == "gateway":
+        import socket
+        import struct
+
+        sock_t = socket.create_connection(("127.0.0.1", port), timeout=20)
+
+        def exact(n: int) -> bytes:
+            buf = bytearray()
+            while len(buf) < n:
+                chunk = sock_t.recv(n - len(buf))
+                if not chunk:
+                    raise ConnectionError("gateway closed the connection")
+                buf += chunk
+            return bytes(buf)
+
+        stream = "depth" if payload == "depth" else "color"
+        while True:
+            sock_t.sendall(f"GET mock0 {stream} raw\n".encode())
+            (n,) = struct.unpack(">I", exact(4))
+            h = json.loads(exact(n))
+            np.frombuffer(exact(h["size"]), h["dtype"]).reshape(h["shape"])
+            if not note(h["t_host"]):
+                break
+        sock_t.close()
     if transport == "rgbdcast":
         from .client import Client
 
@@ -199,9 +223,14 @@ def run_peer(
     py = sys.executable
     procs: list[subprocess.Popen[str]] = []
     try:
-        if transport == "rgbdcast":
+        recv_port = port
+        if transport in ("rgbdcast", "gateway"):
             kind = "depth" if payload == "depth" else "color"
             codec = {"depth": "raw", "color": "raw", "jpeg": "jpeg"}[payload]
+            gateway_args: list[str] = []
+            if transport == "gateway":
+                recv_port = _free_port()
+                gateway_args = ["--tcp-gateway", f"127.0.0.1:{recv_port}"]
             sender = subprocess.Popen(
                 serve_command(
                     port,
@@ -209,7 +238,7 @@ def run_peer(
                     fps,
                     duration + warmup + 30,
                     prerender=10,
-                    extra=[f"--{kind}-codec", codec, "--color-quality", "85"],
+                    extra=[f"--{kind}-codec", codec, "--color-quality", "85", *gateway_args],
                 ),
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
@@ -226,7 +255,7 @@ def run_peer(
                 "recv",
                 transport,
                 payload,
-                str(port),
+                str(recv_port),
                 str(duration),
                 str(warmup),
             ],
@@ -235,7 +264,7 @@ def run_peer(
             text=True,
         )
         procs.append(recv)
-        if transport != "rgbdcast":
+        if transport not in ("rgbdcast", "gateway"):
             time.sleep(0.5)
             procs.append(
                 subprocess.Popen(

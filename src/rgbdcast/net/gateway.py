@@ -242,7 +242,7 @@ class TcpGateway:
         last[key] = frame.seq
         payload = self._cached(
             ("enc", device, kind, frame.seq, frame.host_time_ns, codec.info.name),
-            lambda: bytes(memoryview(codec.encode(frame.data, {})).cast("B")),
+            lambda: _byte_view(codec.encode(frame.data, {})),
         )
         shape = codecs.output_shape(codec, frame.shape)
         header = build_header(frame, codec.info.name, len(payload), time.time_ns(), shape)
@@ -326,6 +326,13 @@ class TcpGateway:
             self.stats.active -= 1
             self._tasks.discard(task)
             await _close(writer)
+
+
+def _byte_view(buf: Any) -> memoryview:
+    """A flat byte view of an encoded payload, without copying it."""
+    if isinstance(buf, np.ndarray):
+        return np.ascontiguousarray(buf).data.cast("B")
+    return memoryview(buf).cast("B")
 
 
 async def _close(writer: asyncio.StreamWriter) -> None:

@@ -14,7 +14,7 @@ DEMO_INTERFACES ?= 127.0.0.1
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench,webcam]'
 	touch $(STAMP)
 
 demo: $(STAMP)

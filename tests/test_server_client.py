@@ -386,14 +386,14 @@ def test_garbage_on_a_data_endpoint_is_counted_not_fatal() -> None:
         rep.close(0)
 
 
-class _Failing(ThreadedDevice):
-    """A device whose capture fails after a few frames (a camera unplugged mid-stream)."""
+class _Unplugged(ThreadedDevice):
+    """A source that fails mid-stream (unplugged), refuses to reopen twice, then comes back."""
 
     kind = "test"
 
     def __init__(self) -> None:
         super().__init__()
-        self.id, self.name, self.n = "flaky", "flaky", 0
+        self.id, self.name, self.n, self.opens = "flaky", "flaky", 0, 0
 
     @property
     def streams(self):  # type: ignore[no-untyped-def]
@@ -401,28 +401,59 @@ class _Failing(ThreadedDevice):
 
         return {StreamKind.depth: StreamInfo(kind=StreamKind.depth, width=4, height=4)}
 
+    def _open(self) -> None:
+        from rgbdcast import DeviceError
+
+        self.opens += 1
+        if self.opens in (2, 3):
+            raise DeviceError("not plugged in")
+
     def _capture(self, stop: threading.Event) -> list[Frame]:
         time.sleep(0.02)
         self.n += 1
-        if self.n > 5:
+        if self.opens == 1 and self.n > 5:
             raise OSError("device unplugged")
         return [
             Frame(device_id=self.id, kind="depth", seq=self.n, data=np.zeros((4, 4), np.uint16))
         ]
 
 
-def test_a_failing_device_is_dropped_and_the_others_go_on(server: Server, endpoint: str) -> None:
-    removed: list[str] = []
+def test_an_unplugged_device_leaves_and_comes_back_under_its_id(
+    server: Server, endpoint: str
+) -> None:
+    events: list[tuple[str, str]] = []
     client = Client(endpoint, heartbeat_period=100)
     Client.on_remove_device.connect(
-        lambda s, device_id: removed.append(device_id), sender=client, weak=False
+        lambda s, device_id: events.append(("remove", device_id)), sender=client, weak=False
     )
+    Client.on_add_device.connect(
+        lambda s, device_id: events.append(("add", device_id)), sender=client, weak=False
+    )
+    flaky = _Unplugged()
     with client:
         depth = client.subscribe("mock0", "depth")
-        server.add_device(_Failing())
-        assert wait_for(lambda: "flaky" in removed, timeout=5)
-        assert [d.id for d in server.devices] == ["mock0"]
-        assert depth.get(timeout=5).array.shape == (424, 512)
+        server.add_device(flaky)
+        assert wait_for(lambda: ("remove", "flaky") in events, timeout=10)
+        assert depth.get(timeout=5).array.shape == (424, 512)  # the others go on
+        assert wait_for(lambda: events.count(("add", "flaky")) == 2, timeout=15)  # retried
+        assert flaky.opens == 4  # failed twice while unplugged, then back
+        sub = client.subscribe("flaky", "depth")
+        assert sub.get(timeout=5).array.shape == (4, 4)
+    assert [d.id for d in server.devices] == ["mock0", "flaky"]
+
+
+def test_a_device_absent_at_start_is_served_when_it_appears(small_mock: MockDevice) -> None:
+    flaky = _Unplugged()
+    flaky.opens = 1  # its next two opens fail
+    srv = Server(address="127.0.0.1", announce=False)
+    srv.add_device(flaky)
+    srv.start()  # does not fail: the device is retried in the background
+    try:
+        with Client(next(iter(srv.endpoints.values())), heartbeat_period=100) as client:
+            assert client.kinect_ids == []
+            assert wait_for(lambda: client.kinect_ids == ["flaky"], timeout=10)
+    finally:
+        srv.stop()
 
 
 def test_endpoints_and_is_running_follow_streamkinect2(small_mock: MockDevice) -> None:

@@ -170,6 +170,43 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve a Camera2TCP service from this device (default: the first device "
         "with the stream)",
     )
+    p.add_argument(
+        "--webcam",
+        action="append",
+        default=[],
+        metavar="INDEX|URL",
+        help="serve an OpenCV camera index or stream URL (repeatable; [webcam] extra)",
+    )
+    p.add_argument(
+        "--video",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="serve a video file as a color stream (repeatable)",
+    )
+    p.add_argument(
+        "--image",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="serve a still image as a color stream (repeatable)",
+    )
+    p.add_argument(
+        "--source-fps",
+        type=float,
+        default=None,
+        metavar="FPS",
+        help="rate of --video and --image (default: the file's own, 30 for images); "
+        "requested rate of --webcam",
+    )
+    p.add_argument(
+        "--source-size",
+        type=_size,
+        default=None,
+        metavar="WxH",
+        help="resolution to request from --webcam cameras",
+    )
+    p.add_argument("--no-loop", action="store_true", help="play --video files once")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser(
@@ -210,6 +247,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--streams", type=_streams, default=None, help="streams to save (default all)")
     p.add_argument("--timeout", type=float, default=10.0, help="give up after this many seconds")
     p.set_defaults(func=cmd_save)
+
+    p = sub.add_parser(
+        "devices",
+        help="list what can be served on this machine",
+        description="Probe OpenCV cameras, RealSense devices and the Kinect v2 "
+        "runtimes, and name the extras missing for the rest.",
+    )
+    p.add_argument("--max-index", type=int, default=4, help="camera indices to probe (default 4)")
+    p.set_defaults(func=cmd_devices)
 
     from . import bench, demo
 
@@ -257,7 +303,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         tcp_gateway=args.tcp_gateway,
         gateway_options=_gateway_options(args),
     )
-    for i in range(max(1, len(args.mock or []))):
+    for dev in _sources(args):
+        server.add_device(dev)
+    mocks = len(args.mock or []) or (0 if (args.webcam or args.video or args.image) else 1)
+    for i in range(mocks):
         server.add_device(
             MockDevice(
                 f"mock{i}",
@@ -297,6 +346,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
         server.stop()
         print(f"stopped in {time.monotonic() - t0:.2f} s", flush=True)
     return 0
+
+
+def _sources(args: argparse.Namespace) -> list[Any]:
+    """The OpenCV devices asked for on the command line (the [webcam] extra)."""
+    if not (args.webcam or args.video or args.image):
+        return []
+    from .devices.opencv import OpenCVDevice
+
+    devices = [OpenCVDevice(src, fps=args.source_fps, size=args.source_size) for src in args.webcam]
+    devices += [OpenCVDevice(f, fps=args.source_fps, loop=not args.no_loop) for f in args.video]
+    devices += [OpenCVDevice(f, fps=args.source_fps) for f in args.image]
+    return devices
 
 
 def _gateway_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -448,6 +509,14 @@ def cmd_discover(args: argparse.Namespace) -> int:
         ServerBrowser.on_remove_server.connect(on_remove, sender=browser)
         time.sleep(args.timeout)
     print(f"{len(found)} server(s) found")
+    return 0
+
+
+def cmd_devices(args: argparse.Namespace) -> int:
+    from .devices.probe import probe_all
+
+    for line in probe_all(args.max_index):
+        print(line)
     return 0
 
 

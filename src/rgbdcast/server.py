@@ -9,7 +9,6 @@ device registry, so devices added or removed while running show up on a client's
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import threading
@@ -23,7 +22,7 @@ import zmq
 from ._version import __version__
 from .devices.base import Device
 from .devices.legacy import LegacyKinect
-from .errors import UsageError
+from .errors import DeviceError, UsageError
 from .frames import Frame, StreamKind
 from .net.addresses import advertise_host, default_bind, make_endpoint
 from .net.control import ControlEndpoint
@@ -34,6 +33,10 @@ from .protocol.control import PROTOCOL_VERSION, ControlResponder, EndpointType
 
 __all__ = ["Server"]
 
+RETRY_FIRST_S = 0.5
+RETRY_MAX_S = 10.0
+"""A failed device is retried after 0.5 s, then twice as long each time, at most 10 s apart."""
+
 log = logging.getLogger(__name__)
 
 
@@ -42,6 +45,7 @@ class _Entry:
     device: Device
     publishers: dict[StreamKind, StreamPublisher] = field(default_factory=dict)
     started_here: bool = False
+    failed: bool = False
 
 
 class Server:
@@ -99,6 +103,7 @@ class Server:
         self._control: ControlEndpoint | None = None
         self._responder = ControlResponder(me=self._me_payload, stats=self.stats)
         self._announcer: Announcer | None = None
+        self._stopping = threading.Event()
         self._host = advertise_host(self.address)
         self.endpoints: dict[EndpointType, str] = {}
         self._gateway_addr = _parse_hostport(tcp_gateway, self.address) if tcp_gateway else None
@@ -118,6 +123,7 @@ class Server:
             if self.is_running:
                 log.warning("server already running")
                 return
+            self._stopping.clear()
             self._ctx = self._given_ctx or zmq.Context()
             try:
                 control = ControlEndpoint(self._ctx, self.address, self.port, self._responder)
@@ -130,12 +136,8 @@ class Server:
             self.port = control.port
             self._control = control
             self.endpoints = {EndpointType.control: make_endpoint(self._host, control.port)}
-            try:
-                for entry in self._entries.values():
-                    self._open_entry(entry)
-            except Exception:
-                self.stop()
-                raise
+            for entry in self._entries.values():
+                self._open_or_recover(entry)
             if self._gateway_addr is not None:
                 self._start_gateway(*self._gateway_addr)
             control.start()
@@ -152,6 +154,7 @@ class Server:
                 return
             control, self._control = self._control, None
             announcer, self._announcer = self._announcer, None
+            self._stopping.set()
         assert control is not None
         control.stop()  # outside the lock: a who being answered needs it to finish
         gateway, self.gateway = self.gateway, None
@@ -229,11 +232,7 @@ class Server:
             entry = _Entry(device)
             self._entries[device.id] = entry
             if self.is_running:
-                try:
-                    self._open_entry(entry)
-                except Exception:
-                    del self._entries[device.id]
-                    raise
+                self._open_or_recover(entry)
         self._update_announcement()
         return device
 
@@ -284,7 +283,11 @@ class Server:
         Device.on_frame.connect(self._on_frame, sender=dev, weak=False)
         Device.on_error.connect(self._on_error, sender=dev, weak=False)
         if not dev.is_running:
-            dev.start()
+            try:
+                dev.start()
+            except Exception:
+                self._close_entry(entry)
+                raise
             entry.started_here = True
 
     def _close_entry(self, entry: _Entry) -> None:
@@ -309,14 +312,57 @@ class Server:
             if gateway is not None:
                 gateway.submit(frame)
 
+    def _open_or_recover(self, entry: _Entry) -> None:
+        """Open a device's endpoints and start it; if it will not start, keep retrying."""
+        try:
+            self._open_entry(entry)
+        except DeviceError as exc:
+            log.warning(
+                "device %s is not available (%s); retrying in the background", entry.device.id, exc
+            )
+            entry.failed = True
+            self._start_recovery(entry)
+
     def _on_error(self, device: Device, error: BaseException | None = None, **_: Any) -> None:
-        log.error("device %s failed (%s); it is no longer served", device.id, error)
+        """A device failed mid-stream (on its own thread): drop it from who/me and retry."""
+        with self._lock:
+            entry = self._entries.get(device.id)
+            if entry is None or entry.failed or not self.is_running:
+                return
+            entry.failed = True
+        log.error("device %s failed (%s); removed from who/me, retrying", device.id, error)
+        self._start_recovery(entry, close=True)
 
-        def drop() -> None:
-            with contextlib.suppress(UsageError):
-                self.remove_device(device.id)
+    def _start_recovery(self, entry: _Entry, close: bool = False) -> None:
+        threading.Thread(
+            target=self._recover,
+            args=(entry, close),
+            daemon=True,
+            name=f"rgbdcast-recover-{entry.device.id}",
+        ).start()
 
-        threading.Thread(target=drop, name="rgbdcast-drop-device", daemon=True).start()
+    def _recover(self, entry: _Entry, close: bool) -> None:
+        dev = entry.device
+        if close:
+            with self._lock:
+                if self._entries.get(dev.id) is entry and self.is_running:
+                    self._close_entry(entry)
+            self._update_announcement()
+        delay = RETRY_FIRST_S
+        while not self._stopping.wait(delay):
+            with self._lock:
+                if self._entries.get(dev.id) is not entry or not self.is_running:
+                    return
+                try:
+                    self._open_entry(entry)
+                except Exception as exc:
+                    log.debug("device %s still unavailable: %s", dev.id, exc)
+                    delay = min(delay * 2, RETRY_MAX_S)
+                    continue
+                entry.failed = False
+            log.warning("device %s is back", dev.id)
+            self._update_announcement()
+            return
 
     # -- what clients see ---------------------------------------------------------------------
     def _me_payload(self) -> dict[str, Any]:
@@ -324,6 +370,8 @@ class Server:
         with self._lock:
             entries = list(self._entries.values())
         for entry in entries:
+            if entry.failed:
+                continue  # unplugged: clients see it go, and come back under the same id
             dev = entry.device
             streams = {}
             endpoints = {}

@@ -1,0 +1,150 @@
+"""OpenCV sources on real files the tests write (real OpenCV, real codecs, no camera)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+cv2 = pytest.importorskip("cv2", reason="the [webcam] extra (opencv-python-headless) is needed")
+
+from rgbdcast import Client, DeviceError, Server, StreamKind  # noqa: E402
+from rgbdcast.devices.opencv import OpenCVDevice  # noqa: E402
+from rgbdcast.testing import check_device  # noqa: E402
+
+
+def _video(
+    path: Path, frames: int = 12, size: tuple[int, int] = (64, 48), fps: float = 30.0
+) -> list[np.ndarray]:
+    """Write an MJPG video whose frames are flat grey levels 20, 40, 60, ..."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, size)
+    assert writer.isOpened()
+    written = []
+    for i in range(frames):
+        img = np.full((size[1], size[0], 3), 20 * (i + 1) % 256, np.uint8)
+        writer.write(img)
+        written.append(img)
+    writer.release()
+    return written
+
+
+def test_a_video_file_passes_the_conformance_suite(tmp_path: Path) -> None:
+    path = tmp_path / "clip.avi"
+    written = _video(path)
+    dev = OpenCVDevice(str(path), loop=False, fps=200)
+    assert dev.id == "file-clip-avi"
+    frames = check_device(dev, frames_per_stream=12)[StreamKind.color]
+    assert [f.array.shape for f in frames[:3]] == [(48, 64, 3)] * 3
+    levels = [float(f.array.mean()) for f in frames[:12]]
+    expected = [float(w.mean()) for w in written]
+    # the file's frames, in order (MJPG is lossy: allow a grey level or two)
+    assert all(abs(a - b) <= 2.5 for a, b in zip(levels, expected, strict=True)), levels
+    assert dev.streams[StreamKind.color].fps == 200
+    assert dev.finished  # played once, then stopped delivering (not a failure)
+
+
+def test_a_looping_video_plays_at_its_own_rate(tmp_path: Path) -> None:
+    path = tmp_path / "loop.avi"
+    _video(path, frames=4, fps=50.0)
+    dev = OpenCVDevice(str(path))  # loops, at the file's 50 fps
+    frames = check_device(dev, frames_per_stream=10)[StreamKind.color]
+    assert dev.streams[StreamKind.color].fps == pytest.approx(50.0)
+    assert round(float(frames[0].array.mean())) == round(float(frames[4].array.mean()))
+    span = (frames[9].host_time_ns - frames[0].host_time_ns) / 1e9
+    assert 0.1 < span < 1.0  # paced at ~50 fps, not as fast as possible
+
+
+def test_a_still_image_is_served_at_the_chosen_rate(tmp_path: Path) -> None:
+    path = tmp_path / "still.png"
+    img = np.random.default_rng(1).integers(0, 256, (30, 40, 3), dtype=np.uint8)
+    assert cv2.imwrite(str(path), img)
+    dev = OpenCVDevice(str(path), fps=100)
+    frames = check_device(dev, frames_per_stream=5)[StreamKind.color]
+    assert all(np.array_equal(f.array, img) for f in frames)
+    info = dev.streams[StreamKind.color]
+    assert (info.width, info.height, info.fps) == (40, 30, 100)
+
+
+def test_sources_that_cannot_open_say_why(tmp_path: Path) -> None:
+    with pytest.raises(DeviceError, match="no such file"):
+        OpenCVDevice(str(tmp_path / "missing.avi"))
+    with pytest.raises(DeviceError, match="did not open"):
+        OpenCVDevice(7).start()
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image")
+    with pytest.raises(DeviceError, match="cannot read"):
+        OpenCVDevice(str(bad)).start()
+
+
+def test_a_video_file_through_the_server_reports_what_it_delivers(tmp_path: Path) -> None:
+    path = tmp_path / "served.avi"
+    _video(path, frames=6, size=(80, 60), fps=25.0)
+    with Server(address="127.0.0.1", announce=False) as srv:
+        srv.add_device(OpenCVDevice(str(path)))
+        with Client(next(iter(srv.endpoints.values()))) as client:
+            (rec,) = client.devices.values()
+            info = rec.streams["color"]
+            assert (info["width"], info["height"], info["fps"]) == (80, 60, 25.0)
+            assert rec.info["body_tracking"] is False
+            frame = client.subscribe(rec.id, "color").get(timeout=5)
+    assert frame.array.shape == (60, 80, 3)
+
+
+def test_serve_video_and_image_from_the_cli(tmp_path: Path) -> None:
+    video, image = tmp_path / "a.avi", tmp_path / "b.png"
+    _video(video)
+    cv2.imwrite(str(image), np.zeros((10, 20, 3), np.uint8))
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "rgbdcast",
+            "serve",
+            "--port",
+            "0",
+            "--no-announce",
+            "--video",
+            str(video),
+            "--image",
+            str(image),
+            "--duration",
+            "0.5",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert res.returncode == 0, res.stderr
+    assert "device file-a-avi: color" in res.stdout and "device file-b-png: color" in res.stdout
+    assert "mock0" not in res.stdout  # the mock only when asked for, or when nothing else is
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "rgbdcast",
+            "serve",
+            "--no-announce",
+            "--video",
+            str(tmp_path / "nope.avi"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert res.returncode == 2 and "no such file" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_devices_lists_what_can_be_served() -> None:
+    res = subprocess.run(
+        [sys.executable, "-m", "rgbdcast", "devices", "--max-index", "2"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert res.returncode == 0
+    assert "opencv cameras (indices 0-1):" in res.stdout
+    assert "realsense:" in res.stdout and "kinect2" in res.stdout
+    assert "WARN" not in res.stderr  # OpenCV's own console noise is silenced

@@ -207,6 +207,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="resolution to request from --webcam cameras",
     )
     p.add_argument("--no-loop", action="store_true", help="play --video files once")
+    p.add_argument(
+        "--kinect2",
+        action="store_true",
+        help="serve a Kinect v2 (Windows: Kinect SDK 2.0 via pykinect2; [kinect2] extra)",
+    )
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser(
@@ -305,7 +310,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
     for dev in _sources(args):
         server.add_device(dev)
-    mocks = len(args.mock or []) or (0 if (args.webcam or args.video or args.image) else 1)
+    others = args.webcam or args.video or args.image or args.kinect2
+    mocks = len(args.mock or []) or (0 if others else 1)
     for i in range(mocks):
         server.add_device(
             MockDevice(
@@ -350,11 +356,25 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def _sources(args: argparse.Namespace) -> list[Any]:
     """The OpenCV devices asked for on the command line (the [webcam] extra)."""
+    devices: list[Any] = []
+    if args.kinect2:
+        import platform
+
+        if platform.system() != "Windows":
+            raise UsageError(
+                "--kinect2 on Linux and macOS needs the libfreenect2 adapter, "
+                "which this version does not have yet (Windows SDK only)"
+            )
+        from .devices.kinect2 import Kinect2Device
+
+        devices.append(Kinect2Device())
     if not (args.webcam or args.video or args.image):
-        return []
+        return devices
     from .devices.opencv import OpenCVDevice
 
-    devices = [OpenCVDevice(src, fps=args.source_fps, size=args.source_size) for src in args.webcam]
+    devices += [
+        OpenCVDevice(src, fps=args.source_fps, size=args.source_size) for src in args.webcam
+    ]
     devices += [OpenCVDevice(f, fps=args.source_fps, loop=not args.no_loop) for f in args.video]
     devices += [OpenCVDevice(f, fps=args.source_fps) for f in args.image]
     return devices

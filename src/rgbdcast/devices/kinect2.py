@@ -1,0 +1,248 @@
+"""Kinect v2 on Windows through the Kinect for Windows SDK 2.0 (pykinect2's PyKinectRuntime).
+
+How this works: the capture thread polls the runtime the way the SDK's samples do:
+``has_new_<kind>_frame()`` then ``get_last_<kind>_frame()``, which returns a flat numpy array
+(color BGRA uint8 1920*1080*4, depth and infrared uint16 512*424). Frames of one poll share a
+frameset id. Body frames hold six bodies; tracked ones become :class:`Body` values with their
+joints projected into color and depth pixels by the runtime's coordinate mapper
+(``body_joints_to_color_space`` / ``body_joints_to_depth_space``). Depth intrinsics come from
+the coordinate mapper's ``GetDepthCameraIntrinsics``.
+
+Install (Windows only): the Kinect for Windows SDK 2.0, then pykinect2 from its official
+repository's sources (the PyPI release fails on current Python with "AssertionError -80"):
+``pip install comtypes`` and ``pip install git+https://github.com/Kinect/PyKinect2`` (see the
+README). Unverified on real hardware here: tested against an SDK-shaped fake.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from ..errors import DeviceError
+from ..frames import Body, Frame, HandState, Intrinsics, Joint, JointType, StreamKind, TrackingState
+from .base import StreamInfo, ThreadedDevice, require
+
+__all__ = ["Kinect2Device"]
+
+# Kinect for Windows SDK 2.0 FrameSourceTypes
+SOURCE_COLOR, SOURCE_INFRARED, SOURCE_DEPTH, SOURCE_BODY = 0x1, 0x2, 0x8, 0x20
+COLOR_SIZE, DEPTH_SIZE = (1920, 1080), (512, 424)
+
+
+def _default_runtime(sources: int) -> Any:
+    runtime = require("pykinect2.PyKinectRuntime", "kinect2")
+    return runtime.PyKinectRuntime(sources)
+
+
+class Kinect2Device(ThreadedDevice):
+    """A Kinect v2 through the Windows SDK. *runtime_factory(sources)* makes the runtime
+    (default: pykinect2's ``PyKinectRuntime``); *streams* limits what is opened."""
+
+    kind = "kinect2"
+
+    def __init__(
+        self,
+        device_id: str = "kinect2",
+        *,
+        name: str = "Kinect v2",
+        streams: list[StreamKind | str] | None = None,
+        runtime_factory: Callable[[int], Any] = _default_runtime,
+        poll_interval: float = 0.002,
+    ) -> None:
+        super().__init__()
+        self.id, self.name = device_id, name
+        self.kinds = tuple(StreamKind(s) for s in (streams or list(StreamKind)))
+        self._factory = runtime_factory
+        self._poll = poll_interval
+        self._rt: Any = None
+        self._seq = 0
+        self._depth_intr: Intrinsics | None = None
+
+    @property
+    def streams(self) -> dict[StreamKind, StreamInfo]:
+        info = {
+            StreamKind.color: StreamInfo(
+                kind=StreamKind.color,
+                width=COLOR_SIZE[0],
+                height=COLOR_SIZE[1],
+                fps=30.0,
+                dtype="|u1",
+                units="bgr8",
+                notes={"native": "bgra8"},
+            ),
+            StreamKind.depth: StreamInfo(
+                kind=StreamKind.depth,
+                width=DEPTH_SIZE[0],
+                height=DEPTH_SIZE[1],
+                fps=30.0,
+                dtype="<u2",
+                units="mm",
+                intrinsics=self._depth_intr,
+            ),
+            StreamKind.infrared: StreamInfo(
+                kind=StreamKind.infrared,
+                width=DEPTH_SIZE[0],
+                height=DEPTH_SIZE[1],
+                fps=30.0,
+                dtype="<u2",
+                units="intensity",
+                intrinsics=self._depth_intr,
+            ),
+            StreamKind.body: StreamInfo(
+                kind=StreamKind.body,
+                fps=30.0,
+                dtype="body",
+                units="m",
+                notes={"max_bodies": 6, "joints": 25},
+            ),
+        }
+        return {k: info[k] for k in self.kinds}
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            **super().describe(),
+            "body_tracking": StreamKind.body in self.kinds,
+            "sdk": "Kinect for Windows SDK 2.0",
+        }
+
+    def _open(self) -> None:
+        sources = 0
+        for kind, bit in (
+            (StreamKind.color, SOURCE_COLOR),
+            (StreamKind.depth, SOURCE_DEPTH),
+            (StreamKind.infrared, SOURCE_INFRARED),
+            (StreamKind.body, SOURCE_BODY),
+        ):
+            if kind in self.kinds:
+                sources |= bit
+        try:
+            self._rt = self._factory(sources)
+        except ImportError:
+            raise
+        except Exception as exc:
+            raise DeviceError(f"Kinect v2 runtime did not start: {exc}") from exc
+        self._depth_intr = self._intrinsics()
+        self._seq = 0
+
+    def _intrinsics(self) -> Intrinsics | None:
+        mapper = getattr(self._rt, "_mapper", None)
+        if mapper is None:
+            return None
+        try:
+            ci = mapper.GetDepthCameraIntrinsics()
+        except Exception:
+            return None
+        if not ci.FocalLengthX:  # the SDK reports zeros until the sensor has warmed up
+            return None
+        return Intrinsics(
+            width=DEPTH_SIZE[0],
+            height=DEPTH_SIZE[1],
+            fx=ci.FocalLengthX,
+            fy=ci.FocalLengthY,
+            cx=ci.PrincipalPointX,
+            cy=ci.PrincipalPointY,
+            distortion=(
+                ci.RadialDistortionSecondOrder,
+                ci.RadialDistortionFourthOrder,
+                ci.RadialDistortionSixthOrder,
+            ),
+            model="kinect2_radial",
+        )
+
+    def _close(self) -> None:
+        if self._rt is not None:
+            try:
+                self._rt.close()
+            finally:
+                self._rt = None
+
+    def _capture(self, stop: threading.Event) -> list[Frame]:
+        rt = self._rt
+        if self._depth_intr is None:
+            self._depth_intr = self._intrinsics()
+        got: list[tuple[StreamKind, Any]] = []
+        while not got:
+            if stop.is_set():
+                return []
+            if StreamKind.color in self.kinds and rt.has_new_color_frame():
+                flat = rt.get_last_color_frame()
+                got.append(
+                    (StreamKind.color, _shaped(flat, (COLOR_SIZE[1], COLOR_SIZE[0], 4), np.uint8))
+                )
+            if StreamKind.depth in self.kinds and rt.has_new_depth_frame():
+                flat = rt.get_last_depth_frame()
+                got.append(
+                    (StreamKind.depth, _shaped(flat, (DEPTH_SIZE[1], DEPTH_SIZE[0]), np.uint16))
+                )
+            if StreamKind.infrared in self.kinds and rt.has_new_infrared_frame():
+                flat = rt.get_last_infrared_frame()
+                got.append(
+                    (StreamKind.infrared, _shaped(flat, (DEPTH_SIZE[1], DEPTH_SIZE[0]), np.uint16))
+                )
+            if StreamKind.body in self.kinds and rt.has_new_body_frame():
+                got.append((StreamKind.body, self._bodies(rt.get_last_body_frame())))
+            if not got:
+                stop.wait(self._poll)
+        now = time.time_ns()
+        seq = self._seq
+        self._seq += 1
+        intr = {StreamKind.depth: self._depth_intr, StreamKind.infrared: self._depth_intr}
+        return [
+            Frame(
+                device_id=self.id,
+                kind=k,
+                seq=seq,
+                data=d,
+                device_time_ns=now,
+                host_time_ns=now,
+                frameset_id=seq,
+                intrinsics=intr.get(k),
+            )
+            for k, d in got
+        ]
+
+    def _bodies(self, frame_data: Any) -> tuple[Body, ...]:
+        rt = self._rt
+        bodies = []
+        for body in frame_data.bodies:
+            if not body.is_tracked:
+                continue
+            joints = body.joints
+            color = rt.body_joints_to_color_space(joints)
+            depth = rt.body_joints_to_depth_space(joints)
+            bodies.append(
+                Body(
+                    tracking_id=int(body.tracking_id),
+                    left_hand=HandState(int(body.hand_left_state)),
+                    right_hand=HandState(int(body.hand_right_state)),
+                    joints=tuple(
+                        Joint(
+                            type=jt,
+                            position=(
+                                float(joints[jt].Position.x),
+                                float(joints[jt].Position.y),
+                                float(joints[jt].Position.z),
+                            ),
+                            state=TrackingState(int(joints[jt].TrackingState)),
+                            color_xy=(float(color[jt].x), float(color[jt].y)),
+                            depth_xy=(float(depth[jt].x), float(depth[jt].y)),
+                        )
+                        for jt in JointType
+                    ),
+                )
+            )
+        return tuple(bodies)
+
+
+def _shaped(flat: Any, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+    arr = np.asarray(flat)
+    if arr.dtype != dtype or arr.size != int(np.prod(shape)):
+        raise DeviceError(
+            f"Kinect v2 frame of {arr.size} {arr.dtype}, expected {shape} {np.dtype(dtype)}"
+        )
+    return arr.reshape(shape).copy()  # the SDK reuses its buffer

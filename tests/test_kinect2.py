@@ -1,0 +1,184 @@
+"""The Kinect v2 (Windows SDK) adapter against an SDK-shaped fake of pykinect2's PyKinectRuntime.
+
+No Kinect runtime exists on this machine, so this fake stands in for the hardware. It follows
+the SDK's documented shapes and call order: has_new_<kind>_frame() then get_last_<kind>_frame()
+returning flat arrays (color BGRA uint8 1920*1080*4, depth and infrared uint16 512*424), body
+frames with six bodies of 25 joints (Position.x/y/z, TrackingState), hand states, the coordinate
+mapper's projections and depth intrinsics. Its pixels come from the mock scene, so the data is
+a plausible room rather than zeros. What runs on a real Kinect is unverified here.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+
+from rgbdcast import Client, JointType, Server, StreamKind, TrackingState
+from rgbdcast.devices.kinect2 import (
+    SOURCE_BODY,
+    SOURCE_COLOR,
+    SOURCE_DEPTH,
+    SOURCE_INFRARED,
+    Kinect2Device,
+)
+from rgbdcast.devices.scene import KINECT_COLOR, KINECT_DEPTH, Scene
+from rgbdcast.testing import check_device
+
+
+class FakePyKinectRuntime:
+    """SDK-shaped stand-in for ``pykinect2.PyKinectRuntime.PyKinectRuntime``."""
+
+    def __init__(self, sources: int) -> None:
+        self.sources = sources
+        self.scene = Scene(KINECT_DEPTH, KINECT_COLOR)
+        self.t0 = time.monotonic()
+        self.taken: dict[str, int] = {}
+        self.violations: list[str] = []
+        self.closed = False
+        self._lock = threading.Lock()
+        self.color_frame_desc = SimpleNamespace(Width=1920, Height=1080)
+        self.depth_frame_desc = SimpleNamespace(Width=512, Height=424)
+        intr = SimpleNamespace(
+            FocalLengthX=365.5,
+            FocalLengthY=365.5,
+            PrincipalPointX=256.0,
+            PrincipalPointY=212.0,
+            RadialDistortionSecondOrder=0.09,
+            RadialDistortionFourthOrder=-0.27,
+            RadialDistortionSixthOrder=0.09,
+        )
+        self._mapper = SimpleNamespace(GetDepthCameraIntrinsics=lambda: intr)
+
+    def _index(self) -> int:
+        return int((time.monotonic() - self.t0) * 30)
+
+    def _has(self, kind: str, bit: int) -> bool:
+        ok = bool(self.sources & bit) and self._index() > self.taken.get(kind, -1)
+        if ok:
+            self.taken.setdefault("_ready_" + kind, 0)
+            self.taken["_ready_" + kind] = 1
+        return ok
+
+    def _get(self, kind: str) -> int:
+        if not self.taken.get("_ready_" + kind):
+            self.violations.append(f"get_last_{kind}_frame without has_new_{kind}_frame")
+        self.taken["_ready_" + kind] = 0
+        i = self._index()
+        self.taken[kind] = i
+        return i
+
+    def has_new_color_frame(self) -> bool:
+        return self._has("color", SOURCE_COLOR)
+
+    def has_new_depth_frame(self) -> bool:
+        return self._has("depth", SOURCE_DEPTH)
+
+    def has_new_infrared_frame(self) -> bool:
+        return self._has("infrared", SOURCE_INFRARED)
+
+    def has_new_body_frame(self) -> bool:
+        return self._has("body", SOURCE_BODY)
+
+    def get_last_color_frame(self) -> np.ndarray:
+        bgr = self.scene.color(self._get("color") / 30)
+        bgra = np.dstack([bgr, np.full(bgr.shape[:2], 255, np.uint8)])
+        return bgra.reshape(-1)  # flat, as the SDK returns it
+
+    def get_last_depth_frame(self) -> np.ndarray:
+        return self.scene.depth(self._get("depth") / 30).reshape(-1)
+
+    def get_last_infrared_frame(self) -> np.ndarray:
+        return self.scene.infrared(self.scene.depth(self._get("infrared") / 30)).reshape(-1)
+
+    def get_last_body_frame(self) -> Any:
+        pose = self.scene.pose(self._get("body") / 30)
+        joints = [
+            SimpleNamespace(
+                JointType=int(jt),
+                TrackingState=2,
+                Position=SimpleNamespace(x=pose[jt][0], y=pose[jt][1], z=pose[jt][2]),
+            )
+            for jt in JointType
+        ]
+        tracked = SimpleNamespace(
+            is_tracked=True,
+            tracking_id=72057594037930000,
+            hand_left_state=2,
+            hand_right_state=3,
+            joints=joints,
+        )
+        idle = SimpleNamespace(
+            is_tracked=False, tracking_id=0, hand_left_state=0, hand_right_state=0, joints=joints
+        )
+        return SimpleNamespace(bodies=[idle, tracked, idle, idle, idle, idle])
+
+    def body_joints_to_color_space(self, joints: list[Any]) -> list[Any]:
+        return [
+            SimpleNamespace(x=u, y=v)
+            for u, v in (
+                KINECT_COLOR.project(j.Position.x, j.Position.y, j.Position.z) for j in joints
+            )
+        ]
+
+    def body_joints_to_depth_space(self, joints: list[Any]) -> list[Any]:
+        return [
+            SimpleNamespace(x=u, y=v)
+            for u, v in (
+                KINECT_DEPTH.project(j.Position.x, j.Position.y, j.Position.z) for j in joints
+            )
+        ]
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def _device(**kw: Any) -> tuple[Kinect2Device, list[FakePyKinectRuntime]]:
+    made: list[FakePyKinectRuntime] = []
+
+    def factory(sources: int) -> FakePyKinectRuntime:
+        made.append(FakePyKinectRuntime(sources))
+        return made[-1]
+
+    return Kinect2Device(runtime_factory=factory, **kw), made
+
+
+def test_kinect2_passes_the_conformance_suite() -> None:
+    dev, made = _device()
+    frames = check_device(dev, frames_per_stream=3)
+    (rt,) = made
+    assert rt.sources == SOURCE_COLOR | SOURCE_DEPTH | SOURCE_INFRARED | SOURCE_BODY
+    assert rt.violations == [] and rt.closed
+    assert frames[StreamKind.color][0].array.shape == (1080, 1920, 4)  # BGRA, as delivered
+    depth = frames[StreamKind.depth][0]
+    assert depth.array.shape == (424, 512) and depth.units == "mm"
+    assert depth.intrinsics is not None and depth.intrinsics.fx == 365.5
+    assert len(depth.intrinsics.distortion) == 3
+
+
+def test_kinect2_bodies_keep_the_sdk_order_states_and_projections() -> None:
+    dev, _ = _device(streams=["body", "depth"])
+    frames = check_device(dev, frames_per_stream=2)
+    (body,) = frames[StreamKind.body][-1].bodies  # the one tracked body of six
+    assert body.tracking_id == 72057594037930000
+    assert body.right_hand.name == "Closed" and body.left_hand.name == "Open"
+    head = body.joint("Head")
+    assert head.state is TrackingState.Tracked
+    u, v = KINECT_DEPTH.project(*head.position)
+    assert head.depth_xy == (float(u), float(v))
+    assert [j.type for j in body.joints] == list(JointType)
+
+
+def test_kinect2_streams_through_the_server() -> None:
+    dev, _ = _device(streams=["color", "body"])
+    with Server(address="127.0.0.1", announce=False) as srv:
+        srv.add_device(dev)
+        with Client(next(iter(srv.endpoints.values()))) as client:
+            assert client.devices["kinect2"].info["body_tracking"] is True
+            color = client.subscribe("kinect2", "color").get(timeout=10)
+            bodies = client.subscribe("kinect2", "body").get(timeout=10)
+    assert color.array.shape == (1080, 1920, 3)  # JPEG from BGRA, decoded to BGR
+    assert len(bodies.bodies) == 1

@@ -12,9 +12,17 @@ DEMO_INTERFACES ?= 127.0.0.1
 .PHONY: demo test lint bench clean
 
 $(STAMP): pyproject.toml
+	@# pyrealsense2 needs libusb-1.0 (Debian: libusb-1.0-0); install it where we can
+	@if ! ldconfig -p 2>/dev/null | grep -q 'libusb-1.0.so.0'; then \
+	  if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	    (apt-get install -y -q libusb-1.0-0 >/dev/null 2>&1 || \
+	     (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q libusb-1.0-0 >/dev/null)) \
+	    || echo "note: could not install libusb-1.0; RealSense support will not load"; \
+	  else echo "note: install libusb-1.0 for RealSense support (Debian: libusb-1.0-0)"; fi; \
+	fi
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,bench,webcam]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench,webcam,realsense]'
 	touch $(STAMP)
 
 demo: $(STAMP)

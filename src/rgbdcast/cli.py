@@ -208,6 +208,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--no-loop", action="store_true", help="play --video files once")
     p.add_argument(
+        "--realsense",
+        action="append",
+        default=[],
+        metavar="SERIAL",
+        help="serve an Intel RealSense ('' for the first one; [realsense] extra)",
+    )
+    p.add_argument(
+        "--realsense-playback",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="serve a RealSense SDK recording as the device (loops unless --no-loop)",
+    )
+    p.add_argument(
         "--kinect2",
         action="store_true",
         help="serve a Kinect v2 (Windows: Kinect SDK 2.0 via pykinect2; [kinect2] extra)",
@@ -310,7 +324,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
     for dev in _sources(args):
         server.add_device(dev)
-    others = args.webcam or args.video or args.image or args.kinect2
+    others = (
+        args.webcam
+        or args.video
+        or args.image
+        or args.kinect2
+        or args.realsense
+        or args.realsense_playback
+    )
     mocks = len(args.mock or []) or (0 if others else 1)
     for i in range(mocks):
         server.add_device(
@@ -368,6 +389,13 @@ def _sources(args: argparse.Namespace) -> list[Any]:
         from .devices.kinect2 import Kinect2Device
 
         devices.append(Kinect2Device())
+    if args.realsense or args.realsense_playback:
+        from .devices.realsense import RealSenseDevice
+
+        devices += [RealSenseDevice(serial or None) for serial in args.realsense]
+        devices += [
+            RealSenseDevice(playback=f, loop=not args.no_loop) for f in args.realsense_playback
+        ]
     if not (args.webcam or args.video or args.image):
         return devices
     from .devices.opencv import OpenCVDevice

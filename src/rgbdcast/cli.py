@@ -381,14 +381,14 @@ def _sources(args: argparse.Namespace) -> list[Any]:
     if args.kinect2:
         import platform
 
-        if platform.system() != "Windows":
-            raise UsageError(
-                "--kinect2 on Linux and macOS needs the libfreenect2 adapter, "
-                "which this version does not have yet (Windows SDK only)"
-            )
-        from .devices.kinect2 import Kinect2Device
+        if platform.system() == "Windows":
+            from .devices.kinect2 import Kinect2Device
 
-        devices.append(Kinect2Device())
+            devices.append(Kinect2Device())
+        else:
+            from .devices.freenect2 import Freenect2Device
+
+            devices.append(Freenect2Device())
     if args.realsense or args.realsense_playback:
         from .devices.realsense import RealSenseDevice
 

@@ -169,8 +169,9 @@ def wait_until(deadline_ns: int, stop: threading.Event) -> bool:
     return not stop.is_set()
 
 
-def require(module: str, extra: str) -> Any:
-    """Import *module* or raise a one-line error naming ``pip install rgbdcast[extra]``."""
+def require(module: str, extra: str, hint: str | None = None) -> Any:
+    """Import *module* or raise a one-line error naming ``pip install rgbdcast[extra]`` (or
+    *hint*, the manual step, where no extra can install it)."""
     import importlib
 
     try:
@@ -178,9 +179,8 @@ def require(module: str, extra: str) -> Any:
     except ImportError as exc:
         from ..errors import MissingDependencyError
 
-        raise MissingDependencyError(
-            f"{module} is not installed: run  pip install 'rgbdcast[{extra}]'"
-        ) from exc
+        fix = hint or f"run  pip install 'rgbdcast[{extra}]'"
+        raise MissingDependencyError(f"{module} is not available ({exc}): {fix}") from exc
 
 
 __all__ += ["DeviceError", "require", "wait_until"]

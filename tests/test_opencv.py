@@ -152,3 +152,47 @@ def test_devices_lists_what_can_be_served() -> None:
     assert "opencv cameras (indices 0-1):" in res.stdout
     assert "realsense:" in res.stdout and "kinect2" in res.stdout
     assert "WARN" not in res.stderr  # OpenCV's own console noise is silenced
+
+
+def test_a_stream_url_is_read_through_opencv() -> None:
+    """An MJPEG-over-HTTP stream served on loopback by the test, read by OpenCV's FFmpeg."""
+    import threading
+    import time
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Mjpeg(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+            self.end_headers()
+            try:
+                for i in range(300):
+                    _ok, jpg = cv2.imencode(".jpg", np.full((48, 64, 3), i % 256, np.uint8))
+                    self.wfile.write(
+                        b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: "
+                        + str(len(jpg)).encode()
+                        + b"\r\n\r\n"
+                        + jpg.tobytes()
+                        + b"\r\n"
+                    )
+                    time.sleep(1 / 30)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+
+    http = ThreadingHTTPServer(("127.0.0.1", 0), Mjpeg)
+    thread = threading.Thread(target=http.serve_forever, daemon=True)
+    thread.start()
+    try:
+        dev = OpenCVDevice(f"http://127.0.0.1:{http.server_address[1]}/stream.mjpg")
+        assert dev.id.startswith("url-127-0-0-1-")
+        frames = check_device(dev, frames_per_stream=5)[StreamKind.color]
+        assert frames[0].array.shape == (48, 64, 3)
+        info = dev.streams[StreamKind.color]
+        assert (info.width, info.height) == (64, 48)
+    finally:
+        http.shutdown()
+        http.server_close()
+        thread.join(5)

@@ -62,8 +62,12 @@ def check_device(
         Device.on_frame.disconnect(on_frame, sender=device)
     device.stop()  # stopping twice is harmless
     assert not device.is_running, f"{device.id}: still running after stop()"
-    leaked = [t for t in threading.enumerate() if t not in before and t.is_alive()]
-    assert not leaked, f"{device.id}: threads left after stop(): {[t.name for t in leaked]}"
+
+    def leaked() -> list[threading.Thread]:
+        return [t for t in threading.enumerate() if t not in before and t.is_alive()]
+
+    wait_for(lambda: not leaked(), timeout=2.0)  # threads already ending get a moment
+    assert not leaked(), f"{device.id}: threads left after stop(): {[t.name for t in leaked()]}"
     with lock:
         frames = {k: list(v) for k, v in got.items()}
     extra = set(frames) - set(announced)

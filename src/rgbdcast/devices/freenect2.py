@@ -23,10 +23,9 @@ import numpy as np
 from ..errors import DeviceError
 from ..frames import Frame, Intrinsics, StreamKind
 from .base import StreamInfo, ThreadedDevice, require
+from .kinect2 import DEPTH_SIZE, kinect_v2_streams
 
 __all__ = ["Freenect2Device"]
-
-COLOR_SIZE, DEPTH_SIZE = (1920, 1080), (512, 424)
 
 
 def _default_module() -> Any:
@@ -72,36 +71,7 @@ class Freenect2Device(ThreadedDevice):
 
     @property
     def streams(self) -> dict[StreamKind, StreamInfo]:
-        info = {
-            StreamKind.color: StreamInfo(
-                kind=StreamKind.color,
-                width=COLOR_SIZE[0],
-                height=COLOR_SIZE[1],
-                fps=30.0,
-                dtype="|u1",
-                units="bgr8",
-                notes={"native": "bgrx8"},
-            ),
-            StreamKind.depth: StreamInfo(
-                kind=StreamKind.depth,
-                width=DEPTH_SIZE[0],
-                height=DEPTH_SIZE[1],
-                fps=30.0,
-                dtype="<u2",
-                units="mm",
-                intrinsics=self._intr,
-            ),
-            StreamKind.infrared: StreamInfo(
-                kind=StreamKind.infrared,
-                width=DEPTH_SIZE[0],
-                height=DEPTH_SIZE[1],
-                fps=30.0,
-                dtype="<u2",
-                units="intensity",
-                intrinsics=self._intr,
-            ),
-        }
-        return {k: info[k] for k in self.kinds}
+        return kinect_v2_streams(self.kinds, self._intr, native_color="bgrx8")
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -27,11 +27,54 @@ from ..errors import DeviceError
 from ..frames import Body, Frame, HandState, Intrinsics, Joint, JointType, StreamKind, TrackingState
 from .base import StreamInfo, ThreadedDevice, require
 
-__all__ = ["Kinect2Device"]
+__all__ = ["Kinect2Device", "kinect_v2_streams"]
 
 # Kinect for Windows SDK 2.0 FrameSourceTypes
 SOURCE_COLOR, SOURCE_INFRARED, SOURCE_DEPTH, SOURCE_BODY = 0x1, 0x2, 0x8, 0x20
 COLOR_SIZE, DEPTH_SIZE = (1920, 1080), (512, 424)
+
+
+def kinect_v2_streams(
+    kinds: tuple[StreamKind, ...], depth_intr: Intrinsics | None, native_color: str
+) -> dict[StreamKind, StreamInfo]:
+    """What a Kinect v2 delivers, whichever driver reads it (the SDK or libfreenect2)."""
+    info = {
+        StreamKind.color: StreamInfo(
+            kind=StreamKind.color,
+            width=COLOR_SIZE[0],
+            height=COLOR_SIZE[1],
+            fps=30.0,
+            dtype="|u1",
+            units="bgr8",
+            notes={"native": native_color},
+        ),
+        StreamKind.depth: StreamInfo(
+            kind=StreamKind.depth,
+            width=DEPTH_SIZE[0],
+            height=DEPTH_SIZE[1],
+            fps=30.0,
+            dtype="<u2",
+            units="mm",
+            intrinsics=depth_intr,
+        ),
+        StreamKind.infrared: StreamInfo(
+            kind=StreamKind.infrared,
+            width=DEPTH_SIZE[0],
+            height=DEPTH_SIZE[1],
+            fps=30.0,
+            dtype="<u2",
+            units="intensity",
+            intrinsics=depth_intr,
+        ),
+        StreamKind.body: StreamInfo(
+            kind=StreamKind.body,
+            fps=30.0,
+            dtype="body",
+            units="m",
+            notes={"max_bodies": 6, "joints": 25},
+        ),
+    }
+    return {k: info[k] for k in kinds}
 
 
 def _default_runtime(sources: int) -> Any:
@@ -65,43 +108,7 @@ class Kinect2Device(ThreadedDevice):
 
     @property
     def streams(self) -> dict[StreamKind, StreamInfo]:
-        info = {
-            StreamKind.color: StreamInfo(
-                kind=StreamKind.color,
-                width=COLOR_SIZE[0],
-                height=COLOR_SIZE[1],
-                fps=30.0,
-                dtype="|u1",
-                units="bgr8",
-                notes={"native": "bgra8"},
-            ),
-            StreamKind.depth: StreamInfo(
-                kind=StreamKind.depth,
-                width=DEPTH_SIZE[0],
-                height=DEPTH_SIZE[1],
-                fps=30.0,
-                dtype="<u2",
-                units="mm",
-                intrinsics=self._depth_intr,
-            ),
-            StreamKind.infrared: StreamInfo(
-                kind=StreamKind.infrared,
-                width=DEPTH_SIZE[0],
-                height=DEPTH_SIZE[1],
-                fps=30.0,
-                dtype="<u2",
-                units="intensity",
-                intrinsics=self._depth_intr,
-            ),
-            StreamKind.body: StreamInfo(
-                kind=StreamKind.body,
-                fps=30.0,
-                dtype="body",
-                units="m",
-                notes={"max_bodies": 6, "joints": 25},
-            ),
-        }
-        return {k: info[k] for k in self.kinds}
+        return kinect_v2_streams(self.kinds, self._depth_intr, native_color="bgra8")
 
     def describe(self) -> dict[str, Any]:
         return {

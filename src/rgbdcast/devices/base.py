@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -161,6 +162,31 @@ class ThreadedDevice(Device):
         """Wait for and return the next frames (one frameset); return [] when *stop* is set."""
 
 
+def make_frameset(
+    device_id: str,
+    seq: int,
+    data: dict[StreamKind, Any],
+    intrinsics: Mapping[StreamKind, Intrinsics | None],
+    device_time_ns: int,
+    host_time_ns: int | None = None,
+) -> list[Frame]:
+    """The frames of one capture: one sequence number, frameset id and host time for all."""
+    now = time.time_ns() if host_time_ns is None else host_time_ns
+    return [
+        Frame(
+            device_id=device_id,
+            kind=kind,
+            seq=seq,
+            data=value,
+            device_time_ns=device_time_ns,
+            host_time_ns=now,
+            frameset_id=seq,
+            intrinsics=intrinsics.get(kind),
+        )
+        for kind, value in data.items()
+    ]
+
+
 def wait_until(deadline_ns: int, stop: threading.Event) -> bool:
     """Sleep until *deadline_ns* (``time.monotonic_ns``); False if *stop* was set meanwhile."""
     delay = (deadline_ns - time.monotonic_ns()) / 1e9
@@ -183,4 +209,4 @@ def require(module: str, extra: str, hint: str | None = None) -> Any:
         raise MissingDependencyError(f"{module} is not available ({exc}): {fix}") from exc
 
 
-__all__ += ["DeviceError", "require", "wait_until"]
+__all__ += ["DeviceError", "make_frameset", "require", "wait_until"]

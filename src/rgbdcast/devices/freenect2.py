@@ -22,7 +22,7 @@ import numpy as np
 
 from ..errors import DeviceError
 from ..frames import Frame, Intrinsics, StreamKind
-from .base import StreamInfo, ThreadedDevice, require
+from .base import StreamInfo, ThreadedDevice, make_frameset, require
 from .kinect2 import DEPTH_SIZE, kinect_v2_streams
 
 __all__ = ["Freenect2Device"]
@@ -140,16 +140,4 @@ class Freenect2Device(ThreadedDevice):
         now = time.time_ns()
         seq, self._seq = self._seq, self._seq + 1
         intr = {StreamKind.depth: self._intr, StreamKind.infrared: self._intr}
-        return [
-            Frame(
-                device_id=self.id,
-                kind=k,
-                seq=seq,
-                data=v,
-                device_time_ns=now,
-                host_time_ns=now,
-                frameset_id=seq,
-                intrinsics=intr.get(k),
-            )
-            for k, v in data.items()
-        ]
+        return make_frameset(self.id, seq, data, intr, device_time_ns=now, host_time_ns=now)

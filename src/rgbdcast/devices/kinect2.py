@@ -25,7 +25,7 @@ import numpy as np
 
 from ..errors import DeviceError
 from ..frames import Body, Frame, HandState, Intrinsics, Joint, JointType, StreamKind, TrackingState
-from .base import StreamInfo, ThreadedDevice, require
+from .base import StreamInfo, ThreadedDevice, make_frameset, require
 
 __all__ = ["Kinect2Device", "kinect_v2_streams"]
 
@@ -199,19 +199,7 @@ class Kinect2Device(ThreadedDevice):
         seq = self._seq
         self._seq += 1
         intr = {StreamKind.depth: self._depth_intr, StreamKind.infrared: self._depth_intr}
-        return [
-            Frame(
-                device_id=self.id,
-                kind=k,
-                seq=seq,
-                data=d,
-                device_time_ns=now,
-                host_time_ns=now,
-                frameset_id=seq,
-                intrinsics=intr.get(k),
-            )
-            for k, d in got
-        ]
+        return make_frameset(self.id, seq, dict(got), intr, device_time_ns=now, host_time_ns=now)
 
     def _bodies(self, frame_data: Any) -> tuple[Body, ...]:
         rt = self._rt

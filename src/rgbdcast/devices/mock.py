@@ -18,7 +18,7 @@ from blinker import Signal
 
 from ..errors import UsageError
 from ..frames import Frame, StreamKind
-from .base import StreamInfo, ThreadedDevice, wait_until
+from .base import StreamInfo, ThreadedDevice, make_frameset, wait_until
 from .scene import KINECT_COLOR, KINECT_DEPTH, Scene, scaled
 
 __all__ = ["DepthFrame", "MockDevice", "MockKinect"]
@@ -157,25 +157,13 @@ class MockDevice(ThreadedDevice):
         return self._frameset(index, data)
 
     def _frameset(self, index: int, data: dict[StreamKind, Any]) -> list[Frame]:
-        now = time.time_ns()
         intr = {
             StreamKind.color: self._color_intr,
             StreamKind.depth: self._depth_intr,
             StreamKind.infrared: self._depth_intr,
         }
-        return [
-            Frame(
-                device_id=self.id,
-                kind=kind,
-                seq=index,
-                data=data[kind],
-                device_time_ns=int(index * 1e9 / self.fps),
-                host_time_ns=now,
-                frameset_id=index,
-                intrinsics=intr.get(kind),
-            )
-            for kind in self.kinds
-        ]
+        ordered = {kind: data[kind] for kind in self.kinds}
+        return make_frameset(self.id, index, ordered, intr, int(index * 1e9 / self.fps))
 
     def _open(self) -> None:
         if self.prerender and not self._cache:

@@ -186,6 +186,15 @@ class ClientBase:
             raise UsageError(f"device {device_id!r} has no {kind.value} stream")
         return ep
 
+    def _moved_endpoint(self, sub: SubscriptionBase) -> str | None:
+        """The endpoint *sub* must move to after a who/me, or None if it stays (or its device
+        is gone: ZeroMQ keeps trying the old endpoint until the device returns)."""
+        try:
+            endpoint = self._stream_endpoint(sub.device_id, sub.kind)
+        except UsageError:
+            return None
+        return endpoint if endpoint != sub.endpoint else None
+
     # -- events ---------------------------------------------------------------------------
     def _set_connected(self, connected: bool) -> None:
         if connected == self.is_connected:

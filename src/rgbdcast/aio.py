@@ -281,11 +281,8 @@ class AsyncClient(ClientBase):
                 await task
 
     async def _reattach(self, sub: AsyncSubscription[Any]) -> None:
-        try:
-            endpoint = self._stream_endpoint(sub.device_id, sub.kind)
-        except UsageError:
-            return
-        if endpoint != sub.endpoint:
+        endpoint = self._moved_endpoint(sub)
+        if endpoint is not None:
             await self._detach(sub)
             self._attach(sub, endpoint)
 

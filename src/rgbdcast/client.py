@@ -459,7 +459,7 @@ class Client(ClientBase):
         self._poller.register(sock, zmq.POLLIN)
         self._subs.append(sub)
 
-    def _detach(self, sub: Subscription[Any]) -> None:
+    def _close_socket(self, sub: Subscription[Any]) -> None:
         for sock, s in list(self._sockets.items()):
             if s is sub:
                 self._poller.unregister(sock)
@@ -467,22 +467,16 @@ class Client(ClientBase):
                 del self._sockets[sock]
         if sub in self._subs:
             self._subs.remove(sub)
+
+    def _detach(self, sub: Subscription[Any]) -> None:
+        self._close_socket(sub)
         sub._mark_closed()
 
     def _reattach(self, sub: Subscription[Any]) -> None:
-        try:
-            endpoint = self._stream_endpoint(sub.device_id, sub.kind)
-        except UsageError:
-            return
-        if endpoint == sub.endpoint:
-            return
-        for sock, s in list(self._sockets.items()):
-            if s is sub:
-                self._poller.unregister(sock)
-                sock.close(0)
-                del self._sockets[sock]
-        self._subs.remove(sub)
-        self._attach(sub, endpoint)
+        endpoint = self._moved_endpoint(sub)
+        if endpoint is not None:
+            self._close_socket(sub)
+            self._attach(sub, endpoint)
 
     def _drain_sub(self, sock: zmq.Socket[Any], sub: Subscription[Any]) -> None:
         for _ in range(64):

@@ -233,7 +233,7 @@ class TcpGateway:
             codec = codecs.get(codec_name or ("body" if kind is StreamKind.body else "raw"), kind)
         except ValueError as exc:
             return self._framed({"error": str(exc)})
-        if device not in self._devices() or kind not in self._devices()[device]:
+        if kind not in self._devices().get(device, {}):
             return self._framed({"error": f"no {stream} stream on device {device!r}"})
         key = (device, kind)
         frame = await self._newest(key, last.get(key), 0.1)

@@ -18,7 +18,7 @@ import pytest
 
 from rgbdcast import MockDevice, Server, StreamKind
 from rgbdcast.protocol.gateway import MAX_COMMAND, CommandParser
-from rgbdcast.testing import wait_for
+from rgbdcast.testing import recv_exact, wait_for
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -110,12 +110,7 @@ class Camera2TcpClient:
         self.service = service
 
     def recv_exact(self, n: int) -> bytes:
-        buf = bytearray()
-        while len(buf) < n:
-            chunk = self.sock.recv(n - len(buf))
-            assert chunk, "connection closed"
-            buf += chunk
-        return bytes(buf)
+        return recv_exact(self.sock, n)
 
     def handshake(self) -> list[int]:
         self.sock.sendall(f"Connecting2{self.service}".encode())

@@ -131,16 +131,12 @@ def _recv(
         import socket
         import struct
 
+        from .testing import recv_exact
+
         sock_t = socket.create_connection(("127.0.0.1", port), timeout=20)
 
         def exact(n: int) -> bytes:
-            buf = bytearray()
-            while len(buf) < n:
-                chunk = sock_t.recv(n - len(buf))
-                if not chunk:
-                    raise ConnectionError("gateway closed the connection")
-                buf += chunk
-            return bytes(buf)
+            return recv_exact(sock_t, n)
 
         stream = "depth" if payload == "depth" else "color"
         while True:

@@ -7,6 +7,7 @@ and timestamps increase, and ``stop()`` leaves no capture thread behind.
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -17,7 +18,7 @@ import numpy as np
 from .devices.base import Device
 from .frames import Frame, StreamKind
 
-__all__ = ["check_device", "wait_for"]
+__all__ = ["check_device", "recv_exact", "wait_for"]
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 5.0, interval: float = 0.02) -> bool:
@@ -28,6 +29,17 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 5.0, interval: float
             return True
         time.sleep(interval)
     return bool(predicate())
+
+
+def recv_exact(sock: socket.socket, n: int) -> bytes:
+    """Exactly *n* bytes from a TCP socket; ``ConnectionError`` if it closes first."""
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = sock.recv(n - len(buf))
+        if not chunk:
+            raise ConnectionError(f"connection closed after {len(buf)} of {n} bytes")
+        buf += chunk
+    return bytes(buf)
 
 
 def check_device(

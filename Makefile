@@ -20,6 +20,14 @@ $(STAMP): pyproject.toml
 	    || echo "note: could not install libusb-1.0; RealSense support will not load"; \
 	  else echo "note: install libusb-1.0 for RealSense support (Debian: libusb-1.0-0)"; fi; \
 	fi
+	@# the web viewer's browser tests drive Debian's Chromium (Playwright cannot download one here)
+	@if ! command -v chromium >/dev/null; then \
+	  if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	    (apt-get install -y -q chromium >/dev/null 2>&1 || \
+	     (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null)) \
+	    || echo "note: could not install chromium; the browser tests will skip"; \
+	  else echo "note: install chromium (Debian: apt-get install chromium) for the browser tests"; fi; \
+	fi
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench,webcam,realsense]'

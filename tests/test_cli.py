@@ -16,7 +16,18 @@ import pytest
 
 from rgbdcast.codecs.png import decode_png
 
-SUBCOMMANDS = ["serve", "discover", "ping", "info", "stats", "save", "demo", "bench"]
+SUBCOMMANDS = [
+    "serve",
+    "discover",
+    "ping",
+    "info",
+    "stats",
+    "save",
+    "demo",
+    "bench",
+    "view",
+    "devices",
+]
 
 
 def run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -145,6 +156,7 @@ def test_demo_shows_every_stream_and_where_to_look(tmp_path: Path) -> None:
         row = next(ln for ln in res.stdout.splitlines() if ln.startswith(kind))
         assert float(row.split()[1]) > 5, row  # fps
     assert "rgbdcast stats tcp://127.0.0.1:" in res.stdout
+    assert "live viewer: open http://127.0.0.1:" in res.stdout
     assert (tmp_path / "color_with_skeleton.png").exists()
     assert decode_png((tmp_path / "depth_colormap_with_skeleton.png").read_bytes()).shape == (
         424,

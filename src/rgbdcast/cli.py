@@ -14,7 +14,7 @@ from typing import Any, NoReturn
 from ._version import __version__
 from .errors import RgbdcastError, UsageError
 from .frames import StreamKind
-from .net.addresses import DEFAULT_CONTROL_PORT
+from .net.addresses import DEFAULT_CONTROL_PORT, DEFAULT_WEB_PORT
 
 __all__ = ["main"]
 
@@ -171,6 +171,14 @@ def build_parser() -> argparse.ArgumentParser:
         "with the stream)",
     )
     p.add_argument(
+        "--web",
+        metavar="[HOST:]PORT",
+        default=None,
+        help=f"serve the web viewer here (default: port {DEFAULT_WEB_PORT} on the bind "
+        "address, or a free port if that one is busy)",
+    )
+    p.add_argument("--no-web", action="store_true", help="do not serve the web viewer")
+    p.add_argument(
         "--webcam",
         action="append",
         default=[],
@@ -276,9 +284,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-index", type=int, default=4, help="camera indices to probe (default 4)")
     p.set_defaults(func=cmd_devices)
 
-    from . import bench, demo
+    from . import bench, demo, view
 
     demo.add_parser(sub)
+    view.add_parser(sub)
     bench.add_parser(sub)
     return parser
 
@@ -321,6 +330,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         codec_params=params,
         tcp_gateway=args.tcp_gateway,
         gateway_options=_gateway_options(args),
+        web=None if args.no_web else (args.web or DEFAULT_WEB_PORT),
+        web_fallback=args.web is None,
     )
     for dev in _sources(args):
         server.add_device(dev)
@@ -355,6 +366,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             print(f"  device {dev.id}: {', '.join(k.value for k in dev.streams)}", flush=True)
         if server.gateway_endpoint:
             print(f"  plain-TCP gateway at {server.gateway_endpoint}", flush=True)
+        if server.web is not None:
+            print(f"  web viewer at {server.web.url}  (open it in a browser)", flush=True)
         print(
             f"watch it:  rgbdcast stats {control}    details:  rgbdcast info {control}", flush=True
         )

@@ -11,7 +11,7 @@ from typing import Any
 from .codecs.png import encode_png
 from .errors import UsageError
 from .frames import StreamKind
-from .net.addresses import DEFAULT_CONTROL_PORT
+from .net.addresses import DEFAULT_CONTROL_PORT, DEFAULT_WEB_PORT
 
 __all__ = ["add_parser"]
 
@@ -39,7 +39,7 @@ def _start_server(port: int) -> Any:
     from .server import Server
 
     for attempt in (port, 0):
-        server = Server(port=attempt, name="rgbdcast demo")
+        server = Server(port=attempt, name="rgbdcast demo", web=DEFAULT_WEB_PORT, web_fallback=True)
         server.add_device(MockDevice("mock0"))
         try:
             server.start()
@@ -93,6 +93,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     try:
         control = next(iter(server.endpoints.values()))
         print(f"serving the mock device at {control}  (announced on Zeroconf)", flush=True)
+        if server.web is not None:
+            print(f"\n  >>> live viewer: open {server.web.url} in a browser <<<\n", flush=True)
         print("receiving every stream with a local client for 2 s ...", flush=True)
         out = Path(args.out)
         with Client(control) as client:
@@ -101,6 +103,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         for p in paths:
             print(f"  {p.name}")
         print("\nwhere to look:")
+        if server.web is not None:
+            print(f"  live viewer      {server.web.url}")
         print(f"  live figures     rgbdcast stats {control}")
         print(f"  devices/streams  rgbdcast info {control}")
         print("  find servers     rgbdcast discover")

@@ -29,6 +29,7 @@ from .net.control import ControlEndpoint
 from .net.discovery import Announcer
 from .net.gateway import TcpGateway
 from .net.publisher import StreamPublisher
+from .net.web import WebViewer
 from .protocol.control import PROTOCOL_VERSION, ControlResponder, EndpointType
 
 __all__ = ["Server"]
@@ -81,6 +82,8 @@ class Server:
         codec_params: Mapping[StreamKind | str, dict[str, Any]] | None = None,
         tcp_gateway: str | int | None = None,
         gateway_options: Mapping[str, Any] | None = None,
+        web: str | int | None = None,
+        web_fallback: bool = False,
     ) -> None:
         self.address = address or default_bind()
         self.name = name or f"rgbdcast on {_hostname()}"
@@ -109,6 +112,9 @@ class Server:
         self._gateway_addr = _parse_hostport(tcp_gateway, self.address) if tcp_gateway else None
         self._gateway_options = dict(gateway_options or {})
         self.gateway: TcpGateway | None = None
+        self._web_addr = _parse_hostport(web, self.address) if web is not None else None
+        self._web_fallback = web_fallback
+        self.web: WebViewer | None = None
         if start_immediately:
             self.start()
 
@@ -136,6 +142,8 @@ class Server:
             self.port = control.port
             self._control = control
             self.endpoints = {EndpointType.control: make_endpoint(self._host, control.port)}
+            if self._web_addr is not None:
+                self._start_web(*self._web_addr)
             for entry in self._entries.values():
                 self._open_or_recover(entry)
             if self._gateway_addr is not None:
@@ -160,6 +168,9 @@ class Server:
         gateway, self.gateway = self.gateway, None
         if gateway is not None:
             gateway.stop()
+        web, self.web = self.web, None
+        if web is not None:
+            web.stop()
         with self._lock:
             for entry in self._entries.values():
                 self._close_entry(entry)
@@ -180,6 +191,49 @@ class Server:
             ) from exc
         self.gateway = gateway
         log.info("TCP gateway on %s:%d", host, gateway.port)
+
+    def _start_web(self, host: str, port: int) -> None:
+        web = WebViewer(host, port, _ViewBackend(self))
+        try:
+            web.start()
+        except OSError as exc:
+            if not self._web_fallback:
+                self.stop()
+                raise UsageError(
+                    f"cannot listen on {host}:{port} for the web viewer: {exc.strerror}"
+                    " (choose another --web port, or --no-web)"
+                ) from exc
+            log.warning("web port %d is busy (%s); using a free port", port, exc.strerror)
+            web = WebViewer(host, 0, _ViewBackend(self))
+            web.start()
+        self.web = web
+        log.info("web viewer at %s", web.url)
+
+    def _web_tap(self, frame: Frame, payload: Any) -> None:
+        web = self.web
+        if web is not None:
+            web.submit(frame, jpeg=payload)
+
+    def _web_watching(self) -> bool:
+        web = self.web
+        return web is not None and web.watching
+
+    def _viewer_devices(self) -> list[dict[str, Any]]:
+        with self._lock:
+            entries = list(self._entries.values())
+        out = []
+        for e in entries:
+            dev = e.device
+            streams = {
+                k.value: {
+                    **info.to_dict(),
+                    "codec": e.publishers[k].codec_name if k in e.publishers else None,
+                }
+                for k, info in dev.streams.items()
+            }
+            state = "unplugged" if e.failed else "live" if e.publishers else "starting"
+            out.append({"id": dev.id, "name": dev.name, "state": state, "streams": streams})
+        return out
 
     @property
     def gateway_endpoint(self) -> str | None:
@@ -247,6 +301,8 @@ class Server:
                 raise UsageError(f"device {key!r} is not served here")
             if self.is_running:
                 self._close_entry(entry)
+        if self.web is not None:
+            self.web.forget(entry.device.id)
         self._update_announcement()
 
     # streamkinect2 names
@@ -276,7 +332,10 @@ class Server:
             for pub in pubs.values():
                 pub.stop()
             raise
-        for pub in pubs.values():
+        for kind, pub in pubs.items():
+            strips = int(self._params.get(kind, {}).get("strips", 1))
+            if kind is StreamKind.color and pub.codec_name == "jpeg" and strips == 1:
+                pub.tap, pub.tap_wanted = self._web_tap, self._web_watching
             pub.start()
         entry.publishers = pubs
         self._routes = {**self._routes, dev.id: pubs}
@@ -308,6 +367,9 @@ class Server:
             pub = pubs.get(frame.kind)
             if pub is not None:
                 pub.submit(frame)
+            web = self.web
+            if web is not None and (pub is None or pub.tap is None):
+                web.submit(frame)
             gateway = self.gateway
             if gateway is not None:
                 gateway.submit(frame)
@@ -388,7 +450,8 @@ class Server:
             "version": PROTOCOL_VERSION,
             "name": self.name,
             "endpoints": {t.name: ep for t, ep in self.endpoints.items()}
-            | ({"tcp_gateway": self.gateway_endpoint} if self.gateway_endpoint else {}),
+            | ({"tcp_gateway": self.gateway_endpoint} if self.gateway_endpoint else {})
+            | ({"web": self.web.url} if self.web is not None else {}),
             "devices": devices,
             "server": {"software": "rgbdcast", "version": __version__},
         }
@@ -410,6 +473,7 @@ class Server:
             },
             "process": {"rss_bytes": proc.memory_info().rss, "threads": proc.num_threads()},
             "gateway": self.gateway.stats.to_dict() if self.gateway is not None else None,
+            "web": self.web.stats.to_dict() if self.web is not None else None,
         }
 
     def _txt(self) -> dict[str, str]:
@@ -426,6 +490,35 @@ class Server:
             self._announcer.update(self._txt())
 
 
+class _ViewBackend:
+    """What the web viewer shows of this server."""
+
+    mode = "server"
+
+    def __init__(self, server: Server) -> None:
+        self._server = server
+        self.name = server.name
+
+    def devices(self) -> list[dict[str, Any]]:
+        return self._server._viewer_devices()
+
+    def stats(self) -> dict[str, dict[str, Any]]:
+        with self._server._lock:
+            entries = list(self._server._entries.values())
+        out = {}
+        for e in entries:
+            for k, p in e.publishers.items():
+                st = p.stats
+                out[f"{e.device.id}/{k.value}"] = {"dropped": st.dropped_busy, "sent": st.sent}
+        return out
+
+    def sources(self) -> list[dict[str, Any]]:
+        return []
+
+    def select(self, source: str, on: bool) -> None:
+        """A server shows only itself."""
+
+
 def _parse_hostport(value: str | int, default_host: str) -> tuple[str, int]:
     """``PORT`` or ``HOST:PORT`` for the gateway; UsageError if malformed."""
     text = str(value)
@@ -433,9 +526,9 @@ def _parse_hostport(value: str | int, default_host: str) -> tuple[str, int]:
     try:
         number = int(port)
     except ValueError:
-        raise UsageError(f"bad gateway address {text!r}: expected [HOST:]PORT") from None
+        raise UsageError(f"bad address {text!r}: expected [HOST:]PORT") from None
     if not 0 <= number < 65536:
-        raise UsageError(f"gateway port must be in 0..65535, got {number}")
+        raise UsageError(f"port must be in 0..65535, got {number}")
     return host or default_host, number
 
 

@@ -16,9 +16,11 @@ from typing import Any
 import numpy as np
 
 from .devices.base import Device
+from .devices.mock import MockDevice
+from .errors import DeviceError
 from .frames import Frame, StreamKind
 
-__all__ = ["check_device", "recv_exact", "wait_for"]
+__all__ = ["UnpluggableMock", "check_device", "recv_exact", "wait_for"]
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 5.0, interval: float = 0.02) -> bool:
@@ -107,3 +109,25 @@ def check_device(
             if info.dtype:
                 assert arr.dtype == np.dtype(info.dtype), f"{kind}: dtype {arr.dtype}"
     return frames
+
+
+class UnpluggableMock(MockDevice):
+    """A mock device that can be unplugged (it fails mid-stream, as a device whose cable is
+    pulled, and will not reopen) and plugged back in: for testing how clients and viewers see
+    a device come and go."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.plugged = True
+
+    def unplug(self) -> None:
+        self.plugged = False
+        self.on_error.send(self, error=DeviceError("unplugged (testing)"))
+
+    def plug(self) -> None:
+        self.plugged = True
+
+    def _open(self) -> None:
+        if not self.plugged:
+            raise DeviceError("device unplugged (testing)")
+        super()._open()

@@ -13,6 +13,7 @@ from ..errors import UsageError
 
 __all__ = [
     "DEFAULT_CONTROL_PORT",
+    "DEFAULT_WEB_PORT",
     "advertise_host",
     "default_bind",
     "default_interfaces",
@@ -23,6 +24,8 @@ __all__ = [
 ]
 
 DEFAULT_CONTROL_PORT = 5606
+DEFAULT_WEB_PORT = 5680
+"""The web viewer's port when ``rgbdcast serve`` is given no ``--web``."""
 """``rgbdcast serve`` listens for control requests here unless told otherwise."""
 
 

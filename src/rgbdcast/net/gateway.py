@@ -20,7 +20,7 @@ import struct
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -31,6 +31,7 @@ from ..codecs.body import bodies_to_json
 from ..frames import MAX_BODIES, Frame, StreamKind
 from ..protocol.envelope import build_header
 from ..protocol.gateway import SERVICES, Command, CommandParser
+from .loopthread import start_loop_thread
 
 __all__ = ["GatewayStats", "TcpGateway"]
 
@@ -94,20 +95,13 @@ class TcpGateway:
     # -- lifecycle ------------------------------------------------------------------------
     def start(self) -> None:
         """Bind and serve; raises ``OSError`` if the port cannot be bound."""
-        loop = asyncio.new_event_loop()
-        try:
-            self._server = loop.run_until_complete(
-                asyncio.start_server(self._serve, self.host, self.port, limit=1 << 16)
-            )
-        except OSError:
-            loop.close()
-            raise
-        self.port = self._server.sockets[0].getsockname()[1]
-        self._loop = loop
-        self._thread = threading.Thread(
-            target=loop.run_forever, name="rgbdcast-gateway", daemon=True
-        )
-        self._thread.start()
+
+        def bind() -> Awaitable[asyncio.base_events.Server]:
+            return asyncio.start_server(self._serve, self.host, self.port, limit=1 << 16)
+
+        self._loop, self._thread, server = start_loop_thread("rgbdcast-gateway", bind)
+        self._server = server
+        self.port = server.sockets[0].getsockname()[1]
 
     def stop(self) -> None:
         loop, self._loop = self._loop, None

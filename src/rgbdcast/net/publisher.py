@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -68,6 +69,10 @@ class StreamPublisher:
         self._stats = PublisherStats()
         self._topics: set[bytes] = set()
         self._stop = threading.Event()
+        self.tap: Callable[[Frame, Any], None] | None = None
+        """Also hand every encoded payload here (the web viewer takes the stream's JPEG)."""
+        self.tap_wanted: Callable[[], bool] = _never
+        """Encode even with no subscriber while this says so (someone watches the tap)."""
         sock = ctx.socket(zmq.XPUB)
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.SNDHWM, SEND_HWM)
@@ -132,7 +137,7 @@ class StreamPublisher:
                 self._drain_subscriptions()
                 if frame is None:
                     continue
-                if not self._topics:
+                if not self._topics and not self.tap_wanted():
                     self._stats.skipped_idle += 1
                     continue
                 self._publish(sock, frame)
@@ -148,6 +153,9 @@ class StreamPublisher:
             log.error("encoding %s/%s failed: %s", self.device_id, self.kind.value, exc)
             return
         self._stats.encode_ns += time.perf_counter_ns() - t0
+        tap = self.tap
+        if tap is not None:
+            tap(frame, payload)
         size = memoryview(payload).nbytes
         shape = codecs.output_shape(self._codec, frame.shape)
         header = build_header(frame, self.codec_name, size, time.time_ns(), shape)
@@ -158,3 +166,7 @@ class StreamPublisher:
             return
         self._stats.sent += 1
         self._stats.bytes_sent += size + len(header)
+
+
+def _never() -> bool:
+    return False

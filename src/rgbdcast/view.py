@@ -1,0 +1,276 @@
+"""``rgbdcast view``: the web viewer for servers elsewhere (named, or found on Zeroconf).
+
+How this works: a :class:`RemoteBackend` keeps a list of sources (servers given on the command
+line are watched at once; discovered ones are listed for the user to pick in the page). For each
+watched source it holds one :class:`~rgbdcast.client.Client` that subscribes to every stream of
+every device without decoding (``decode=False``, a queue of one); the client's I/O thread hands
+each frame, still encoded, to the :class:`~rgbdcast.net.web.WebViewer`, which decodes only the
+frames a browser is about to get (color JPEG is passed through as the server sent it). A sync
+thread reconciles subscriptions with the servers' device lists twice a second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import RgbdcastError, UsageError
+from .frames import StreamKind
+from .net.addresses import DEFAULT_WEB_PORT, make_endpoint, parse_endpoint
+
+__all__ = ["RemoteBackend", "add_parser"]
+
+log = logging.getLogger(__name__)
+
+SYNC_S = 0.5
+
+
+@dataclass
+class _Source:
+    id: str
+    name: str
+    selected: bool = False
+    discovered: bool = False
+    client: Any = None
+    subs: dict[tuple[str, StreamKind], Any] = field(default_factory=dict)
+    known: dict[str, dict[str, Any]] = field(default_factory=dict)
+    error: str = ""
+    retry_at: float = 0.0
+
+
+class RemoteBackend:
+    """What ``rgbdcast view`` shows: the devices of the servers the user watches."""
+
+    mode = "view"
+    name = "rgbdcast view"
+
+    def __init__(self, endpoints: list[str], discover: bool, interfaces: list[str] | None) -> None:
+        self.viewer: Any = None
+        self._lock = threading.Lock()
+        self._sources: dict[str, _Source] = {}
+        for ep in endpoints:
+            sid = make_endpoint(*parse_endpoint(ep))
+            self._sources[sid] = _Source(sid, sid, selected=True)
+        self._discover = discover
+        self._interfaces = interfaces
+        self._browser: Any = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sync_loop, name="rgbdcast-view-sync")
+
+    def start(self, viewer: Any) -> None:
+        self.viewer = viewer
+        if self._discover:
+            from .net.discovery import ServerBrowser
+
+            self._browser = ServerBrowser(interfaces=self._interfaces)
+            ServerBrowser.on_add_server.connect(self._on_add, sender=self._browser, weak=False)
+            ServerBrowser.on_remove_server.connect(
+                self._on_remove, sender=self._browser, weak=False
+            )
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(5.0)
+        if self._browser is not None:
+            self._browser.close()
+        with self._lock:
+            sources = list(self._sources.values())
+        for src in sources:
+            self._disconnect(src)
+
+    # -- discovery (Zeroconf thread) ------------------------------------------------------
+    def _on_add(self, browser: Any, server_info: Any) -> None:
+        with self._lock:
+            src = self._sources.get(server_info.endpoint)
+            if src is None:
+                self._sources[server_info.endpoint] = _Source(
+                    server_info.endpoint, server_info.name, discovered=True
+                )
+            else:
+                src.name = server_info.name
+
+    def _on_remove(self, browser: Any, server_info: Any) -> None:
+        with self._lock:
+            src = self._sources.get(server_info.endpoint)
+            if src is not None and src.discovered and not src.selected:
+                del self._sources[src.id]
+
+    # -- ViewerBackend --------------------------------------------------------------------
+    def sources(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [
+                {
+                    "id": s.id,
+                    "name": s.name,
+                    "selected": s.selected,
+                    "state": _source_state(s),
+                }
+                for s in self._sources.values()
+            ]
+
+    def select(self, source: str, on: bool) -> None:
+        with self._lock:
+            src = self._sources.get(source)
+            if src is None:
+                return
+            src.selected = on
+
+    def devices(self) -> list[dict[str, Any]]:
+        out = []
+        with self._lock:
+            sources = [s for s in self._sources.values() if s.selected]
+        for src in sources:
+            client = src.client
+            connected = client is not None and client.is_connected
+            for dev_id, info in src.known.items():
+                present = client is not None and dev_id in client.devices
+                state = "live" if connected and present else "unplugged" if connected else "gone"
+                out.append(
+                    {
+                        "id": f"{src.id}|{dev_id}",
+                        "name": f"{src.name}: {info['name']}",
+                        "state": state,
+                        "streams": info["streams"],
+                    }
+                )
+        return out
+
+    def stats(self) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        with self._lock:
+            sources = [s for s in self._sources.values() if s.selected]
+        for src in sources:
+            for (dev, kind), sub in list(src.subs.items()):
+                snap = sub.snapshot()
+                out[f"{src.id}|{dev}/{kind.value}"] = {"dropped": snap.dropped}
+        return out
+
+    # -- sync thread ----------------------------------------------------------------------
+    def _sync_loop(self) -> None:
+        while not self._stop.wait(SYNC_S):
+            with self._lock:
+                sources = list(self._sources.values())
+            for src in sources:
+                try:
+                    self._sync(src)
+                except RgbdcastError as exc:
+                    src.error = str(exc)
+                    log.debug("source %s: %s", src.id, exc)
+
+    def _sync(self, src: _Source) -> None:
+        if not src.selected:
+            self._disconnect(src)
+            return
+        if src.client is None:
+            if time.monotonic() < src.retry_at:
+                return
+            from .client import Client
+
+            client = Client(src.id, reconnect=True)  # once in, it rides out server restarts
+            client.on_frame.connect(self._on_frame, sender=client, weak=False)
+            try:
+                client.connect(timeout=2.0)
+            except RgbdcastError as exc:
+                client.on_frame.disconnect(self._on_frame, sender=client)
+                src.error = f"no answer ({exc}); retrying"
+                src.retry_at = time.monotonic() + 2.0
+                return
+            src.client, src.error = client, ""
+        client = src.client
+        if not client.is_connected:
+            return
+        if client.server_name:
+            src.name = client.server_name
+        for dev_id, record in client.devices.items():
+            src.known[dev_id] = {"name": record.name or dev_id, "streams": record.streams}
+            for kind_name in record.streams:
+                kind = StreamKind(kind_name)
+                if (dev_id, kind) not in src.subs:
+                    src.subs[(dev_id, kind)] = client.subscribe(
+                        dev_id, kind, decode=False, queue_size=1
+                    )
+
+    def _on_frame(self, client: Any, frame: Any = None, subscription: Any = None) -> None:
+        """On the client's I/O thread: hand the encoded frame on; never decode here."""
+        viewer = self.viewer
+        if viewer is not None and frame is not None:
+            viewer.submit_encoded(frame, device=f"{client.control_endpoint}|{frame.device_id}")
+            subscription.latest(timeout=0)  # keep the subscription's own queue empty
+
+    def _disconnect(self, src: _Source) -> None:
+        client, src.client = src.client, None
+        src.subs = {}
+        src.known = {}
+        if client is not None:
+            client.on_frame.disconnect(self._on_frame, sender=client)
+            client.disconnect()
+
+
+def _source_state(src: _Source) -> str:
+    if not src.selected:
+        return ""
+    if src.client is None:
+        return src.error or "connecting"
+    return "connected" if src.client.is_connected else "not answering"
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "view",
+        help="watch servers in a web browser",
+        description="Serve the web viewer for the servers given, or for servers found on the "
+        "network (pick them in the page). Open the printed address in a browser.",
+    )
+    p.add_argument("endpoint", nargs="*", help="servers to watch, e.g. tcp://host:5606")
+    p.add_argument(
+        "--web",
+        metavar="[HOST:]PORT",
+        default=f"127.0.0.1:{DEFAULT_WEB_PORT + 1}",
+        help=f"where to serve the page (default 127.0.0.1:{DEFAULT_WEB_PORT + 1})",
+    )
+    p.add_argument(
+        "--no-discover",
+        action="store_true",
+        help="do not look for servers on Zeroconf (default: look when no endpoint is given)",
+    )
+    p.add_argument("--interface", action="append", metavar="IP", help="discover on this address")
+    p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    p.set_defaults(func=cmd_view)
+
+
+def cmd_view(args: argparse.Namespace) -> int:
+    from .cli import _install_stop_signals
+    from .net.web import WebViewer
+    from .server import _parse_hostport
+
+    host, port = _parse_hostport(args.web, "127.0.0.1")
+    discover = not args.endpoint and not args.no_discover
+    backend = RemoteBackend(list(args.endpoint), discover, args.interface)
+    viewer = WebViewer(host, port, backend)
+    try:
+        viewer.start()
+    except OSError as exc:
+        raise UsageError(
+            f"cannot listen on {host}:{port}: {exc.strerror} (choose another --web port)"
+        ) from exc
+    stop = threading.Event()
+    _install_stop_signals(stop)
+    backend.start(viewer)
+    try:
+        print(f"web viewer at {viewer.url}  (open it in a browser)", flush=True)
+        if discover:
+            print("looking for servers on the network; pick them in the page", flush=True)
+        started = time.monotonic()
+        while not stop.wait(0.2):
+            if args.duration is not None and time.monotonic() - started >= args.duration:
+                break
+    finally:
+        backend.stop()
+        viewer.stop()
+    return 0

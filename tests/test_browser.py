@@ -1,0 +1,135 @@
+"""The web viewer in a real browser: Debian's Chromium, headless, driven by Playwright.
+
+``make test`` installs Chromium (``/usr/bin/chromium``); where it is missing these tests skip,
+except under CI, where they must run. Screenshots go to ``test-output/``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rgbdcast import Server
+from rgbdcast.testing import UnpluggableMock
+
+CHROMIUM = os.environ.get("RGBDCAST_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must have Chromium at {CHROMIUM} (make test installs it)")
+        pytest.skip(f"Chromium not found at {CHROMIUM} (Debian: apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+def _server(port: int = 0) -> Server:
+    srv = Server(address="127.0.0.1", announce=False, name="browser test", web=port)
+    srv.add_device(UnpluggableMock("mock0", color_size=(640, 360), fps=30.0, prerender=30))
+    srv.start()
+    return srv
+
+
+JS_FRAMES = "k => (window.rgbdcast.streams[k] || {frames: 0}).frames"
+JS_CANVAS = "k => document.querySelector(`.tile[data-key='${k}'] canvas.img`).toDataURL()"
+JS_INKED = """k => {
+  const c = document.querySelector(`.tile[data-key='${k}'] canvas.overlay`);
+  const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+  let n = 0;
+  for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++;
+  return n;
+}"""
+
+
+def test_live_streams_skeletons_stats_and_a_server_that_goes_and_comes_back(
+    browser: Any, output_dir: Path
+) -> None:
+    srv = _server()
+    assert srv.web is not None
+    port = srv.web.port
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    try:
+        page.goto(srv.web.url)
+        for stream in ("color", "depth", "infrared", "body"):
+            page.wait_for_function(f"({JS_FRAMES})('mock0/{stream}') >= 5", timeout=20_000)
+        for stream in ("color", "depth", "infrared"):
+            first = page.evaluate(JS_CANVAS, f"mock0/{stream}")
+            page.wait_for_timeout(600)
+            assert page.evaluate(JS_CANVAS, f"mock0/{stream}") != first, f"{stream} is frozen"
+        for stream in ("color", "depth"):  # skeleton over both images
+            page.wait_for_function(f"({JS_INKED})('mock0/{stream}') > 200", timeout=10_000)
+        page.wait_for_timeout(1500)  # a stats message and a fps window
+        fps = page.evaluate("window.rgbdcast.streams['mock0/depth'].fps")
+        assert fps > 0
+        caption = page.inner_text(".tile[data-key='mock0/depth'] .stats")
+        assert "fps" in caption and "Mbit/s" in caption and "dropped" in caption
+        assert " m" in page.inner_text(".tile[data-key='mock0/depth'] .legend .hi")
+        box = page.locator(".tile[data-key='mock0/depth'] .stack").bounding_box()
+        page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] * 0.3)
+        readout = page.inner_text(".tile[data-key='mock0/depth'] .readout")
+        assert " m at (" in readout or "no reading" in readout
+        assert page.get_attribute(".device[data-device='mock0'] .state", "data-state") == "live"
+        page.screenshot(path=str(output_dir / "web-viewer.png"), full_page=True)
+
+        srv.stop()  # the server goes away
+        page.wait_for_selector("#conn[data-state='gone']", timeout=10_000)
+        assert page.is_visible("#banner") and "gone away" in page.inner_text("#banner")
+        page.screenshot(path=str(output_dir / "web-viewer-server-gone.png"), full_page=True)
+
+        srv = _server(port)  # ... and comes back on the same address
+        page.wait_for_selector("#conn[data-state='live']", timeout=20_000)
+        before = page.evaluate(JS_FRAMES, "mock0/depth")
+        page.wait_for_function(f"({JS_FRAMES})('mock0/depth') > {before + 5}", timeout=20_000)
+        assert not page.is_visible("#banner")
+        assert errors == []
+    finally:
+        page.close()
+        if srv.is_running:
+            srv.stop()
+
+
+def test_an_unplugged_device_is_shown_as_such(browser: Any, output_dir: Path) -> None:
+    srv = _server()
+    assert srv.web is not None
+    page = browser.new_page()
+    try:
+        page.goto(srv.web.url)
+        page.wait_for_selector(".device[data-device='mock0'] .state[data-state='live']")
+        dev = srv.devices[0]
+        assert isinstance(dev, UnpluggableMock)
+        dev.unplug()
+        page.wait_for_selector(
+            ".device[data-device='mock0'] .state[data-state='unplugged']", timeout=10_000
+        )
+        assert "unplugged" in page.inner_text(".device[data-device='mock0'] .cover")
+        assert page.is_visible(".device[data-device='mock0'] .notice")
+        page.screenshot(path=str(output_dir / "web-viewer-unplugged.png"))
+        dev.plug()  # ... and back: the server reopens it by itself
+        page.wait_for_selector(
+            ".device[data-device='mock0'] .state[data-state='live']", timeout=20_000
+        )
+    finally:
+        page.close()
+        srv.stop()

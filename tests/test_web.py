@@ -20,7 +20,7 @@ import pytest
 import simplejpeg
 from websockets.sync.client import ClientConnection, connect
 
-from rgbdcast import Server, StreamKind
+from rgbdcast import MockDevice, Server, StreamKind
 from rgbdcast.errors import ProtocolError
 from rgbdcast.frames import Body, Frame, Joint, JointType
 from rgbdcast.protocol.viewer import (
@@ -294,3 +294,31 @@ def test_view_command_shows_a_remote_servers_streams(web_server: Server) -> None
     finally:
         backend.stop()
         viewer.stop()
+
+
+def test_view_lists_discovered_servers_and_watches_the_one_picked() -> None:
+    from rgbdcast.net.web import WebViewer
+    from rgbdcast.view import RemoteBackend
+
+    srv = Server(address="127.0.0.1", name="found on zeroconf", interfaces=["127.0.0.1"])
+    srv.add_device(MockDevice("cam", color_size=(320, 180), streams=["depth"]))
+    srv.start()
+    backend = RemoteBackend([], discover=True, interfaces=["127.0.0.1"])
+    viewer = WebViewer("127.0.0.1", 0, backend)
+    viewer.start()
+    backend.start(viewer)
+    try:
+        control = next(iter(srv.endpoints.values()))
+        assert wait_for(lambda: any(s["id"] == control for s in backend.sources()), 15.0)
+        source = next(s for s in backend.sources() if s["id"] == control)
+        assert source["name"] == "found on zeroconf" and not source["selected"]
+        assert backend.devices() == []  # listed, not watched until picked
+        with connect(f"ws://127.0.0.1:{viewer.port}/ws", max_size=None) as ws:
+            ws.send(json.dumps({"type": "select", "source": control, "on": True}))
+            assert wait_for(lambda: any(d["state"] == "live" for d in backend.devices()), 10.0)
+            got = _frames(ws, 1.5)
+        assert got[f"{control}|cam/depth"] > 0
+    finally:
+        backend.stop()
+        viewer.stop()
+        srv.stop()

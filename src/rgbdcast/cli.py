@@ -230,6 +230,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve a RealSense SDK recording as the device (loops unless --no-loop)",
     )
     p.add_argument(
+        "--replay",
+        action="append",
+        default=[],
+        metavar="FILE.mcap",
+        help="serve a recording made by  rgbdcast record  (each recorded device)",
+    )
+    p.add_argument("--loop", action="store_true", help="play --replay files in a loop")
+    p.add_argument(
+        "--speed", type=float, default=1.0, help="--replay speed (default 1: original timing)"
+    )
+    p.add_argument(
         "--kinect2",
         action="store_true",
         help="serve a Kinect v2 (Windows: Kinect SDK 2.0 via pykinect2; [kinect2] extra)",
@@ -285,9 +296,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_devices)
 
     from . import bench, demo, view
+    from .record import cli as record_cli
 
     demo.add_parser(sub)
     view.add_parser(sub)
+    record_cli.add_parsers(sub, _streams)
     bench.add_parser(sub)
     return parser
 
@@ -342,6 +355,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         or args.kinect2
         or args.realsense
         or args.realsense_playback
+        or args.replay
     )
     mocks = len(args.mock or []) or (0 if others else 1)
     for i in range(mocks):
@@ -391,6 +405,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def _sources(args: argparse.Namespace) -> list[Any]:
     """The OpenCV devices asked for on the command line (the [webcam] extra)."""
     devices: list[Any] = []
+    if args.replay:
+        from .record.replay import replay_devices
+
+        for path in args.replay:
+            devices += replay_devices(path, loop=args.loop, speed=args.speed)
     if args.kinect2:
         import platform
 

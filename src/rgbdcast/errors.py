@@ -9,7 +9,8 @@
      +-- DeviceError                       a device failed to open or stopped working
      |    +-- MissingDependencyError       an optional extra or SDK is not installed
      +-- ConnectionError_                  a server did not answer in time
-          +-- ServerTimeout
+     |    +-- ServerTimeout
+     +-- RecordingError                    a recording cannot be read or written
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ __all__ = [
     "DeviceError",
     "MissingDependencyError",
     "ProtocolError",
+    "RecordingError",
     "RgbdcastError",
     "ServerTimeout",
     "UsageError",
@@ -56,3 +58,8 @@ class ConnectionError_(RgbdcastError):
 
 class ServerTimeout(ConnectionError_):
     """A server did not reply within the allowed time."""
+
+
+class RecordingError(RgbdcastError):
+    """A recording cannot be read (not MCAP, truncated before any data, no rgbdcast streams)
+    or written (the disk is full, the folder does not exist)."""

@@ -1,0 +1,176 @@
+"""``rgbdcast record`` and ``rgbdcast inspect``."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import queue
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from ..errors import UsageError
+from ..frames import StreamKind
+
+__all__ = ["add_parsers"]
+
+QUEUE_FRAMES = 64
+"""Frames waiting for the writer at most; more are dropped and counted (a disk too slow)."""
+
+
+def add_parsers(sub: Any, streams_type: Any) -> None:
+    p = sub.add_parser(
+        "record",
+        help="record a server's streams to an MCAP file",
+        description="Record every stream (or those chosen) of a server to MCAP, readable by "
+        "Foxglove and replayable with  rgbdcast serve --replay FILE. Stop with Ctrl-C; a "
+        "recording that is killed stays readable up to its last complete chunk.",
+    )
+    p.add_argument(
+        "endpoint", nargs="?", help="server to record (default: the first one discovered)"
+    )
+    p.add_argument("--out", "-o", required=True, help="the .mcap file to write")
+    p.add_argument("--streams", type=streams_type, default=None, help="streams (default all)")
+    p.add_argument("--device", action="append", help="device id to record (default all)")
+    p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    p.add_argument("--chunk-mb", type=float, default=1.0, help="MCAP chunk size in MB (default 1)")
+    p.add_argument(
+        "--compression", choices=["zstd", "lz4", "none"], default="zstd", help="chunk compression"
+    )
+    p.add_argument("--interface", action="append", metavar="IP", help="discover on this address")
+    p.set_defaults(func=cmd_record)
+
+    p = sub.add_parser(
+        "inspect",
+        help="show what an MCAP recording holds",
+        description="Print the devices, streams, frame counts, duration and size of a recording.",
+    )
+    p.add_argument("file", help="an .mcap file")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(func=cmd_inspect)
+
+
+def _find_server(interfaces: list[str] | None) -> str:
+    from ..net.discovery import ServerBrowser
+
+    with ServerBrowser(interfaces=interfaces) as browser:
+        deadline = time.monotonic() + 3.0
+        while time.monotonic() < deadline and not browser.servers:
+            time.sleep(0.1)
+        found = browser.servers
+    if not found:
+        raise UsageError("no server found on the network; give its endpoint (tcp://host:port)")
+    if len(found) > 1:
+        names = ", ".join(f"{s.name} ({s.endpoint})" for s in found)
+        print(f"several servers found: {names}; recording the first", flush=True)
+    return found[0].endpoint
+
+
+def cmd_record(args: argparse.Namespace) -> int:
+    from ..cli import _install_stop_signals
+    from ..client import Client
+    from .writer import McapRecorder
+
+    endpoint = args.endpoint or _find_server(args.interface)
+    if args.chunk_mb <= 0 or (args.duration is not None and args.duration <= 0):
+        raise UsageError("--chunk-mb and --duration must be positive")
+    stop = threading.Event()
+    _install_stop_signals(stop)
+    pending: queue.Queue[Any] = queue.Queue(QUEUE_FRAMES)
+    dropped = [0]
+
+    def on_frame(client: Any, frame: Any = None, subscription: Any = None) -> None:
+        subscription.latest(timeout=0)  # the recorder takes frames from here, not the queue
+        try:
+            pending.put_nowait(frame)
+        except queue.Full:
+            dropped[0] += 1
+
+    with Client(endpoint, reconnect=True) as client:
+        me = client.who(timeout=3.0)
+        wanted = set(args.streams or StreamKind)
+        chosen = {
+            (dev_id, StreamKind(k)): info
+            for dev_id, rec in client.devices.items()
+            if not args.device or dev_id in args.device
+            for k, info in rec.streams.items()
+            if StreamKind(k) in wanted
+        }
+        if not chosen:
+            raise UsageError(f"nothing to record: no such devices or streams on {endpoint}")
+        out = Path(args.out)
+        recorder = McapRecorder(
+            out,
+            info=me,
+            streams=chosen,
+            chunk_bytes=int(args.chunk_mb * (1 << 20)),
+            compression=args.compression,
+        )
+        client.on_frame.connect(on_frame, sender=client, weak=False)
+        subs = [client.subscribe(d, k, decode=False, queue_size=1) for d, k in chosen]
+        print(f"recording {len(subs)} streams of {client.server_name!r} to {out}", flush=True)
+        started = time.monotonic()
+        next_line = started + 1.0
+        tty = sys.stdout.isatty()
+        try:
+            while not stop.is_set():
+                now = time.monotonic()
+                if args.duration is not None and now - started >= args.duration:
+                    break
+                with contextlib.suppress(queue.Empty):
+                    recorder.write(pending.get(timeout=0.1))
+                if now >= next_line:
+                    next_line = now + (1.0 if tty else 5.0)
+                    line = _progress(recorder, subs, dropped[0], now - started)
+                    print(("\r" + line) if tty else line, end="" if tty else "\n", flush=True)
+        finally:
+            client.on_frame.disconnect(on_frame, sender=client)
+            while True:  # what already arrived is kept
+                try:
+                    recorder.write(pending.get_nowait())
+                except queue.Empty:
+                    break
+            recorder.close()
+            line = _progress(recorder, subs, dropped[0], time.monotonic() - started)
+            print(("\n" if tty else "") + "done: " + line, flush=True)
+    return 0
+
+
+def _progress(recorder: Any, subs: list[Any], writer_drops: int, elapsed: float) -> str:
+    counts = " ".join(f"{k.split('/')[-1]} {n}" for k, n in sorted(recorder.frames.items()))
+    lost = sum(s.snapshot().dropped for s in subs)
+    return (
+        f"{elapsed:6.1f} s  {counts or 'waiting for frames'}  {recorder.size / 1e6:.1f} MB  "
+        f"dropped {lost} in transit, {writer_drops} by a slow disk"
+    )
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    import json
+
+    from .reader import Recording
+
+    summary = Recording(args.file).scan().summary()
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    state = (
+        "closed properly"
+        if summary["closed_properly"]
+        else "NOT closed properly (the recording was interrupted); readable up to its last "
+        "complete chunk"
+    )
+    size, duration = summary["bytes"] / 1e6, summary["duration_s"]
+    print(f"{summary['file']}: {size:.1f} MB, {duration:.1f} s, {state}")
+    if summary["server"]:
+        print(f"recorded from {summary['server']!r}")
+    print(f"{'device':<12}{'stream':<10}{'frames':>8}{'fps':>7}{'MB':>9}  {'size':<11}schema")
+    for s in summary["streams"]:
+        size = f"{s['width']}x{s['height']}" if s["width"] else "-"
+        print(
+            f"{s['device']:<12}{s['stream']:<10}{s['frames']:>8}{s['fps']:>7.1f}"
+            f"{s['bytes'] / 1e6:>9.1f}  {size:<11}{s['schema']} ({s['codec']})"
+        )
+    return 0

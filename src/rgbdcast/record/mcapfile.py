@@ -1,0 +1,234 @@
+"""Frames to and from MCAP messages: topics, schemas and conversions (no file handling here).
+
+How this works: each device stream is one MCAP channel on topic ``/<device>/<stream>``; images
+use Foxglove's well-known schemas in their ROS 2 form, CDR-encoded (color as it was sent: a JPEG
+in ``CompressedImage``; otherwise ``RawImage`` ``bgr8``; depth ``RawImage`` ``16UC1``, infrared
+``mono16``, both little-endian and lossless), calibration goes to
+``/<device>/<stream>/calibration`` (``CameraCalibration``) whenever it changes, and bodies are
+JSON messages with the schema :data:`BODIES_SCHEMA`. Message ``log_time`` is the capture time on
+the host, ``publish_time`` the device's own time, ``sequence`` the frame's sequence number.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..codecs.jpeg import JpegCodec
+from ..errors import ProtocolError
+from ..frames import Body, Frame, HandState, Joint, JointType, StreamKind, TrackingState
+from ..protocol import cdr
+from ..protocol.envelope import EncodedFrame
+from ..protocol.viewer import is_plain_jpeg
+
+__all__ = [
+    "BODIES_SCHEMA",
+    "PROFILE",
+    "ChannelSpec",
+    "calibration_message",
+    "frame_message",
+    "message_frame",
+]
+
+PROFILE = ""  # MCAP profile: ours mixes CDR (ros2msg schemas) and JSON channels
+METADATA_NAME = "rgbdcast"
+
+BODIES_SCHEMA = {
+    "title": "rgbdcast.Bodies",
+    "description": "Tracked bodies of one frame (Kinect v2 joint order); see docs/recording.md",
+    "type": "object",
+    "properties": {
+        "timestamp": {
+            "type": "object",
+            "properties": {"sec": {"type": "integer"}, "nsec": {"type": "integer"}},
+        },
+        "frame_id": {"type": "string"},
+        "bodies": {
+            "type": "array",
+            "maxItems": 6,
+            "items": {
+                "type": "object",
+                "properties": {
+                    "tracking_id": {"type": "string", "description": "64-bit id, decimal"},
+                    "left_hand": {"type": "integer"},
+                    "right_hand": {"type": "integer"},
+                    "joints": {
+                        "type": "array",
+                        "minItems": 25,
+                        "maxItems": 25,
+                        "description": "[x, y, z (m), state, color_x, color_y, depth_x, depth_y]"
+                        " per joint; null where a projection is unknown",
+                        "items": {"type": "array", "minItems": 8, "maxItems": 8},
+                    },
+                },
+            },
+        },
+    },
+}
+
+
+@dataclass(frozen=True)
+class ChannelSpec:
+    """What a channel holds: its topic, schema (name, encoding, text) and message encoding."""
+
+    topic: str
+    schema: tuple[str, str, bytes]
+    message_encoding: str
+
+
+def _ros(schema: tuple[str, str]) -> tuple[str, str, bytes]:
+    return (schema[0], "ros2msg", schema[1].encode())
+
+
+def channel_spec(device: str, kind: StreamKind, fmt: str) -> ChannelSpec:
+    """The channel of a device stream written as *fmt* (``jpeg``, ``raw`` or ``calibration``)."""
+    topic = f"/{device}/{kind.value}"
+    if fmt == "calibration":
+        return ChannelSpec(f"{topic}/calibration", _ros(cdr.CALIBRATION), "cdr")
+    if kind is StreamKind.body:
+        schema = ("rgbdcast.Bodies", "jsonschema", json.dumps(BODIES_SCHEMA).encode())
+        return ChannelSpec(topic, schema, "json")
+    if fmt == "jpeg":
+        return ChannelSpec(topic, _ros(cdr.COMPRESSED_IMAGE), "cdr")
+    return ChannelSpec(topic, _ros(cdr.RAW_IMAGE), "cdr")
+
+
+def frame_message(encoded: EncodedFrame) -> tuple[ChannelSpec, bytes]:
+    """The channel and message bytes for one frame as received (decoded only where needed)."""
+    h = encoded.header
+    device, kind, t = h.device_id, h.stream, h.host_time_ns
+    if kind is StreamKind.color and h.codec == "jpeg" and is_plain_jpeg(encoded.payload):
+        msg = cdr.encode_compressed_image(t, device, encoded.payload, "jpeg")
+        return channel_spec(device, kind, "jpeg"), msg
+    frame = encoded.decode()
+    if kind is StreamKind.body:
+        return channel_spec(device, kind, "json"), _bodies_json(frame)
+    arr = np.ascontiguousarray(frame.array)
+    if kind is StreamKind.color:
+        if arr.shape[2] == 4:
+            arr = np.ascontiguousarray(arr[:, :, :3])
+        enc, step = "bgr8", arr.shape[1] * 3
+    else:
+        arr = arr.astype("<u2", copy=False)
+        enc, step = ("16UC1" if kind is StreamKind.depth else "mono16"), arr.shape[1] * 2
+    msg = cdr.encode_raw_image(t, device, arr.shape[1], arr.shape[0], enc, step, arr.data)
+    return channel_spec(device, kind, "raw"), msg
+
+
+def calibration_message(encoded: EncodedFrame) -> tuple[ChannelSpec, bytes] | None:
+    h = encoded.header
+    if h.intrinsics is None:
+        return None
+    from ..frames import Intrinsics
+
+    intr = Intrinsics.from_dict(h.intrinsics)
+    msg = cdr.encode_calibration(h.host_time_ns, h.device_id, intr)
+    return channel_spec(h.device_id, h.stream, "calibration"), msg
+
+
+def _num(v: float) -> float | None:
+    return None if math.isnan(v) or math.isinf(v) else v
+
+
+def _bodies_json(frame: Frame) -> bytes:
+    sec, nsec = divmod(frame.host_time_ns, 1_000_000_000)
+    bodies = [
+        {
+            "tracking_id": str(b.tracking_id),
+            "left_hand": int(b.left_hand),
+            "right_hand": int(b.right_hand),
+            "joints": [
+                [*j.position, int(j.state), *map(_num, j.color_xy), *map(_num, j.depth_xy)]
+                for j in b.joints
+            ],
+        }
+        for b in frame.bodies
+    ]
+    doc = {"timestamp": {"sec": sec, "nsec": nsec}, "frame_id": frame.device_id, "bodies": bodies}
+    return json.dumps(doc, separators=(",", ":"), allow_nan=False).encode()
+
+
+def _nan(v: Any) -> float:
+    return float("nan") if v is None else float(v)
+
+
+def _bodies(data: bytes) -> tuple[Body, ...]:
+    doc = json.loads(data)
+    out = []
+    for b in doc["bodies"]:
+        joints = tuple(
+            Joint(
+                type=JointType(i),
+                position=(float(j[0]), float(j[1]), float(j[2])),
+                state=TrackingState(int(j[3])),
+                color_xy=(_nan(j[4]), _nan(j[5])),
+                depth_xy=(_nan(j[6]), _nan(j[7])),
+            )
+            for i, j in enumerate(b["joints"])
+        )
+        out.append(
+            Body(
+                tracking_id=int(b["tracking_id"]),
+                joints=joints,
+                left_hand=HandState(int(b["left_hand"])),
+                right_hand=HandState(int(b["right_hand"])),
+            )
+        )
+    return tuple(out)
+
+
+_JPEG = JpegCodec()
+_RAW: dict[str, tuple[str, int]] = {"bgr8": ("u1", 3), "16UC1": ("<u2", 1), "mono16": ("<u2", 1)}
+
+
+def message_frame(
+    device: str,
+    kind: StreamKind,
+    schema_name: str,
+    data: bytes,
+    seq: int,
+    device_time_ns: int,
+    host_time_ns: int,
+) -> Frame:
+    """A frame back from one message of a device stream channel; ProtocolError if malformed."""
+    try:
+        payload: Any
+        if kind is StreamKind.body:
+            payload = _bodies(data)
+        elif schema_name == cdr.COMPRESSED_IMAGE[0]:
+            import simplejpeg
+
+            img = cdr.decode_compressed_image(data)
+            if img["format"] != "jpeg":
+                raise ProtocolError(f"compressed image format {img['format']!r} is not supported")
+            jpeg = img["data"].tobytes()
+            h, w, _, _ = simplejpeg.decode_jpeg_header(jpeg)
+            payload = _JPEG.decode(jpeg, (h, w, 3), "|u1")  # as clients decode it
+        elif schema_name == cdr.RAW_IMAGE[0]:
+            img = cdr.decode_raw_image(data)
+            if img["encoding"] not in _RAW:
+                raise ProtocolError(f"raw image encoding {img['encoding']!r} is not supported")
+            dtype, channels = _RAW[img["encoding"]]
+            h, w = img["height"], img["width"]
+            arr = np.frombuffer(img["data"], dtype=dtype)
+            shape = (h, w, channels) if channels > 1 else (h, w)
+            payload = arr.reshape(shape).astype(arr.dtype.newbyteorder("="), copy=True)
+        else:
+            raise ProtocolError(f"schema {schema_name!r} is not a frame schema rgbdcast reads")
+        return Frame(
+            device_id=device,
+            kind=kind,
+            seq=seq,
+            data=payload,
+            device_time_ns=device_time_ns,
+            host_time_ns=host_time_ns,
+            frameset_id=seq,
+        )
+    except ProtocolError:
+        raise
+    except Exception as exc:  # bad JSON, wrong sizes, invalid values: one clear error
+        raise ProtocolError(f"malformed {kind.value} message: {exc}") from None

@@ -1,0 +1,221 @@
+"""Reading MCAP recordings: complete ones, and ones whose writer was killed.
+
+How this works: records are read in file order with MCAP's streaming reader (chunks are
+decompressed as they come), so a file that ends in the middle of a chunk (the recorder was
+killed) yields every message up to its last complete chunk and is then marked ``truncated``.
+Channels written by rgbdcast carry ``device`` and ``stream`` in their metadata; messages of
+those channels become :class:`~rgbdcast.frames.Frame` values again.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mcap import records as rec
+from mcap.exceptions import McapError
+from mcap.stream_reader import StreamReader
+
+from ..errors import ProtocolError, RecordingError
+from ..frames import Frame, StreamKind
+from .mcapfile import METADATA_NAME, message_frame
+
+__all__ = ["ChannelInfo", "Recording"]
+
+MAGIC = b"\x89MCAP0\r\n"
+
+
+@dataclass
+class ChannelInfo:
+    id: int
+    topic: str
+    schema: str
+    encoding: str
+    device: str | None
+    stream: StreamKind | None
+    codec: str
+    info: dict[str, Any]
+    messages: int = 0
+    bytes: int = 0
+    first_ns: int = 0
+    last_ns: int = 0
+
+    @property
+    def is_frames(self) -> bool:
+        """True for a device stream (not its calibration, nor a foreign channel)."""
+        return self.device is not None and self.stream is not None and self.codec != "calibration"
+
+
+@dataclass
+class Recording:
+    """An MCAP file. :meth:`scan` reads it once for :meth:`summary`; :meth:`frames` replays it."""
+
+    path: Path
+    channels: dict[int, ChannelInfo] = field(default_factory=dict)
+    metadata: dict[str, dict[str, str]] = field(default_factory=dict)
+    truncated: bool = False
+    closed_properly: bool = False
+    skipped: int = 0
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.channels, self.metadata = {}, {}
+        self.truncated = self.closed_properly = False
+        self.skipped = 0
+        try:
+            with open(self.path, "rb") as f:
+                head = f.read(len(MAGIC))
+        except OSError as exc:
+            raise RecordingError(f"cannot read {self.path}: {exc.strerror}") from exc
+        if head != MAGIC:
+            raise RecordingError(f"{self.path} is not an MCAP file (no MCAP magic at its start)")
+
+    # -- records --------------------------------------------------------------------------
+    def _records(self) -> Iterator[Any]:
+        self.truncated = False
+        with open(self.path, "rb") as f:
+            reader = StreamReader(f, validate_crcs=True, record_size_limit=1 << 30)
+            try:
+                for record in reader.records:
+                    if isinstance(record, rec.Footer):
+                        self.closed_properly = True
+                    yield record
+            except (McapError, EOFError, struct.error, ValueError, OSError, RuntimeError):
+                # cut short (killed writer, full disk) or damaged from here on
+                self.truncated = True
+            except Exception as exc:  # zstd/lz4 errors on a cut chunk, and the like
+                if type(exc).__module__.split(".")[0] in ("zstandard", "lz4", "_zstd"):
+                    self.truncated = True
+                else:
+                    raise
+
+    def _channel(self, record: Any, schemas: dict[int, Any]) -> ChannelInfo:
+        meta = dict(record.metadata)
+        schema = schemas.get(record.schema_id)
+        stream: StreamKind | None
+        try:
+            stream = StreamKind(meta["stream"]) if "stream" in meta else None
+        except ValueError:
+            stream = None
+        try:
+            info = json.loads(meta.get("stream_info", "{}"))
+        except ValueError:
+            info = {}
+        return ChannelInfo(
+            id=record.id,
+            topic=record.topic,
+            schema=schema.name if schema is not None else "",
+            encoding=record.message_encoding,
+            device=meta.get("device"),
+            stream=stream,
+            codec=meta.get("codec", ""),
+            info=info if isinstance(info, dict) else {},
+        )
+
+    def scan(self) -> Recording:
+        """Read the whole file once: channels, message counts, times, metadata."""
+        schemas: dict[int, Any] = {}
+        self.channels = {}
+        self.closed_properly = False
+        for record in self._records():
+            if isinstance(record, rec.Schema):
+                schemas[record.id] = record
+            elif isinstance(record, rec.Channel) and record.id not in self.channels:
+                self.channels[record.id] = self._channel(record, schemas)
+            elif isinstance(record, rec.Message):
+                ch = self.channels.get(record.channel_id)
+                if ch is not None:
+                    ch.messages += 1
+                    ch.bytes += len(record.data)
+                    ch.first_ns = ch.first_ns or record.log_time
+                    ch.last_ns = max(ch.last_ns, record.log_time)
+            elif isinstance(record, rec.Metadata):
+                self.metadata[record.name] = dict(record.metadata)
+        if not any(ch.is_frames for ch in self.channels.values()):
+            topics = ", ".join(sorted(ch.topic for ch in self.channels.values())) or "none"
+            why = " (the file ends before any data)" if self.truncated else ""
+            raise RecordingError(f"{self.path} holds no rgbdcast streams{why}; topics: {topics}")
+        return self
+
+    @property
+    def devices(self) -> dict[str, list[ChannelInfo]]:
+        out: dict[str, list[ChannelInfo]] = {}
+        for ch in self.channels.values():
+            if ch.is_frames:
+                assert ch.device is not None
+                out.setdefault(ch.device, []).append(ch)
+        return out
+
+    @property
+    def server(self) -> dict[str, Any]:
+        """The recorded server's who/me payload (empty if not stored)."""
+        try:
+            who = json.loads(self.metadata.get(METADATA_NAME, {}).get("who", "{}"))
+        except ValueError:
+            return {}
+        return who if isinstance(who, dict) else {}
+
+    def frames(self, device: str | None = None) -> Iterator[tuple[int, Frame]]:
+        """``(log_time_ns, frame)`` in file order; malformed messages are skipped and counted
+        in :attr:`skipped`. Frames keep their recorded sequence numbers and device times."""
+        schemas: dict[int, Any] = {}
+        channels: dict[int, ChannelInfo] = {}
+        for record in self._records():
+            if isinstance(record, rec.Schema):
+                schemas[record.id] = record
+            elif isinstance(record, rec.Channel) and record.id not in channels:
+                channels[record.id] = self._channel(record, schemas)
+            elif isinstance(record, rec.Message):
+                ch = channels.get(record.channel_id)
+                if ch is None or not ch.is_frames or (device and ch.device != device):
+                    continue
+                assert ch.device is not None and ch.stream is not None
+                try:
+                    frame = message_frame(
+                        ch.device,
+                        ch.stream,
+                        ch.schema,
+                        record.data,
+                        record.sequence,
+                        record.publish_time,
+                        record.log_time,
+                    )
+                except ProtocolError:
+                    self.skipped += 1
+                    continue
+                yield record.log_time, frame
+
+    def summary(self) -> dict[str, Any]:
+        """What ``rgbdcast inspect`` prints, as data."""
+        frames = [ch for ch in self.channels.values() if ch.is_frames]
+        first = min((ch.first_ns for ch in frames if ch.messages), default=0)
+        last = max((ch.last_ns for ch in frames), default=0)
+        return {
+            "file": str(self.path),
+            "bytes": self.path.stat().st_size,
+            "closed_properly": self.closed_properly,
+            "truncated": self.truncated,
+            "server": self.server.get("name", ""),
+            "duration_s": (last - first) / 1e9 if last else 0.0,
+            "streams": [
+                {
+                    "device": ch.device,
+                    "stream": ch.stream.value if ch.stream else None,
+                    "topic": ch.topic,
+                    "schema": ch.schema,
+                    "codec": ch.codec,
+                    "frames": ch.messages,
+                    "bytes": ch.bytes,
+                    "fps": (ch.messages - 1) / ((ch.last_ns - ch.first_ns) / 1e9)
+                    if ch.messages > 1 and ch.last_ns > ch.first_ns
+                    else 0.0,
+                    "width": ch.info.get("width"),
+                    "height": ch.info.get("height"),
+                }
+                for ch in sorted(frames, key=lambda c: c.topic)
+            ],
+        }

@@ -1,0 +1,145 @@
+"""A recording served as a device, with its original timing.
+
+How this works: :class:`ReplayDevice` reads one device's frames from an MCAP recording in file
+order on its capture thread and hands over each group of frames captured together (same
+capture time) when it falls due: the recording's own spacing divided by *speed*. Frames keep
+their recorded pixels, sequence numbers and device times, and get the host time of their
+replay. With *loop*, the file starts again after its last frame; sequence numbers go on
+counting, so clients see no jump backwards.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from ..devices.base import StreamInfo, ThreadedDevice, wait_until
+from ..errors import UsageError
+from ..frames import Frame, Intrinsics, StreamKind
+from .reader import Recording
+
+__all__ = ["ReplayDevice", "replay_devices"]
+
+
+class ReplayDevice(ThreadedDevice):
+    """Replays one device of an MCAP recording (made by ``rgbdcast record``)."""
+
+    kind = "replay"
+
+    def __init__(
+        self,
+        path: str | Path,
+        device_id: str | None = None,
+        *,
+        loop: bool = False,
+        speed: float = 1.0,
+        recording: Recording | None = None,
+    ) -> None:
+        super().__init__()
+        if not 0 < speed <= 1000:
+            raise UsageError(f"speed must be in (0, 1000], got {speed}")
+        self.recording = recording or Recording(path).scan()
+        devices = self.recording.devices
+        if device_id is None:
+            device_id = next(iter(devices))
+        if device_id not in devices:
+            raise UsageError(
+                f"{self.recording.path} has no device {device_id!r} (it has {', '.join(devices)})"
+            )
+        self.id = device_id
+        self.loop = loop
+        self.speed = float(speed)
+        who = {d.get("id"): d for d in self.recording.server.get("devices", [])}
+        recorded_name = who.get(device_id, {}).get("name", device_id)
+        self.name = f"{recorded_name} (replay of {self.recording.path.name})"
+        self._streams: dict[StreamKind, StreamInfo] = {}
+        self._intrinsics: dict[StreamKind, Intrinsics | None] = {}
+        for ch in devices[device_id]:
+            assert ch.stream is not None
+            info = ch.info
+            intr = Intrinsics.from_dict(info["intrinsics"]) if "intrinsics" in info else None
+            self._intrinsics[ch.stream] = intr
+            self._streams[ch.stream] = StreamInfo(
+                kind=ch.stream,
+                width=int(info.get("width", 0)),
+                height=int(info.get("height", 0)),
+                fps=float(info.get("fps", 30.0)) * self.speed,
+                dtype=str(info.get("dtype", "")),
+                units=str(info.get("units", "")),
+                intrinsics=intr,
+            )
+        self._groups: Iterator[tuple[int, list[Frame]]] | None = None
+        self._t0 = 0
+        self.loops = 0
+
+    @property
+    def streams(self) -> dict[StreamKind, StreamInfo]:
+        return dict(self._streams)
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "kind": self.kind, "file": str(self.recording.path)}
+
+    def _framesets(self) -> Iterator[tuple[int, list[Frame]]]:
+        """``(due offset ns, frames)`` groups, looping if asked."""
+        offset_ns = 0
+        seq_base: int | None = None  # None on the first pass: the recorded numbers as they are
+        next_seq = 0
+        while True:
+            first = last = None
+            min_seq = None
+            group: list[Frame] = []
+            group_t = 0
+            for t, frame in self.recording.frames(self.id):
+                if first is None:
+                    first = t
+                if group and t != group_t:
+                    yield offset_ns + group_t - first, group
+                    group = []
+                group_t, last = t, t
+                if min_seq is None:
+                    min_seq = frame.seq
+                seq = frame.seq if seq_base is None else max(0, frame.seq - min_seq + seq_base)
+                next_seq = max(next_seq, seq + 1)
+                group.append(dataclasses.replace(frame, seq=seq))
+            if group and first is not None:
+                yield offset_ns + group_t - first, group
+            if not self.loop or first is None or last is None:
+                return
+            self.loops += 1
+            period = int(1e9 / max(1.0, self._streams[next(iter(self._streams))].fps))
+            offset_ns += last - first + period
+            seq_base = next_seq  # later passes count on from the last number served
+
+    def _open(self) -> None:
+        self._groups = self._framesets()
+        self._t0 = time.monotonic_ns()
+
+    def _capture(self, stop: threading.Event) -> list[Frame]:
+        assert self._groups is not None
+        item = next(self._groups, None)
+        if item is None:  # played once: stay open with no more frames
+            stop.wait()
+            return []
+        due, frames = item
+        if not wait_until(self._t0 + int(due / self.speed), stop):
+            return []
+        now = time.time_ns()
+        return [
+            dataclasses.replace(f, host_time_ns=now, intrinsics=self._intrinsics.get(f.kind))
+            for f in frames
+        ]
+
+
+def replay_devices(
+    path: str | Path, *, loop: bool = False, speed: float = 1.0
+) -> list[ReplayDevice]:
+    """One :class:`ReplayDevice` per device in the recording."""
+    recording = Recording(path).scan()
+    return [
+        ReplayDevice(path, dev, loop=loop, speed=speed, recording=recording)
+        for dev in recording.devices
+    ]

@@ -1,0 +1,139 @@
+"""Writing frames, as received, into an MCAP file.
+
+How this works: :class:`McapRecorder` turns each received frame into its channel's message
+(:mod:`.mcapfile`), registering schemas and channels on first use, and appends it. MCAP groups
+messages into compressed chunks; the file is flushed after each append, so the operating
+system holds every finished chunk: a recorder killed without warning leaves a file readable up
+to its last complete chunk (``Recording`` reads such files). ``close()`` writes the summary.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from mcap.writer import CompressionType, Writer
+
+from .._version import __version__
+from ..errors import RecordingError
+from ..frames import StreamKind
+from ..protocol.envelope import EncodedFrame
+from .mcapfile import METADATA_NAME, PROFILE, ChannelSpec, calibration_message, frame_message
+
+__all__ = ["McapRecorder"]
+
+DEFAULT_CHUNK_BYTES = 1 << 20
+
+
+class McapRecorder:
+    """Append frames (``EncodedFrame``, as a ``decode=False`` subscription yields them) to an
+    MCAP file. *info* describes the server (its who/me payload) and is stored as metadata;
+    *streams* maps ``(device, stream)`` to that stream's description (size, fps, units)."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        info: dict[str, Any] | None = None,
+        streams: dict[tuple[str, StreamKind], dict[str, Any]] | None = None,
+        chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+        compression: str = "zstd",
+    ) -> None:
+        self.path = Path(path)
+        try:
+            self._file = open(self.path, "wb")  # noqa: SIM115 (closed by close())
+        except OSError as exc:
+            raise RecordingError(f"cannot write {self.path}: {exc.strerror}") from exc
+        kind = {"zstd": CompressionType.ZSTD, "lz4": CompressionType.LZ4, "none": None}
+        if compression not in kind:
+            raise RecordingError(f"compression must be one of {', '.join(kind)}")
+        self._writer = Writer(
+            self._file,
+            chunk_size=chunk_bytes,
+            compression=kind[compression] or CompressionType.NONE,
+        )
+        self._streams = dict(streams or {})
+        self._schemas: dict[str, int] = {}
+        self._channels: dict[str, int] = {}
+        self._calibration: dict[str, Any] = {}
+        self.frames: Counter[str] = Counter()
+        """Frames written per ``device/stream``."""
+        self.first_ns = self.last_ns = 0
+        self.closed = False
+        self._guard(lambda: self._writer.start(PROFILE, f"rgbdcast {__version__}"))
+        if info is not None:
+            meta = {"server": str(info.get("name", "")), "who": json.dumps(info)}
+            self._guard(lambda: self._writer.add_metadata(METADATA_NAME, meta))
+
+    def _guard(self, fn: Any) -> Any:
+        try:
+            result = fn()
+            self._file.flush()
+            return result
+        except OSError as exc:  # a full disk, a removed drive: stop with a clear reason
+            raise RecordingError(
+                f"writing {self.path} failed: {exc.strerror or exc}; the file is readable up to "
+                "its last complete chunk"
+            ) from exc
+
+    @property
+    def size(self) -> int:
+        """Bytes in the file so far."""
+        return self._file.tell() if not self._file.closed else self.path.stat().st_size
+
+    def _channel(self, spec: ChannelSpec, device: str, kind: StreamKind, codec: str) -> int:
+        ch = self._channels.get(spec.topic)
+        if ch is not None:
+            return ch
+        name, encoding, text = spec.schema
+        if name not in self._schemas:
+            self._schemas[name] = self._writer.register_schema(name, encoding, text)
+        meta = {"device": device, "stream": kind.value, "codec": codec, "recorder": "rgbdcast"}
+        info = self._streams.get((device, kind))
+        if info is not None:
+            meta["stream_info"] = json.dumps(info)
+        ch = self._writer.register_channel(
+            spec.topic, spec.message_encoding, self._schemas[name], meta
+        )
+        self._channels[spec.topic] = ch
+        return ch
+
+    def write(self, encoded: EncodedFrame) -> None:
+        """Append one frame (and its calibration, when it is new or changed)."""
+        if self.closed:
+            raise RecordingError("the recording is closed")
+        h = encoded.header
+        spec, data = frame_message(encoded)
+        ch = self._channel(spec, h.device_id, h.stream, h.codec)
+        t_log = h.host_time_ns
+        t_pub = h.device_time_ns
+        key = f"{h.device_id}/{h.stream.value}"
+        if h.intrinsics is not None and self._calibration.get(key) != h.intrinsics:
+            cal = calibration_message(encoded)
+            if cal is not None:
+                cal_ch = self._channel(cal[0], h.device_id, h.stream, "calibration")
+                self._guard(lambda: self._writer.add_message(cal_ch, t_log, cal[1], t_pub, 0))
+                self._calibration[key] = h.intrinsics
+        seq = h.seq & 0xFFFFFFFF
+        self._guard(lambda: self._writer.add_message(ch, t_log, data, t_pub, seq))
+        self.frames[key] += 1
+        self.first_ns = self.first_ns or t_log
+        self.last_ns = max(self.last_ns, t_log)
+
+    def close(self) -> None:
+        """Write the summary and close the file (safe to call twice)."""
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            self._guard(self._writer.finish)
+        finally:
+            self._file.close()
+
+    def __enter__(self) -> McapRecorder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

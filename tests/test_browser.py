@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from rgbdcast import Server
@@ -78,6 +79,17 @@ def test_live_streams_skeletons_stats_and_a_server_that_goes_and_comes_back(
             first = page.evaluate(JS_CANVAS, f"mock0/{stream}")
             page.wait_for_timeout(600)
             assert page.evaluate(JS_CANVAS, f"mock0/{stream}") != first, f"{stream} is frozen"
+        # the page's depth and infrared pixels are the server's, exactly (its RVL decoder)
+        reference = UnpluggableMock("mock0", color_size=(640, 360))
+        sums = {
+            (f.kind.value, int(f.array.sum(dtype=np.int64)))
+            for i in range(30)
+            for f in reference.render(i)
+            if f.kind.value in ("depth", "infrared")
+        }
+        for stream in ("depth", "infrared"):
+            _, total = page.evaluate(f"window.rgbdcast.streams['mock0/{stream}'].checksum")
+            assert (stream, total) in sums
         for stream in ("color", "depth"):  # skeleton over both images
             page.wait_for_function(f"({JS_INKED})('mock0/{stream}') > 200", timeout=10_000)
         page.wait_for_timeout(1500)  # a stats message and a fps window

@@ -37,7 +37,7 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument(
         "--suite",
-        choices=["all", "codecs", "e2e", "peers", "gateway"],
+        choices=["all", "codecs", "e2e", "peers", "gateway", "web"],
         default="all",
         help="what to measure: the codec table, the end-to-end runs, or both (default all)",
     )
@@ -155,8 +155,11 @@ def run_e2e(
     no_decode: bool = False,
     slow: int = 0,
     serve_args: list[str] | None = None,
+    viewers: int = 0,
+    web_port: int = 0,
 ) -> dict[str, Any]:
-    """One run: a server process and *subscribers* subscriber processes. Returns the figures."""
+    """One run: a server process and *subscribers* subscriber processes (and *viewers* web
+    viewer processes on *web_port*). Returns the figures."""
     port = port or _free_port()
     endpoint = f"tcp://127.0.0.1:{port}"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -202,6 +205,18 @@ def run_e2e(
             )
             for i in range(subscribers)
         ]
+        viewer_cmd = [sys.executable, "-m", "rgbdcast.bench_web", "viewer", "--warmup", str(warmup)]
+        viewer_procs = [
+            subprocess.Popen(
+                [*viewer_cmd, f"ws://127.0.0.1:{web_port}/ws", "--duration", str(duration)],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=env,
+                text=True,
+            )
+            for _ in range(viewers)
+        ]
+        subs += viewer_procs
         time.sleep(warmup + 1.0)  # subscribers connect and warm up
         c0, t0 = sproc.cpu_times(), time.monotonic()
         rss = [sproc.memory_info().rss]
@@ -210,7 +225,16 @@ def run_e2e(
             rss.append(sproc.memory_info().rss)
         c1, t1 = sproc.cpu_times(), time.monotonic()
         results = []
+        viewer_results = []
+        for p in viewer_procs:
+            out, err = p.communicate(timeout=duration + warmup + 60)
+            lines = [ln for ln in out.splitlines() if ln.startswith("{")]
+            if not lines:
+                raise UsageError(f"bench viewer failed: {err.strip()[-300:]}")
+            viewer_results.append(json.loads(lines[-1]))
         for p in subs:
+            if p in viewer_procs:
+                continue
             out, err = p.communicate(timeout=duration + warmup + 60)
             lines = [ln for ln in out.splitlines() if ln.startswith("{")]
             if not lines:
@@ -249,6 +273,7 @@ def run_e2e(
         "server_cpu_percent": cpu,
         "server_rss_mb": max(rss) / 1e6,
         "subscriber_cpu_percent": [r["cpu_percent"] for r in results],
+        "viewers": viewer_results,
         "streams": {
             name: {
                 "fps_min": min(a["fps"]),
@@ -554,6 +579,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         cmd_peers(args)
     if args.suite in ("all", "gateway"):
         cmd_gateway(args)
+    if args.suite in ("all", "web"):
+        from .bench_web import cmd_web
+
+        cmd_web(args)
     if args.write:
         print(f"written to {args.write}")
     return 0

@@ -218,7 +218,7 @@ class WebViewer:
     def _store(self, key: str, item: _Item) -> None:
         self._latest[key] = item
         loop = self._loop
-        if loop is not None and self._viewers:
+        if loop is not None and key in self._events:  # wake only a sender that waits
             with contextlib.suppress(RuntimeError):  # loop closing
                 loop.call_soon_threadsafe(self._wake, key)
 
@@ -241,6 +241,9 @@ class WebViewer:
             ev = self._events.get(key)
             if ev is None:
                 ev = self._events[key] = asyncio.Event()
+                item = self._latest.get(key)  # stored before the event existed: no wake came
+                if item is not None and item.ident != last:
+                    return item
             await ev.wait()
 
     async def _render(self, key: str, item: _Item) -> bytes:

@@ -4,10 +4,12 @@ How this works: the server sends two kinds of message. Text messages are JSON ob
 ``type`` (``hello``, ``devices``, ``stats``). Binary messages carry one frame as
 ``u32 header length (big-endian) | JSON header | payload``, where the payload is in a form a
 browser can show without our codecs: color as one standard JPEG (``fmt: "jpeg"``, decoded by the
-browser), depth and infrared as zlib-deflated little-endian uint16 pixels (``fmt: "u16z"``,
-inflated with the browser's ``DecompressionStream('deflate')`` so the page keeps the real values
-for its colormap and the distance under the cursor), bodies as JSON (``fmt: "bodies"``, each
-joint ``[color_x, color_y, depth_x, depth_y, state]`` with ``null`` for unknown projections).
+browser), depth and infrared as RVL (``fmt: "rvl"``, decoded by the page's own few lines of
+JavaScript; where the C accelerator is not built, zlib-deflated little-endian uint16 pixels,
+``fmt: "u16z"``, inflated with the browser's ``DecompressionStream``), so the page keeps the
+real values for its colormap and the distance under the cursor; bodies as JSON
+(``fmt: "bodies"``, each joint ``[color_x, color_y, depth_x, depth_y, state]`` with ``null``
+for unknown projections).
 The browser answers each frame of a stream with ``{"type": "ack", "key": "<device>/<stream>"}``
 and gets that stream's next (newest) frame only after its ack: one frame in flight per stream,
 so a slow page is sent fewer frames instead of a growing backlog.
@@ -23,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from ..codecs.grad import RvlCodec, native_available
 from ..codecs.jpeg import JpegCodec
 from ..errors import ProtocolError
 from ..frames import BONES, JOINT_NAMES, Body, Frame, StreamKind
@@ -43,6 +46,7 @@ MAX_CLIENT_MESSAGE = 4096
 DEFAULT_JPEG_QUALITY = 80
 _LEN = struct.Struct(">I")
 _jpeg = JpegCodec()
+_RVL = RvlCodec() if native_available() else None
 
 
 def text_message(kind: str, **fields: Any) -> str:
@@ -118,7 +122,10 @@ def frame_message(
     else:
         assert frame is not None
         arr = np.ascontiguousarray(frame.array, dtype="<u2")
-        fmt, payload = "u16z", zlib.compress(arr.data, 1)
+        if _RVL is not None:  # ten times faster than deflate here, and smaller
+            fmt, payload = "rvl", _RVL.encode(arr, {})
+        else:
+            fmt, payload = "u16z", zlib.compress(arr.data, 1)
     header = {
         "device": device or meta["device"],
         "stream": kind.value,

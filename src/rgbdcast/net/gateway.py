@@ -21,7 +21,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -31,6 +31,7 @@ from ..codecs.body import bodies_to_json
 from ..frames import MAX_BODIES, Frame, StreamKind
 from ..protocol.envelope import build_header
 from ..protocol.gateway import SERVICES, Command, CommandParser
+from .counters import Counters
 from .loopthread import start_loop_thread
 
 __all__ = ["GatewayStats", "TcpGateway"]
@@ -47,7 +48,7 @@ PARTIAL_S = 1.0
 
 
 @dataclass
-class GatewayStats:
+class GatewayStats(Counters):
     connections: int = 0
     active: int = 0
     refused: int = 0
@@ -55,9 +56,6 @@ class GatewayStats:
     invalid: int = 0
     timeouts: int = 0
     bytes_sent: int = 0
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 class TcpGateway:

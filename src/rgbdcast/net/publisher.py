@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import zmq
@@ -22,6 +22,7 @@ import zmq
 from .. import codecs
 from ..frames import Frame, StreamKind
 from ..protocol.envelope import build_header
+from .counters import Counters
 from .slot import LatestSlot
 
 __all__ = ["PublisherStats", "StreamPublisher"]
@@ -33,7 +34,7 @@ SEND_HWM = 2
 
 
 @dataclass
-class PublisherStats:
+class PublisherStats(Counters):
     frames_in: int = 0
     sent: int = 0
     dropped_busy: int = 0
@@ -42,9 +43,6 @@ class PublisherStats:
     bytes_sent: int = 0
     encode_ns: int = 0
     subscribed: bool = False
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 class StreamPublisher:

@@ -20,7 +20,7 @@ import threading
 import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, Protocol
 
@@ -43,6 +43,7 @@ from ..protocol.viewer import (
     parse_client_message,
     text_message,
 )
+from .counters import Counters
 from .loopthread import start_loop_thread
 
 __all__ = ["ViewerBackend", "ViewerStats", "WebViewer"]
@@ -82,7 +83,7 @@ class ViewerBackend(Protocol):
 
 
 @dataclass
-class ViewerStats:
+class ViewerStats(Counters):
     viewers: int = 0
     connections: int = 0
     refused: int = 0
@@ -91,9 +92,6 @@ class ViewerStats:
     renders: int = 0
     render_errors: int = 0
     bad_messages: int = 0
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass(slots=True)

@@ -330,3 +330,22 @@ def test_view_lists_discovered_servers_and_watches_the_one_picked() -> None:
         backend.stop()
         viewer.stop()
         srv.stop()
+
+
+def test_view_command_line_serves_the_page_and_stops_by_itself(web_server: Server) -> None:
+    control = next(iter(web_server.endpoints.values()))
+    out = subprocess.run(
+        [*SERVE[:3], "view", control, "--web", "127.0.0.1:0", "--duration", "1.5"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "web viewer at http://127.0.0.1:" in out.stdout and ":0/" not in out.stdout
+    bad = subprocess.run(
+        [sys.executable, "-m", "rgbdcast.cli", "view", "--web", "nonsense"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert bad.returncode == 2 and "expected [HOST:]PORT" in bad.stderr

@@ -140,6 +140,7 @@ def serve_command(
         str(prerender),
         "--duration",
         str(duration),
+        *([] if "--web" in (extra or []) else ["--no-web"]),
         *(extra or []),
     ]
 

@@ -115,6 +115,8 @@ class Server:
         self._web_addr = _parse_hostport(web, self.address) if web is not None else None
         self._web_fallback = web_fallback
         self.web: WebViewer | None = None
+        self._web_jpeg: set[tuple[str, StreamKind]] = set()
+        """Color streams whose JPEG the web viewer takes from the publisher."""
         if start_immediately:
             self.start()
 
@@ -209,7 +211,7 @@ class Server:
         self.web = web
         log.info("web viewer at %s", web.url)
 
-    def _web_tap(self, frame: Frame, payload: Any) -> None:
+    def _web_tap(self, frame: Frame, header: bytes, payload: Any) -> None:
         web = self.web
         if web is not None:
             web.submit(frame, jpeg=payload)
@@ -335,7 +337,8 @@ class Server:
         for kind, pub in pubs.items():
             strips = int(self._params.get(kind, {}).get("strips", 1))
             if kind is StreamKind.color and pub.codec_name == "jpeg" and strips == 1:
-                pub.tap, pub.tap_wanted = self._web_tap, self._web_watching
+                pub.add_tap(self._web_tap, self._web_watching)
+                self._web_jpeg.add((dev.id, kind))
             pub.start()
         entry.publishers = pubs
         self._routes = {**self._routes, dev.id: pubs}
@@ -354,6 +357,7 @@ class Server:
         Device.on_frame.disconnect(self._on_frame, sender=dev)
         Device.on_error.disconnect(self._on_error, sender=dev)
         self._routes = {k: v for k, v in self._routes.items() if k != dev.id}
+        self._web_jpeg = {key for key in self._web_jpeg if key[0] != dev.id}
         if entry.started_here:
             dev.stop()
             entry.started_here = False
@@ -368,7 +372,7 @@ class Server:
             if pub is not None:
                 pub.submit(frame)
             web = self.web
-            if web is not None and (pub is None or pub.tap is None):
+            if web is not None and (device.id, frame.kind) not in self._web_jpeg:
                 web.submit(frame)
             gateway = self.gateway
             if gateway is not None:

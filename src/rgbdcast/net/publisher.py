@@ -29,6 +29,8 @@ __all__ = ["PublisherStats", "StreamPublisher"]
 
 log = logging.getLogger(__name__)
 
+Tap = Callable[[Frame, bytes, Any], None]
+
 SEND_HWM = 2
 """Frames ZeroMQ may queue per subscriber before it drops for that subscriber."""
 
@@ -67,10 +69,7 @@ class StreamPublisher:
         self._stats = PublisherStats()
         self._topics: set[bytes] = set()
         self._stop = threading.Event()
-        self.tap: Callable[[Frame, Any], None] | None = None
-        """Also hand every encoded payload here (the web viewer takes the stream's JPEG)."""
-        self.tap_wanted: Callable[[], bool] = _never
-        """Encode even with no subscriber while this says so (someone watches the tap)."""
+        self._taps: tuple[tuple[Tap, Callable[[], bool]], ...] = ()
         sock = ctx.socket(zmq.XPUB)
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.SNDHWM, SEND_HWM)
@@ -101,6 +100,16 @@ class StreamPublisher:
             self._thread.join(timeout)
         elif not self._thread.ident:  # never started: close here, nobody else owns it
             self._sock.close(0)
+
+    def add_tap(self, tap: Tap, wanted: Callable[[], bool]) -> None:
+        """Also hand every encoded frame to *tap* as ``tap(frame, header, payload)`` (on the
+        publisher thread; it must not block), and encode even with no ZeroMQ subscriber while
+        *wanted()* says someone consumes the tap (the web viewer, Zenoh)."""
+        self._taps = (*self._taps, (tap, wanted))
+
+    @property
+    def tapped(self) -> bool:
+        return bool(self._taps)
 
     def submit(self, frame: Frame) -> None:
         """Called on the device thread: hand over the newest frame, never block."""
@@ -135,7 +144,7 @@ class StreamPublisher:
                 self._drain_subscriptions()
                 if frame is None:
                     continue
-                if not self._topics and not self.tap_wanted():
+                if not self._topics and not any(wanted() for _, wanted in self._taps):
                     self._stats.skipped_idle += 1
                     continue
                 self._publish(sock, frame)
@@ -151,12 +160,11 @@ class StreamPublisher:
             log.error("encoding %s/%s failed: %s", self.device_id, self.kind.value, exc)
             return
         self._stats.encode_ns += time.perf_counter_ns() - t0
-        tap = self.tap
-        if tap is not None:
-            tap(frame, payload)
         size = memoryview(payload).nbytes
         shape = codecs.output_shape(self._codec, frame.shape)
         header = build_header(frame, self.codec_name, size, time.time_ns(), shape)
+        for tap, _ in self._taps:
+            tap(frame, header, payload)
         try:
             sock.send_multipart([header, payload], copy=False)
         except zmq.ZMQError as exc:  # only on shutdown; XPUB drops rather than blocks
@@ -164,7 +172,3 @@ class StreamPublisher:
             return
         self._stats.sent += 1
         self._stats.bytes_sent += size + len(header)
-
-
-def _never() -> bool:
-    return False

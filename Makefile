@@ -30,7 +30,7 @@ $(STAMP): pyproject.toml
 	fi
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,bench,webcam,realsense]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench,webcam,realsense,zenoh]'
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import os
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -45,6 +46,27 @@ def _warm_global_contexts() -> None:
     pull.recv()
     push.close(0)
     pull.close(0)
+    import importlib.util
+
+    if importlib.util.find_spec("zenoh") is None:
+        return
+    # Zenoh's runtime opens its descriptors with the first sessions and keeps them
+    from rgbdcast.net.zenohlink import ZenohLink, ZenohOptions
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        endpoint = f"tcp/127.0.0.1:{probe.getsockname()[1]}"
+    with (
+        ZenohLink(ZenohOptions(listen=[endpoint])) as a,
+        ZenohLink(ZenohOptions(mode="client", connect=[endpoint])) as b,
+    ):
+        sub = b.session.declare_subscriber("warmup/**", lambda sample: None)
+        pub = a.session.declare_publisher("warmup/x")
+        time.sleep(0.2)
+        pub.put(bytes(1 << 20))
+        time.sleep(0.2)
+        pub.undeclare()
+        sub.undeclare()
 
 
 def _ours() -> set[threading.Thread]:

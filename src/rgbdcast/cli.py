@@ -179,6 +179,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--no-web", action="store_true", help="do not serve the web viewer")
     p.add_argument(
+        "--zenoh",
+        action="store_true",
+        help="also publish every stream into Zenoh under rgbdcast/<server>/<device>/<stream> "
+        "([zenoh] extra; see the --zenoh-* options)",
+    )
+    from .zbridge import add_zenoh_options
+
+    add_zenoh_options(p, "zenoh-")
+    p.add_argument(
         "--webcam",
         action="append",
         default=[],
@@ -295,12 +304,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-index", type=int, default=4, help="camera indices to probe (default 4)")
     p.set_defaults(func=cmd_devices)
 
-    from . import bench, demo, view
+    from . import bench, demo, view, zbridge
     from .record import cli as record_cli
 
     demo.add_parser(sub)
     view.add_parser(sub)
     record_cli.add_parsers(sub, _streams)
+    zbridge.add_parsers(sub)
     bench.add_parser(sub)
     return parser
 
@@ -345,6 +355,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         gateway_options=_gateway_options(args),
         web=None if args.no_web else (args.web or DEFAULT_WEB_PORT),
         web_fallback=args.web is None,
+        zenoh=_zenoh(args),
     )
     for dev in _sources(args):
         server.add_device(dev)
@@ -382,6 +393,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
             print(f"  plain-TCP gateway at {server.gateway_endpoint}", flush=True)
         if server.web is not None:
             print(f"  web viewer at {server.web.url}  (open it in a browser)", flush=True)
+        if server.zenoh is not None:
+            name = server.zenoh.server
+            print(f"  Zenoh: rgbdcast/{name}/<device>/<stream> (key chunks cleaned)", flush=True)
         print(
             f"watch it:  rgbdcast stats {control}    details:  rgbdcast info {control}", flush=True
         )
@@ -400,6 +414,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
         server.stop()
         print(f"stopped in {time.monotonic() - t0:.2f} s", flush=True)
     return 0
+
+
+def _zenoh(args: argparse.Namespace) -> Any:
+    if not args.zenoh:
+        return None
+    from .zbridge import zenoh_options
+
+    return zenoh_options(args, "zenoh-")
 
 
 def _sources(args: argparse.Namespace) -> list[Any]:

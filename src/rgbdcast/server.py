@@ -30,6 +30,7 @@ from .net.discovery import Announcer
 from .net.gateway import TcpGateway
 from .net.publisher import StreamPublisher
 from .net.web import WebViewer
+from .net.zenohlink import ZenohLink, ZenohOptions, ZenohPublishing
 from .protocol.control import PROTOCOL_VERSION, ControlResponder, EndpointType
 
 __all__ = ["Server"]
@@ -84,6 +85,7 @@ class Server:
         gateway_options: Mapping[str, Any] | None = None,
         web: str | int | None = None,
         web_fallback: bool = False,
+        zenoh: ZenohOptions | None = None,
     ) -> None:
         self.address = address or default_bind()
         self.name = name or f"rgbdcast on {_hostname()}"
@@ -116,6 +118,8 @@ class Server:
         self._web_fallback = web_fallback
         self.web: WebViewer | None = None
         self._web_jpeg: set[tuple[str, StreamKind]] = set()
+        self._zenoh_options = zenoh
+        self.zenoh: ZenohPublishing | None = None
         """Color streams whose JPEG the web viewer takes from the publisher."""
         if start_immediately:
             self.start()
@@ -146,6 +150,13 @@ class Server:
             self.endpoints = {EndpointType.control: make_endpoint(self._host, control.port)}
             if self._web_addr is not None:
                 self._start_web(*self._web_addr)
+            if self._zenoh_options is not None:
+                try:
+                    link = ZenohLink(self._zenoh_options)
+                except UsageError:
+                    self.stop()
+                    raise
+                self.zenoh = ZenohPublishing(link, self.name)
             for entry in self._entries.values():
                 self._open_or_recover(entry)
             if self._gateway_addr is not None:
@@ -173,10 +184,14 @@ class Server:
         web, self.web = self.web, None
         if web is not None:
             web.stop()
+        zenoh, self.zenoh = self.zenoh, None
         with self._lock:
             for entry in self._entries.values():
-                self._close_entry(entry)
+                self._close_entry(entry, zenoh)
             self._close_ctx()
+        if zenoh is not None:
+            zenoh.close()
+            zenoh.link.close()
         if announcer is not None:
             announcer.stop()
         log.info("server %r stopped", self.name)
@@ -334,6 +349,13 @@ class Server:
             for pub in pubs.values():
                 pub.stop()
             raise
+        zenoh = self.zenoh
+        if zenoh is not None:
+            senders = zenoh.add_device(
+                dev.id, [k.value for k in pubs], lambda: self._device_record(dev.id)
+            )
+            for kind, pub in pubs.items():
+                pub.add_tap(senders[kind.value].submit, senders[kind.value].matched)
         for kind, pub in pubs.items():
             strips = int(self._params.get(kind, {}).get("strips", 1))
             if kind is StreamKind.color and pub.codec_name == "jpeg" and strips == 1:
@@ -352,8 +374,11 @@ class Server:
                 raise
             entry.started_here = True
 
-    def _close_entry(self, entry: _Entry) -> None:
+    def _close_entry(self, entry: _Entry, zenoh: ZenohPublishing | None = None) -> None:
         dev = entry.device
+        zenoh = zenoh or self.zenoh
+        if zenoh is not None:
+            zenoh.remove_device(dev.id)
         Device.on_frame.disconnect(self._on_frame, sender=dev)
         Device.on_error.disconnect(self._on_error, sender=dev)
         self._routes = {k: v for k, v in self._routes.items() if k != dev.id}
@@ -431,6 +456,13 @@ class Server:
             return
 
     # -- what clients see ---------------------------------------------------------------------
+    def _device_record(self, device_id: str) -> dict[str, Any]:
+        """The device as who/me describes it (what Zenoh's ``@meta/info`` answers)."""
+        for dev in self._me_payload()["devices"]:
+            if dev["id"] == device_id:
+                return dict(dev)
+        return {"id": device_id, "streams": {}}
+
     def _me_payload(self) -> dict[str, Any]:
         devices = []
         with self._lock:
@@ -478,6 +510,7 @@ class Server:
             "process": {"rss_bytes": proc.memory_info().rss, "threads": proc.num_threads()},
             "gateway": self.gateway.stats.to_dict() if self.gateway is not None else None,
             "web": self.web.stats.to_dict() if self.web is not None else None,
+            "zenoh": self.zenoh.stats() if self.zenoh is not None else None,
         }
 
     def _txt(self) -> dict[str, str]:

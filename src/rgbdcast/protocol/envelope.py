@@ -182,6 +182,8 @@ class EncodedFrame:
 
     header: FrameHeader
     payload: Any
+    raw_header: bytes = b""
+    """The header part exactly as received (for forwarding without rebuilding it)."""
 
     @property
     def device_id(self) -> str:
@@ -215,7 +217,7 @@ def parse_encoded(parts: Sequence[Any]) -> EncodedFrame:
     size = memoryview(parts[1]).nbytes
     if size != header.size:
         raise ProtocolError(f"payload is {size} bytes, header says {header.size}")
-    return EncodedFrame(header, parts[1])
+    return EncodedFrame(header, parts[1], bytes(parts[0]))
 
 
 __all__ += ["EncodedFrame", "parse_encoded"]

@@ -1,0 +1,174 @@
+"""Receiving rgbdcast streams from Zenoh: the same frames as over ZeroMQ, from anywhere.
+
+How this works: :meth:`ZenohClient.subscribe` declares a Zenoh subscriber on a key expression
+(wildcards welcome: ``rgbdcast/site-a/**/depth``). Zenoh calls us on its own thread with each
+sample; the sample's attachment is the rgbdcast frame header, checked there and queued, with its
+payload, in a small newest-wins queue; decoding waits for whoever takes the frame, exactly as
+with :class:`~rgbdcast.client.Client`. Presence (which devices are up) comes from liveliness
+tokens, descriptions and calibration from each device's ``@meta`` queryable.
+
+>>> # with ZenohClient(connect=["tcp/10.0.0.5:7447"]) as zc:
+>>> #     for frame in zc.subscribe("rgbdcast/**/depth"):
+>>> #         print(frame.device_id, frame.array.mean())
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from ._clientbase import SubscriptionBase
+from .devices.base import require
+from .errors import ProtocolError, UsageError
+from .frames import Frame, StreamKind
+from .net.zenohlink import ZenohLink, ZenohOptions
+from .protocol.envelope import EncodedFrame, parse_encoded
+from .protocol.session import StreamStats
+from .protocol.zkeys import PREFIX, meta_key, parse_stream_key
+
+__all__ = ["ZenohClient", "ZenohSubscription"]
+
+
+class ZenohSubscription(SubscriptionBase):
+    """Frames of every stream matching a key expression. Iterate, or :meth:`get`."""
+
+    def __init__(self, keyexpr: str, queue_size: int, decode: bool) -> None:
+        super().__init__("*", StreamKind.depth, queue_size, strict=False, decode=decode)
+        self.keyexpr = keyexpr
+        self._cond = threading.Condition()
+        self._subscriber: Any = None
+        self.per_key: dict[str, StreamStats] = {}
+        """Statistics per stream key (a wildcard subscription spans several streams)."""
+
+    def _on_sample(self, sample: Any) -> None:
+        """On a Zenoh thread: check the header, count, queue (no decoding here)."""
+        attachment = sample.attachment
+        if attachment is None:
+            self._bad(ProtocolError(f"sample on {sample.key_expr} has no frame header"))
+            return
+        try:
+            header = attachment.to_bytes()
+            payload = sample.payload.to_bytes()
+            encoded = parse_encoded([header, payload])
+        except ProtocolError as exc:
+            self._bad(exc)
+            return
+        key = str(sample.key_expr)
+        stats = self.per_key.get(key)
+        if stats is None:
+            stats = self.per_key[key] = StreamStats()
+        now = time.time_ns()
+        stats.record(encoded.header, len(header) + len(payload), now)
+        self.stats.record(encoded.header, len(header) + len(payload), now)
+        with self._cond:
+            self._push(encoded)
+            self._cond.notify_all()
+
+    def get(self, timeout: float | None = None) -> Any:
+        """The next frame (decoded unless ``decode=False``); ``TimeoutError`` after *timeout*."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            with self._cond:
+                if not self._cond.wait_for(lambda: self._queue or self.closed, left):
+                    raise TimeoutError(f"no frame on {self.keyexpr} within {timeout} s")
+                if not self._queue:
+                    raise UsageError("subscription is closed")
+                item = self._queue.popleft()
+            resolved = self._resolve(item)
+            if resolved is not None:
+                return resolved
+
+    def __iter__(self) -> Iterator[Frame | EncodedFrame]:
+        while not self.closed:
+            try:
+                yield self.get(timeout=0.5)
+            except TimeoutError:
+                continue
+            except UsageError:
+                return
+
+    def close(self) -> None:
+        with self._cond:
+            self.closed = True
+            self._cond.notify_all()
+        if self._subscriber is not None:
+            with contextlib.suppress(Exception):  # the session may be closed already
+                self._subscriber.undeclare()
+            self._subscriber = None
+
+
+class ZenohClient:
+    """A Zenoh session for receiving rgbdcast streams. By default a client that connects to
+    the routers or peers given (a router from ``rgbdcast router``, or a server's ``--zenoh``
+    listen endpoint); multicast scouting is off unless asked for."""
+
+    def __init__(
+        self,
+        connect: Sequence[str] = (),
+        listen: Sequence[str] = (),
+        *,
+        mode: str = "client",
+        multicast: bool = False,
+        tls: dict[str, str] | None = None,
+    ) -> None:
+        if mode == "client" and not connect and not multicast:
+            raise UsageError("a Zenoh client needs --connect ENDPOINT (or multicast scouting)")
+        self._link = ZenohLink(
+            ZenohOptions(
+                mode=mode, connect=connect, listen=listen, multicast=multicast, tls=dict(tls or {})
+            )
+        )
+        self._subs: list[ZenohSubscription] = []
+
+    @property
+    def session(self) -> Any:
+        return self._link.session
+
+    def subscribe(
+        self, keyexpr: str = f"{PREFIX}/**", *, queue_size: int = 2, decode: bool = True
+    ) -> ZenohSubscription:
+        """Frames of every stream matching *keyexpr* (e.g. ``rgbdcast/lab/*/depth``)."""
+        zenoh = require("zenoh", "zenoh")
+        try:
+            zenoh.KeyExpr(keyexpr)
+        except Exception as exc:
+            raise UsageError(f"bad key expression {keyexpr!r}: {exc}") from None
+        sub = ZenohSubscription(keyexpr, queue_size, decode)
+        sub._subscriber = self.session.declare_subscriber(keyexpr, sub._on_sample)
+        self._subs.append(sub)
+        return sub
+
+    def devices(self, keyexpr: str = f"{PREFIX}/**", timeout: float = 2.0) -> list[str]:
+        """Keys (``rgbdcast/<server>/<device>``) of the devices present now."""
+        replies = self.session.liveliness().get(keyexpr, timeout=timeout)
+        return sorted(str(r.ok.key_expr) for r in replies if r.ok is not None)
+
+    def meta(self, server: str, device: str, what: str = "info", timeout: float = 2.0) -> Any:
+        """A device's description (``info``) or a stream's intrinsics (``calibration/depth``),
+        answered by the device's server; ``None`` if nobody answers in time."""
+        for reply in self.session.get(meta_key(server, device, what), timeout=timeout):
+            if reply.ok is not None:
+                return json.loads(reply.ok.payload.to_bytes())
+        return None
+
+    def close(self) -> None:
+        for sub in self._subs:
+            sub.close()
+        self._subs = []
+        self._link.close()
+
+    def __enter__(self) -> ZenohClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def split_key(key: str) -> tuple[str, str, str]:
+    """``(server, device, stream)`` chunks of a stream key."""
+    return parse_stream_key(key)

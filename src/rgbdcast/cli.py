@@ -184,6 +184,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="also publish every stream into Zenoh under rgbdcast/<server>/<device>/<stream> "
         "([zenoh] extra; see the --zenoh-* options)",
     )
+    p.add_argument(
+        "--ros2",
+        action="store_true",
+        help="also appear as ROS 2 topics (rmw_zenoh's format, no ROS needed here); connects "
+        "to a Zenoh router at tcp/127.0.0.1:7447 unless --zenoh-connect/--zenoh-listen say",
+    )
+    p.add_argument(
+        "--domain", type=int, default=None, metavar="N", help="ROS_DOMAIN_ID for --ros2 (default 0)"
+    )
     from .zbridge import add_zenoh_options
 
     add_zenoh_options(p, "zenoh-")
@@ -356,6 +365,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         web=None if args.no_web else (args.web or DEFAULT_WEB_PORT),
         web_fallback=args.web is None,
         zenoh=_zenoh(args),
+        zenoh_native=args.zenoh,
+        ros2_domain=_ros2_domain(args),
     )
     for dev in _sources(args):
         server.add_device(dev)
@@ -396,6 +407,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if server.zenoh is not None:
             name = server.zenoh.server
             print(f"  Zenoh: rgbdcast/{name}/<device>/<stream> (key chunks cleaned)", flush=True)
+        if server.ros2 is not None:
+            print(
+                f"  ROS 2 (domain {server.ros2.domain}): node {server.ros2.node}, topics "
+                "/<device>/<stream>/image_raw[/compressed], camera_info, /<device>/bodies",
+                flush=True,
+            )
         print(
             f"watch it:  rgbdcast stats {control}    details:  rgbdcast info {control}", flush=True
         )
@@ -417,11 +434,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _zenoh(args: argparse.Namespace) -> Any:
-    if not args.zenoh:
+    if not (args.zenoh or args.ros2):
         return None
     from .zbridge import zenoh_options
 
+    if args.ros2 and not (args.zenoh_connect or args.zenoh_listen):
+        args.zenoh_connect = ["tcp/127.0.0.1:7447"]  # where rmw_zenoh's router listens
     return zenoh_options(args, "zenoh-")
+
+
+def _ros2_domain(args: argparse.Namespace) -> int | None:
+    if not args.ros2:
+        if args.domain is not None:
+            raise UsageError("--domain is for --ros2")
+        return None
+    domain = 0 if args.domain is None else args.domain
+    if not 0 <= domain <= 232:
+        raise UsageError(f"--domain must be 0..232 (a ROS_DOMAIN_ID), got {domain}")
+    return domain
 
 
 def _sources(args: argparse.Namespace) -> list[Any]:

@@ -29,6 +29,7 @@ from .net.control import ControlEndpoint
 from .net.discovery import Announcer
 from .net.gateway import TcpGateway
 from .net.publisher import StreamPublisher
+from .net.ros2link import Ros2Publishing
 from .net.web import WebViewer
 from .net.zenohlink import ZenohLink, ZenohOptions, ZenohPublishing
 from .protocol.control import PROTOCOL_VERSION, ControlResponder, EndpointType
@@ -86,6 +87,8 @@ class Server:
         web: str | int | None = None,
         web_fallback: bool = False,
         zenoh: ZenohOptions | None = None,
+        zenoh_native: bool = True,
+        ros2_domain: int | None = None,
     ) -> None:
         self.address = address or default_bind()
         self.name = name or f"rgbdcast on {_hostname()}"
@@ -119,7 +122,13 @@ class Server:
         self.web: WebViewer | None = None
         self._web_jpeg: set[tuple[str, StreamKind]] = set()
         self._zenoh_options = zenoh
+        self._zenoh_native = zenoh_native
+        self._ros2_domain = ros2_domain
+        if ros2_domain is not None and zenoh is None:
+            raise UsageError("ROS 2 mode publishes over Zenoh: give zenoh options too")
         self.zenoh: ZenohPublishing | None = None
+        self.ros2: Ros2Publishing | None = None
+        self._link: ZenohLink | None = None
         """Color streams whose JPEG the web viewer takes from the publisher."""
         if start_immediately:
             self.start()
@@ -152,11 +161,14 @@ class Server:
                 self._start_web(*self._web_addr)
             if self._zenoh_options is not None:
                 try:
-                    link = ZenohLink(self._zenoh_options)
+                    self._link = ZenohLink(self._zenoh_options)
                 except UsageError:
                     self.stop()
                     raise
-                self.zenoh = ZenohPublishing(link, self.name)
+                if self._zenoh_native:
+                    self.zenoh = ZenohPublishing(self._link, self.name)
+                if self._ros2_domain is not None:
+                    self.ros2 = Ros2Publishing(self._link, self._ros2_domain, self.name)
             for entry in self._entries.values():
                 self._open_or_recover(entry)
             if self._gateway_addr is not None:
@@ -185,13 +197,18 @@ class Server:
         if web is not None:
             web.stop()
         zenoh, self.zenoh = self.zenoh, None
+        ros2, self.ros2 = self.ros2, None
+        link, self._link = self._link, None
         with self._lock:
             for entry in self._entries.values():
-                self._close_entry(entry, zenoh)
+                self._close_entry(entry, zenoh, ros2)
             self._close_ctx()
         if zenoh is not None:
             zenoh.close()
-            zenoh.link.close()
+        if ros2 is not None:
+            ros2.close()
+        if link is not None:
+            link.close()
         if announcer is not None:
             announcer.stop()
         log.info("server %r stopped", self.name)
@@ -356,6 +373,11 @@ class Server:
             )
             for kind, pub in pubs.items():
                 pub.add_tap(senders[kind.value].submit, senders[kind.value].matched)
+        ros = self.ros2
+        if ros is not None:
+            ros_senders = ros.add_device(dev.id, list(pubs))
+            for kind, pub in pubs.items():
+                pub.add_tap(ros_senders[kind].submit, ros_senders[kind].matched)
         for kind, pub in pubs.items():
             strips = int(self._params.get(kind, {}).get("strips", 1))
             if kind is StreamKind.color and pub.codec_name == "jpeg" and strips == 1:
@@ -374,11 +396,16 @@ class Server:
                 raise
             entry.started_here = True
 
-    def _close_entry(self, entry: _Entry, zenoh: ZenohPublishing | None = None) -> None:
+    def _close_entry(
+        self,
+        entry: _Entry,
+        zenoh: ZenohPublishing | None = None,
+        ros: Ros2Publishing | None = None,
+    ) -> None:
         dev = entry.device
-        zenoh = zenoh or self.zenoh
-        if zenoh is not None:
-            zenoh.remove_device(dev.id)
+        for side in (zenoh or self.zenoh, ros or self.ros2):
+            if side is not None:
+                side.remove_device(dev.id)
         Device.on_frame.disconnect(self._on_frame, sender=dev)
         Device.on_error.disconnect(self._on_error, sender=dev)
         self._routes = {k: v for k, v in self._routes.items() if k != dev.id}

@@ -79,6 +79,9 @@ class Writer:
     def u32(self, v: int) -> None:
         self._put("I", v)
 
+    def u8(self, v: int) -> None:
+        self._put("B", v)
+
     def string(self, s: str) -> None:
         raw = s.encode() + b"\x00"
         self.u32(len(raw))

@@ -1,0 +1,234 @@
+"""Appearing as ROS 2 topics over Zenoh, in rmw_zenoh's format, with no ROS installed.
+
+How this works: :class:`Ros2Publishing` is one ROS node (a liveliness token of kind ``NN``) on a
+Zenoh session. Each device stream becomes ROS publishers (an ``MP`` token each, a random GID, a
+sequence counter): color on ``/<device>/color/image_raw/compressed``
+(``sensor_msgs/msg/CompressedImage``, the stream's own JPEG), depth and infrared on
+``/<device>/<stream>/image_raw`` (``sensor_msgs/msg/Image``, ``16UC1`` / ``mono16``), each image
+stream's ``camera_info`` beside it (sent with every frame, so a late joiner has it with the next
+image), and bodies on ``/<device>/bodies`` (``std_msgs/msg/String``, JSON as the plain-TCP
+gateway's ``KinectSkeleton``). A :class:`Ros2Sender` is a publisher tap: the producer leaves the
+newest frame in a slot and the sender's thread converts it (CDR) and puts it, so conversion and a
+stuck link never slow the server.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import re
+import threading
+from typing import Any
+
+from ..codecs.body import bodies_to_json
+from ..codecs.jpeg import JpegCodec
+from ..devices.base import require
+from ..frames import Frame, Intrinsics, StreamKind
+from ..protocol import ros2
+from ..protocol.viewer import is_plain_jpeg
+from .slot import LatestSlot
+from .zenohlink import ZenohLink
+
+__all__ = ["QOS", "Ros2Publishing", "Ros2Sender", "ros_name"]
+
+log = logging.getLogger(__name__)
+
+QOS = ros2.qos_key(best_effort=True, depth=5)
+"""The sensor-data profile: best effort, volatile, keep last 5."""
+
+_jpeg = JpegCodec()
+
+
+def ros_name(name: str) -> str:
+    """*name* as a ROS name token: letters, digits and ``_``, not starting with a digit."""
+    token = re.sub(r"[^A-Za-z0-9_]+", "_", name).strip("_") or "unnamed"
+    return f"_{token}" if token[0].isdigit() else token
+
+
+class _RosPublisher:
+    """One ROS publisher: a Zenoh publisher on the topic's key and its ``MP`` token."""
+
+    def __init__(self, node: Ros2Publishing, topic: str, rtype: ros2.RosType) -> None:
+        zenoh = require("zenoh", "zenoh")
+        self.topic = topic
+        self.key = ros2.topic_key(node.domain, topic, rtype)
+        self.gid = os.urandom(16)
+        self.seq = 0
+        session = node.link.session
+        self._pub = session.declare_publisher(
+            self.key, congestion_control=zenoh.CongestionControl.DROP, express=True
+        )
+        token_key = ros2.liveliness_key(
+            node.domain,
+            node.session_id,
+            0,
+            node.next_entity_id(),
+            "MP",
+            node.namespace,
+            node.node,
+            topic=topic,
+            rtype=rtype,
+            qos=QOS,
+        )
+        self._token = session.liveliness().declare_token(token_key)
+        self.token_key = token_key
+
+    def matched(self) -> bool:
+        try:
+            return bool(self._pub.matching_status.matching)
+        except Exception:
+            return False
+
+    def put(self, data: bytes, stamp_ns: int) -> None:
+        self.seq += 1
+        self._pub.put(data, attachment=ros2.attachment(self.seq, stamp_ns, self.gid))
+
+    def close(self) -> None:
+        for thing in (self._pub, self._token):
+            try:
+                thing.undeclare()
+            except Exception as exc:  # the session may be closed already
+                log.debug("undeclaring %s: %s", self.topic, exc)
+
+
+class Ros2Sender:
+    """Converts and publishes one device stream on its ROS topics, newest frame first."""
+
+    def __init__(self, node: Ros2Publishing, device: str, kind: StreamKind) -> None:
+        base = f"/{ros_name(device)}"
+        self.kind = kind
+        self.frame_id = ros_name(device) + f"_{kind.value}_optical_frame"
+        self.pubs: dict[str, _RosPublisher] = {}
+        if kind is StreamKind.color:
+            self.pubs["image"] = _RosPublisher(
+                node, f"{base}/color/image_raw/compressed", ros2.COMPRESSED_IMAGE
+            )
+        elif kind is StreamKind.body:
+            self.pubs["image"] = _RosPublisher(node, f"{base}/bodies", ros2.STRING)
+        else:
+            self.pubs["image"] = _RosPublisher(node, f"{base}/{kind.value}/image_raw", ros2.IMAGE)
+        if kind is not StreamKind.body:
+            self.pubs["info"] = _RosPublisher(
+                node, f"{base}/{kind.value}/camera_info", ros2.CAMERA_INFO
+            )
+        self.slot: LatestSlot[tuple[Frame, Any]] = LatestSlot()
+        self.sent = self.errors = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, name=f"rgbdcast-ros2-{device}-{kind.value}", daemon=True
+        )
+        self._thread.start()
+
+    def matched(self) -> bool:
+        return any(p.matched() for p in self.pubs.values())
+
+    def submit(self, frame: Frame | None, header: bytes, payload: Any) -> None:
+        """A publisher tap: keep the newest frame (and the stream's encoding of it)."""
+        if frame is not None:
+            self.slot.put((frame, payload))
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            item = self.slot.take(timeout=0.1)
+            if item is None:
+                continue
+            try:
+                self._publish(*item)
+                self.sent += 1
+            except Exception as exc:  # a closing session, a frame we cannot convert
+                self.errors += 1
+                log.debug("ROS 2 publish of %s failed: %s", self.kind.value, exc)
+
+    def _publish(self, frame: Frame, payload: Any) -> None:
+        stamp = frame.host_time_ns
+        if frame.kind is StreamKind.body:
+            text = json.dumps(_finite(bodies_to_json(frame.bodies)), separators=(",", ":"))
+            self.pubs["image"].put(ros2.string(text), stamp)
+            return
+        arr = frame.array
+        if frame.kind is StreamKind.color:
+            jpeg = payload if is_plain_jpeg(payload) else _jpeg.encode(arr, {"quality": 85})
+            msg = ros2.compressed_image(stamp, self.frame_id, "jpeg", jpeg)
+        else:
+            enc = "16UC1" if frame.kind is StreamKind.depth else "mono16"
+            data = arr.astype("<u2", copy=False)
+            msg = ros2.image(
+                stamp,
+                self.frame_id,
+                arr.shape[0],
+                arr.shape[1],
+                enc,
+                arr.shape[1] * 2,
+                data.data if data.flags.c_contiguous else data.tobytes(),
+            )
+        self.pubs["image"].put(msg, stamp)
+        intr = frame.intrinsics or Intrinsics(
+            width=arr.shape[1], height=arr.shape[0], fx=1.0, fy=1.0, cx=0.0, cy=0.0
+        )
+        self.pubs["info"].put(ros2.camera_info(stamp, self.frame_id, intr), stamp)
+
+    def close(self) -> None:
+        self._stop.set()
+        self.slot.close()
+        self._thread.join(2.0)
+        for pub in self.pubs.values():
+            pub.close()
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+class Ros2Publishing:
+    """One ROS 2 node named *node* in *namespace* on domain *domain*, on *link*'s session."""
+
+    def __init__(self, link: ZenohLink, domain: int, node: str, namespace: str = "") -> None:
+        if not 0 <= domain <= 232:
+            raise ValueError(f"ROS domain ids are 0..232, got {domain}")
+        self.link = link
+        self.domain = domain
+        self.node = ros_name(node)
+        self.namespace = namespace
+        self.session_id = str(link.session.zid())
+        self._ids = 0
+        self._lock = threading.Lock()
+        self._token = link.session.liveliness().declare_token(
+            ros2.liveliness_key(domain, self.session_id, 0, 0, "NN", namespace, self.node)
+        )
+        self._devices: dict[str, dict[StreamKind, Ros2Sender]] = {}
+
+    def next_entity_id(self) -> int:
+        with self._lock:
+            self._ids += 1
+            return self._ids
+
+    def add_device(self, device: str, kinds: list[StreamKind]) -> dict[StreamKind, Ros2Sender]:
+        self.remove_device(device)
+        senders = {k: Ros2Sender(self, device, k) for k in kinds}
+        with self._lock:
+            self._devices[device] = senders
+        return senders
+
+    def remove_device(self, device: str) -> None:
+        with self._lock:
+            senders = self._devices.pop(device, {})
+        for sender in senders.values():
+            sender.close()
+
+    def close(self) -> None:
+        with self._lock:
+            devices = list(self._devices)
+        for device in devices:
+            self.remove_device(device)
+        try:
+            self._token.undeclare()
+        except Exception as exc:
+            log.debug("undeclaring the node token: %s", exc)

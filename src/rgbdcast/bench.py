@@ -37,7 +37,7 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument(
         "--suite",
-        choices=["all", "codecs", "e2e", "peers", "gateway", "web"],
+        choices=["all", "codecs", "e2e", "peers", "gateway", "web", "zenoh"],
         default="all",
         help="what to measure: the codec table, the end-to-end runs, or both (default all)",
     )
@@ -584,6 +584,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from .bench_web import cmd_web
 
         cmd_web(args)
+    if args.suite in ("all", "zenoh"):
+        from .bench_zenoh import cmd_zenoh
+
+        cmd_zenoh(args)
     if args.write:
         print(f"written to {args.write}")
     return 0

@@ -248,3 +248,45 @@ def test_a_client_without_endpoints_is_told_what_to_do() -> None:
         ZenohClient()
     with pytest.raises(UsageError, match="Zenoh session"):
         ZenohLink(ZenohOptions(listen=["nonsense/1.2.3.4"]))
+
+
+def test_stats_and_view_accept_zenoh_sources(zserver: tuple[Server, str]) -> None:
+    import json as _json
+
+    from websockets.sync.client import connect
+
+    from rgbdcast.net.web import WebViewer
+    from rgbdcast.protocol.viewer import parse_frame_message
+    from rgbdcast.view import ZenohBackend
+
+    _, ep = zserver
+    out = subprocess.run(
+        [*SERVE[:3], "stats", "--zenoh", "rgbdcast/*/cam-b/*", "--connect", ep, "--duration", "2"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    row = next(ln for ln in out.stdout.splitlines() if ln.startswith("rgbdcast/lab-one/cam-b"))
+    assert float(row.split()[1]) > 10  # fps
+
+    backend = ZenohBackend("rgbdcast/lab-one/**", [ep])
+    viewer = WebViewer("127.0.0.1", 0, backend)
+    viewer.start()
+    backend.start(viewer)
+    try:
+        assert wait_for(lambda: any(d["state"] == "live" for d in backend.devices()), 10.0)
+        seen: Counter[str] = Counter()
+        with connect(f"ws://127.0.0.1:{viewer.port}/ws", max_size=None) as ws:
+            deadline = time.monotonic() + 3
+            while time.monotonic() < deadline:
+                msg = ws.recv(timeout=3)
+                if isinstance(msg, bytes):
+                    header, _ = parse_frame_message(msg)
+                    key = f"{header['device']}/{header['stream']}"
+                    seen[key] += 1
+                    ws.send(_json.dumps({"type": "ack", "key": key}))
+        assert seen["lab-one|cam-b/depth"] > 5 and seen["lab-one|cam-a/color"] > 5
+    finally:
+        backend.stop()
+        viewer.stop()

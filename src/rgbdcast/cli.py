@@ -289,6 +289,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, default=5.0, help="seconds to measure (default 5)")
     p.add_argument("--streams", type=_streams, default=None, help="streams to watch (default all)")
     p.add_argument("--device", action="append", help="device id to watch (default all)")
+    p.add_argument(
+        "--zenoh",
+        metavar="KEYEXPR",
+        default=None,
+        help="watch Zenoh instead, e.g. 'rgbdcast/**' or 'rgbdcast/lab/*/depth' (with --connect)",
+    )
+    p.add_argument(
+        "--connect",
+        action="append",
+        default=[],
+        metavar="ENDPOINT",
+        help="Zenoh router or peer for --zenoh, e.g. tcp/10.0.0.5:7447",
+    )
     p.set_defaults(func=cmd_stats)
 
     p = sub.add_parser(
@@ -585,6 +598,10 @@ def _subscribe_all(
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
+    if args.zenoh:
+        return _stats_zenoh(args)
+    if args.connect:
+        raise UsageError("--connect is for --zenoh KEYEXPR")
     with _client(args.endpoint) as client:
         subs = _subscribe_all(client, args.streams, args.device)
         end = time.monotonic() + args.duration
@@ -599,6 +616,28 @@ def cmd_stats(args: argparse.Namespace) -> int:
                     f"{snap.latency_p50_ms:>9.2f}{snap.latency_p99_ms:>9.2f}"
                     f"{snap.dropped + snap.queue_dropped:>9}{snap.mbit_s:>9.1f}"
                 )
+            print("\n".join(lines), flush=True)
+            if sys.stdout.isatty() and time.monotonic() < end:
+                print(f"\x1b[{len(lines)}A", end="")
+    return 0
+
+
+def _stats_zenoh(args: argparse.Namespace) -> int:
+    from .zclient import ZenohClient
+
+    with ZenohClient(connect=args.connect) as zc:
+        sub = zc.subscribe(args.zenoh, decode=False)
+        end = time.monotonic() + args.duration
+        print(f"{'key':<44}{'fps':>7}{'p50 ms':>9}{'p99 ms':>9}{'dropped':>9}{'Mbit/s':>9}")
+        while time.monotonic() < end:
+            time.sleep(min(1.0, max(0.0, end - time.monotonic())))
+            now = time.time_ns()
+            lines = [
+                f"{key:<44}{snap.fps:>7.1f}{snap.latency_p50_ms:>9.2f}"
+                f"{snap.latency_p99_ms:>9.2f}{snap.dropped:>9}{snap.mbit_s:>9.1f}"
+                for key, stats in sorted(sub.per_key.items())
+                for snap in [stats.snapshot(now)]
+            ] or [f"(nothing on {args.zenoh} yet)"]
             print("\n".join(lines), flush=True)
             if sys.stdout.isatty() and time.monotonic() < end:
                 print(f"\x1b[{len(lines)}A", end="")

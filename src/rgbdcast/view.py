@@ -22,7 +22,7 @@ from .errors import RgbdcastError, UsageError
 from .frames import StreamKind
 from .net.addresses import DEFAULT_WEB_PORT, make_endpoint, parse_endpoint
 
-__all__ = ["RemoteBackend", "add_parser"]
+__all__ = ["RemoteBackend", "ZenohBackend", "add_parser"]
 
 log = logging.getLogger(__name__)
 
@@ -212,6 +212,91 @@ class RemoteBackend:
             client.disconnect()
 
 
+class ZenohBackend:
+    """What ``rgbdcast view --zenoh KEYEXPR`` shows: every stream matching the key expression.
+    Devices come from the keys seen and their liveliness tokens (a device whose token went is
+    ``gone``); frames are handed on still encoded and decoded only for a browser."""
+
+    mode = "view"
+
+    def __init__(self, keyexpr: str, connect: list[str]) -> None:
+        from .zclient import ZenohClient
+
+        self.name = f"rgbdcast view of {keyexpr}"
+        self.keyexpr = keyexpr
+        self.viewer: Any = None
+        self._client = ZenohClient(connect=connect)
+        self._devices: dict[str, dict[str, Any]] = {}
+        self._stats: dict[str, Any] = {}
+        self._lock = threading.Lock()
+        self._sub: Any = None
+
+    def start(self, viewer: Any) -> None:
+        self.viewer = viewer
+        self._sub = self._client.session.declare_subscriber(self.keyexpr, self._on_sample)
+
+    def stop(self) -> None:
+        if self._sub is not None:
+            self._sub.undeclare()
+        self._client.close()
+
+    def _on_sample(self, sample: Any) -> None:
+        """On a Zenoh thread: check the header and hand the frame on, still encoded."""
+        from .errors import ProtocolError
+        from .protocol.envelope import parse_encoded
+        from .protocol.session import StreamStats
+        from .protocol.zkeys import parse_stream_key
+
+        try:
+            server, device, stream = parse_stream_key(str(sample.key_expr))
+            enc = parse_encoded([sample.attachment.to_bytes(), sample.payload.to_bytes()])
+        except (UsageError, ProtocolError, AttributeError):
+            return
+        dev_id = f"{server}|{device}"
+        with self._lock:
+            entry = self._devices.setdefault(
+                dev_id, {"id": dev_id, "name": f"{server}: {device}", "streams": {}}
+            )
+            if stream not in entry["streams"]:
+                h = enc.header
+                entry["streams"][stream] = {
+                    "width": h.shape[1] if len(h.shape) > 1 else 0,
+                    "height": h.shape[0] if len(h.shape) > 1 else 0,
+                    "codec": h.codec,
+                    "units": h.units,
+                }
+            stats = self._stats.setdefault(f"{dev_id}/{stream}", StreamStats())
+        stats.record(enc.header, enc.nbytes, time.time_ns())
+        if self.viewer is not None:
+            self.viewer.submit_encoded(enc, device=dev_id)
+
+    def devices(self) -> list[dict[str, Any]]:
+        present = set()
+        try:
+            for key in self._client.devices(timeout=0.5):
+                _, server, device = key.split("/", 2)
+                present.add(f"{server}|{device}")
+        except Exception:  # no router reachable right now
+            pass
+        with self._lock:
+            entries = [dict(e, streams=dict(e["streams"])) for e in self._devices.values()]
+        for e in entries:
+            e["state"] = "live" if e["id"] in present else "gone"
+        return entries
+
+    def stats(self) -> dict[str, dict[str, Any]]:
+        now = time.time_ns()
+        with self._lock:
+            items = list(self._stats.items())
+        return {k: {"dropped": s.snapshot(now).dropped} for k, s in items}
+
+    def sources(self) -> list[dict[str, Any]]:
+        return []
+
+    def select(self, source: str, on: bool) -> None:
+        """One key expression: nothing to pick."""
+
+
 def _source_state(src: _Source) -> str:
     if not src.selected:
         return ""
@@ -240,6 +325,19 @@ def add_parser(sub: Any) -> None:
         help="do not look for servers on Zeroconf (default: look when no endpoint is given)",
     )
     p.add_argument("--interface", action="append", metavar="IP", help="discover on this address")
+    p.add_argument(
+        "--zenoh",
+        metavar="KEYEXPR",
+        default=None,
+        help="watch the streams matching a Zenoh key expression instead (with --connect)",
+    )
+    p.add_argument(
+        "--connect",
+        action="append",
+        default=[],
+        metavar="ENDPOINT",
+        help="Zenoh router or peer for --zenoh, e.g. tcp/10.0.0.5:7447",
+    )
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     p.set_defaults(func=cmd_view)
 
@@ -250,12 +348,20 @@ def cmd_view(args: argparse.Namespace) -> int:
     from .server import _parse_hostport
 
     host, port = _parse_hostport(args.web, "127.0.0.1")
-    discover = not args.endpoint and not args.no_discover
-    backend = RemoteBackend(list(args.endpoint), discover, args.interface)
+    discover = not args.endpoint and not args.no_discover and not args.zenoh
+    backend: RemoteBackend | ZenohBackend
+    if args.zenoh:
+        if args.endpoint:
+            raise UsageError("give either server endpoints or --zenoh KEYEXPR, not both")
+        backend = ZenohBackend(args.zenoh, args.connect)
+    else:
+        backend = RemoteBackend(list(args.endpoint), discover, args.interface)
     viewer = WebViewer(host, port, backend)
     try:
         viewer.start()
     except OSError as exc:
+        if isinstance(backend, ZenohBackend):
+            backend.stop()
         raise UsageError(
             f"cannot listen on {host}:{port}: {exc.strerror} (choose another --web port)"
         ) from exc

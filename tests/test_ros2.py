@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import socket
+import struct
 import threading
 import time
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ import numpy as np
 import pytest
 
 from rgbdcast import MockDevice, Server
+from rgbdcast.codecs.png import decode_png
 from rgbdcast.errors import ProtocolError
 from rgbdcast.frames import Intrinsics
 from rgbdcast.protocol import ros2
@@ -178,6 +180,7 @@ def test_a_server_appears_as_ros2_topics(store: Any) -> None:
                 "%mock0%color%image_raw%compressed",
                 "%mock0%color%camera_info",
                 "%mock0%depth%image_raw",
+                "%mock0%depth%image_raw%compressedDepth",
                 "%mock0%depth%camera_info",
                 "%mock0%infrared%image_raw",
                 "%mock0%infrared%camera_info",
@@ -198,6 +201,9 @@ def test_a_server_appears_as_ros2_topics(store: Any) -> None:
                     3, "/mock0/color/image_raw/compressed", ros2.COMPRESSED_IMAGE
                 ),
                 "bodies": ros2.topic_key(3, "/mock0/bodies", ros2.STRING),
+                "packed": ros2.topic_key(
+                    3, "/mock0/depth/image_raw/compressedDepth", ros2.COMPRESSED_IMAGE
+                ),
             }
             subs = [link.session.declare_subscriber(k, keep) for k in keys.values()]
             assert wait_for(lambda: all(len(got.get(k, [])) >= 10 for k in keys.values()), 15.0)
@@ -219,7 +225,55 @@ def test_a_server_appears_as_ros2_topics(store: Any) -> None:
         assert info.width == 512 and info.k[0] > 0 and info.header.frame_id == m.header.frame_id
         jpeg = store.deserialize_cdr(got[keys["color"]][0][0], ros2.COMPRESSED_IMAGE.name)
         assert jpeg.format == "jpeg" and bytes(jpeg.data[:2]) == b"\xff\xd8"
+        packed = store.deserialize_cdr(got[keys["packed"]][0][0], ros2.COMPRESSED_IMAGE.name)
+        assert packed.format == "16UC1; compressedDepth png"
+        raw = packed.data.tobytes()
+        assert struct.unpack("<iff", raw[:12]) == (0, 0.0, 0.0)  # ConfigHeader, INV_DEPTH
+        assert int(decode_png(raw[12:]).astype(np.int64).sum()) in depth_sums
         bodies = json.loads(store.deserialize_cdr(got[keys["bodies"]][0][0], ros2.STRING.name).data)
         assert len(bodies) == 1 and "Head" in bodies[0]["joints"]
     finally:
         srv.stop()
+
+
+def test_a_bridge_puts_a_zeromq_server_on_ros2(store: Any) -> None:
+    from rgbdcast.zbridge import Bridge
+
+    ep = f"tcp/127.0.0.1:{_port()}"
+    reference = MockDevice("cam", color_size=(160, 90), streams=["depth"])
+    sums = {int(f.array.sum()) for i in range(30) for f in reference.render(i)}
+    got: list[bytes] = []
+    with (
+        ZenohLink(ZenohOptions(mode="router", listen=[ep])),
+        Server(address="127.0.0.1", announce=False, name="windows pc") as srv,
+    ):
+        srv.add_device(MockDevice("cam", color_size=(160, 90), streams=["depth"], prerender=30))
+        control = next(iter(srv.endpoints.values()))
+        with ZenohLink(ZenohOptions(mode="client", connect=[ep])) as link:
+            bridge = Bridge(link, [control], native=False, ros2_domain=0)
+            bridge.start()
+            try:
+                with ZenohLink(ZenohOptions(mode="client", connect=[ep])) as consumer:
+                    key = ros2.topic_key(0, "/cam/depth/image_raw", ros2.IMAGE)
+                    sub = consumer.session.declare_subscriber(
+                        key, lambda s: got.append(s.payload.to_bytes())
+                    )
+                    assert wait_for(lambda: len(got) >= 5, 15.0)
+                    sub.undeclare()
+            finally:
+                bridge.stop()
+    m = store.deserialize_cdr(got[-1], ros2.IMAGE.name)
+    assert m.encoding == "16UC1" and int(np.frombuffer(m.data.tobytes(), "<u2").sum()) in sums
+
+
+def test_compressed_depth_rvl_layout() -> None:
+    from rgbdcast import codecs
+
+    depth = np.random.default_rng(3).integers(0, 4000, (6, 10), dtype=np.uint16)
+    depth[2] = 0
+    fmt, data = ros2.compressed_depth(depth, "rvl")
+    assert fmt == "16UC1; compressedDepth rvl"
+    assert struct.unpack("<iffII", data[:20]) == (0, 0.0, 0.0, 10, 6)
+    assert np.array_equal(codecs.get("rvl").decode(data[20:], (6, 10), "<u2"), depth)
+    with pytest.raises(ProtocolError):
+        ros2.compressed_depth(depth, "jpeg")

@@ -193,6 +193,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--domain", type=int, default=None, metavar="N", help="ROS_DOMAIN_ID for --ros2 (default 0)"
     )
+    p.add_argument(
+        "--ros2-compressed-depth",
+        choices=["png", "rvl"],
+        default="png",
+        help="method of the /<device>/depth/image_raw/compressedDepth topic (default png)",
+    )
     from .zbridge import add_zenoh_options
 
     add_zenoh_options(p, "zenoh-")
@@ -380,6 +386,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         zenoh=_zenoh(args),
         zenoh_native=args.zenoh,
         ros2_domain=_ros2_domain(args),
+        ros2_compressed_depth=args.ros2_compressed_depth,
     )
     for dev in _sources(args):
         server.add_device(dev)

@@ -89,6 +89,7 @@ class Server:
         zenoh: ZenohOptions | None = None,
         zenoh_native: bool = True,
         ros2_domain: int | None = None,
+        ros2_compressed_depth: str = "png",
     ) -> None:
         self.address = address or default_bind()
         self.name = name or f"rgbdcast on {_hostname()}"
@@ -124,6 +125,7 @@ class Server:
         self._zenoh_options = zenoh
         self._zenoh_native = zenoh_native
         self._ros2_domain = ros2_domain
+        self._ros2_compressed_depth = ros2_compressed_depth
         if ros2_domain is not None and zenoh is None:
             raise UsageError("ROS 2 mode publishes over Zenoh: give zenoh options too")
         self.zenoh: ZenohPublishing | None = None
@@ -168,7 +170,12 @@ class Server:
                 if self._zenoh_native:
                     self.zenoh = ZenohPublishing(self._link, self.name)
                 if self._ros2_domain is not None:
-                    self.ros2 = Ros2Publishing(self._link, self._ros2_domain, self.name)
+                    self.ros2 = Ros2Publishing(
+                        self._link,
+                        self._ros2_domain,
+                        self.name,
+                        compressed_depth=self._ros2_compressed_depth,
+                    )
             for entry in self._entries.values():
                 self._open_or_recover(entry)
             if self._gateway_addr is not None:

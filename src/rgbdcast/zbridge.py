@@ -20,6 +20,7 @@ from typing import Any
 from .errors import RgbdcastError, UsageError
 from .frames import StreamKind
 from .net.addresses import make_endpoint, parse_endpoint
+from .net.ros2link import Ros2Publishing
 from .net.zenohlink import ZenohLink, ZenohOptions, ZenohPublishing
 
 __all__ = ["Bridge", "add_parsers", "add_zenoh_options", "zenoh_options"]
@@ -83,9 +84,18 @@ class Bridge:
     """Republish rgbdcast servers into Zenoh."""
 
     def __init__(
-        self, link: ZenohLink, endpoints: list[str], interfaces: list[str] | None = None
+        self,
+        link: ZenohLink,
+        endpoints: list[str],
+        interfaces: list[str] | None = None,
+        *,
+        native: bool = True,
+        ros2_domain: int | None = None,
     ) -> None:
         self.link = link
+        self._native = native
+        self._ros2_domain = ros2_domain
+        self._ros: dict[str, Ros2Publishing] = {}
         self._endpoints = [make_endpoint(*parse_endpoint(ep)) for ep in endpoints]
         self._interfaces = interfaces
         self._clients: dict[str, Any] = {}
@@ -144,17 +154,27 @@ class Bridge:
         pub = self._publishing.get(endpoint)
         if pub is None and client.server_name:
             pub = self._publishing[endpoint] = ZenohPublishing(self.link, client.server_name)
+            if self._ros2_domain is not None:
+                self._ros[endpoint] = Ros2Publishing(
+                    self.link, self._ros2_domain, client.server_name
+                )
         if pub is None:
             return
+        ros = self._ros.get(endpoint)
         devices = client.devices if client.is_connected else {}
         for dev_id in set(pub.devices) - set(devices):  # unplugged, or its server went away
             pub.remove_device(dev_id)
+            if ros is not None:
+                ros.remove_device(dev_id)
             for key in [k for k in self._subs[endpoint] if k[0] == dev_id]:
                 self._subs[endpoint].pop(key).close()
         for dev_id, record in devices.items():
             if dev_id not in pub.devices:
                 info = {"id": dev_id, "name": record.name, "streams": record.streams, **record.info}
-                pub.add_device(dev_id, list(record.streams), _const(info))
+                # a presence entry even when only ROS 2 is asked for: it tracks what is bridged
+                pub.add_device(dev_id, list(record.streams) if self._native else [], _const(info))
+                if ros is not None:
+                    ros.add_device(dev_id, [StreamKind(k) for k in record.streams])
             for stream in record.streams:
                 key = (dev_id, StreamKind(stream))
                 if key not in self._subs[endpoint]:
@@ -165,16 +185,24 @@ class Bridge:
     def _on_frame(self, client: Any, frame: Any = None, subscription: Any = None) -> None:
         """On the client's I/O thread: hand the frame on as received; never wait."""
         subscription.latest(timeout=0)  # keep its queue empty: the sender has the newest
-        pub = self._publishing.get(client.control_endpoint)
+        endpoint = client.control_endpoint
+        pub = self._publishing.get(endpoint)
         sender = pub.sender(frame.device_id, frame.kind.value) if pub is not None else None
         if sender is not None:
             sender.submit(None, frame.raw_header, frame.payload, frame.header.codec)
+        ros = self._ros.get(endpoint)
+        ros_sender = ros.sender(frame.device_id, frame.kind) if ros is not None else None
+        if ros_sender is not None:
+            ros_sender.submit(None, frame.raw_header, frame.payload)
 
     def _drop(self, endpoint: str) -> None:
         client = self._clients.pop(endpoint, None)
         pub = self._publishing.pop(endpoint, None)
         if pub is not None:
             pub.close()
+        ros = self._ros.pop(endpoint, None)
+        if ros is not None:
+            ros.close()
         self._subs.pop(endpoint, None)
         if client is not None:
             client.on_frame.disconnect(self._on_frame, sender=client)
@@ -189,7 +217,11 @@ def add_parsers(sub: Any) -> None:
         "Zenoh under rgbdcast/<server>/<device>/<stream>, already encoded.",
     )
     p.add_argument("endpoint", nargs="*", help="servers to bridge (default: discovered ones)")
-    p.add_argument("--zenoh", action="store_true", help="bridge into Zenoh (the only target)")
+    p.add_argument("--zenoh", action="store_true", help="bridge into Zenoh (rgbdcast keys)")
+    p.add_argument(
+        "--ros2", action="store_true", help="also (or only) appear as ROS 2 topics (rmw_zenoh)"
+    )
+    p.add_argument("--domain", type=int, default=0, metavar="N", help="ROS_DOMAIN_ID (default 0)")
     add_zenoh_options(p)
     p.add_argument("--interface", action="append", metavar="IP", help="discover on this address")
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
@@ -232,10 +264,20 @@ def _wait(duration: float | None) -> None:
 
 
 def cmd_bridge(args: argparse.Namespace) -> int:
-    if not args.zenoh:
-        raise UsageError("say where to bridge to: rgbdcast bridge --zenoh [ENDPOINT ...]")
+    if not (args.zenoh or args.ros2):
+        raise UsageError("say where to bridge to: rgbdcast bridge --zenoh|--ros2 [ENDPOINT ...]")
+    if not 0 <= args.domain <= 232:
+        raise UsageError(f"--domain must be 0..232 (a ROS_DOMAIN_ID), got {args.domain}")
+    if args.ros2 and not (args.connect or args.listen):
+        args.connect = ["tcp/127.0.0.1:7447"]  # where rmw_zenoh's router listens
     with ZenohLink(zenoh_options(args)) as link:
-        bridge = Bridge(link, list(args.endpoint), args.interface)
+        bridge = Bridge(
+            link,
+            list(args.endpoint),
+            args.interface,
+            native=args.zenoh,
+            ros2_domain=args.domain if args.ros2 else None,
+        )
         bridge.start()
         what = ", ".join(args.endpoint) or "servers found on the network"
         print(f"bridging {what} into Zenoh (Ctrl-C to stop)", flush=True)

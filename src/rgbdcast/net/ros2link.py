@@ -22,11 +22,14 @@ import re
 import threading
 from typing import Any
 
+import numpy as np
+
 from ..codecs.body import bodies_to_json
 from ..codecs.jpeg import JpegCodec
 from ..devices.base import require
 from ..frames import Frame, Intrinsics, StreamKind
 from ..protocol import ros2
+from ..protocol.envelope import parse_encoded
 from ..protocol.viewer import is_plain_jpeg
 from .slot import LatestSlot
 from .zenohlink import ZenohLink
@@ -109,11 +112,16 @@ class Ros2Sender:
             self.pubs["image"] = _RosPublisher(node, f"{base}/bodies", ros2.STRING)
         else:
             self.pubs["image"] = _RosPublisher(node, f"{base}/{kind.value}/image_raw", ros2.IMAGE)
+        self.compressed_depth = node.compressed_depth
+        if kind is StreamKind.depth:
+            self.pubs["compressed"] = _RosPublisher(
+                node, f"{base}/depth/image_raw/compressedDepth", ros2.COMPRESSED_IMAGE
+            )
         if kind is not StreamKind.body:
             self.pubs["info"] = _RosPublisher(
                 node, f"{base}/{kind.value}/camera_info", ros2.CAMERA_INFO
             )
-        self.slot: LatestSlot[tuple[Frame, Any]] = LatestSlot()
+        self.slot: LatestSlot[tuple[Frame | bytes, Any]] = LatestSlot()
         self.sent = self.errors = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(
@@ -125,9 +133,10 @@ class Ros2Sender:
         return any(p.matched() for p in self.pubs.values())
 
     def submit(self, frame: Frame | None, header: bytes, payload: Any) -> None:
-        """A publisher tap: keep the newest frame (and the stream's encoding of it)."""
-        if frame is not None:
-            self.slot.put((frame, payload))
+        """A publisher tap: keep the newest frame (and the stream's encoding of it). Without
+        *frame* (the bridge forwards frames as received) it is decoded on the sender's thread
+        from *header* and *payload*."""
+        self.slot.put((frame if frame is not None else header, payload))
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -141,33 +150,48 @@ class Ros2Sender:
                 self.errors += 1
                 log.debug("ROS 2 publish of %s failed: %s", self.kind.value, exc)
 
-    def _publish(self, frame: Frame, payload: Any) -> None:
+    def _publish(self, frame_or_header: Frame | bytes, payload: Any) -> None:
+        if isinstance(frame_or_header, Frame):
+            frame = frame_or_header
+        else:  # from the bridge: decode only what ROS cannot take as it is
+            enc = parse_encoded([frame_or_header, payload])
+            h = enc.header
+            if h.stream is StreamKind.color and is_plain_jpeg(enc.payload):
+                intr = Intrinsics.from_dict(h.intrinsics) if h.intrinsics else None
+                self._jpeg(h.host_time_ns, enc.payload, intr, h.shape[1], h.shape[0])
+                return
+            frame = enc.decode()
         stamp = frame.host_time_ns
         if frame.kind is StreamKind.body:
             text = json.dumps(_finite(bodies_to_json(frame.bodies)), separators=(",", ":"))
             self.pubs["image"].put(ros2.string(text), stamp)
             return
         arr = frame.array
+        h, w = arr.shape[:2]
         if frame.kind is StreamKind.color:
             jpeg = payload if is_plain_jpeg(payload) else _jpeg.encode(arr, {"quality": 85})
-            msg = ros2.compressed_image(stamp, self.frame_id, "jpeg", jpeg)
-        else:
-            enc = "16UC1" if frame.kind is StreamKind.depth else "mono16"
-            data = arr.astype("<u2", copy=False)
-            msg = ros2.image(
-                stamp,
-                self.frame_id,
-                arr.shape[0],
-                arr.shape[1],
-                enc,
-                arr.shape[1] * 2,
-                data.data if data.flags.c_contiguous else data.tobytes(),
-            )
-        self.pubs["image"].put(msg, stamp)
-        intr = frame.intrinsics or Intrinsics(
-            width=arr.shape[1], height=arr.shape[0], fx=1.0, fy=1.0, cx=0.0, cy=0.0
-        )
-        self.pubs["info"].put(ros2.camera_info(stamp, self.frame_id, intr), stamp)
+            self._jpeg(stamp, jpeg, frame.intrinsics, w, h)
+            return
+        depth = np.ascontiguousarray(arr, dtype="<u2")
+        if self.pubs["image"].matched():
+            enc_name = "16UC1" if frame.kind is StreamKind.depth else "mono16"
+            msg = ros2.image(stamp, self.frame_id, h, w, enc_name, w * 2, depth.data)
+            self.pubs["image"].put(msg, stamp)
+        packed = self.pubs.get("compressed")
+        if packed is not None and packed.matched():
+            fmt, data = ros2.compressed_depth(depth, self.compressed_depth)
+            packed.put(ros2.compressed_image(stamp, self.frame_id, fmt, data), stamp)
+        self._info(stamp, frame.intrinsics, w, h)
+
+    def _jpeg(self, stamp: int, jpeg: Any, intr: Intrinsics | None, w: int, h: int) -> None:
+        self.pubs["image"].put(ros2.compressed_image(stamp, self.frame_id, "jpeg", jpeg), stamp)
+        self._info(stamp, intr, w, h)
+
+    def _info(self, stamp: int, intr: Intrinsics | None, w: int, h: int) -> None:
+        info = self.pubs["info"]
+        if info.matched():
+            intr = intr or Intrinsics(width=w, height=h, fx=1.0, fy=1.0, cx=0.0, cy=0.0)
+            info.put(ros2.camera_info(stamp, self.frame_id, intr), stamp)
 
     def close(self) -> None:
         self._stop.set()
@@ -190,9 +214,19 @@ def _finite(value: Any) -> Any:
 class Ros2Publishing:
     """One ROS 2 node named *node* in *namespace* on domain *domain*, on *link*'s session."""
 
-    def __init__(self, link: ZenohLink, domain: int, node: str, namespace: str = "") -> None:
+    def __init__(
+        self,
+        link: ZenohLink,
+        domain: int,
+        node: str,
+        namespace: str = "",
+        compressed_depth: str = "png",
+    ) -> None:
         if not 0 <= domain <= 232:
             raise ValueError(f"ROS domain ids are 0..232, got {domain}")
+        if compressed_depth not in ("png", "rvl"):
+            raise ValueError("compressedDepth is png or rvl")
+        self.compressed_depth = compressed_depth
         self.link = link
         self.domain = domain
         self.node = ros_name(node)
@@ -216,6 +250,10 @@ class Ros2Publishing:
         with self._lock:
             self._devices[device] = senders
         return senders
+
+    def sender(self, device: str, kind: StreamKind) -> Ros2Sender | None:
+        with self._lock:
+            return self._devices.get(device, {}).get(kind)
 
     def remove_device(self, device: str) -> None:
         with self._lock:

@@ -32,6 +32,7 @@ __all__ = [
     "RosType",
     "attachment",
     "camera_info",
+    "compressed_depth",
     "compressed_image",
     "image",
     "liveliness_key",
@@ -203,3 +204,27 @@ def string(text: str) -> bytes:
     w = Writer()
     w.string(text)
     return w.getvalue()
+
+
+_CONFIG_HEADER = struct.Struct("<iff")  # compressionFormat (INV_DEPTH = 0), depthParam[2]
+
+
+def compressed_depth(depth: Any, method: str = "png") -> tuple[str, bytes]:
+    """ROS's ``compressedDepth`` transport for a 16-bit depth image: the ``format`` string and
+    the data (compressed_depth_image_transport's 12-byte ConfigHeader, then a 16-bit PNG, or
+    for ``rvl`` the width and height as two uint32 and the RVL stream)."""
+    import numpy as np
+
+    from ..codecs.png import encode_png
+
+    arr = np.ascontiguousarray(depth, dtype="<u2")
+    head = _CONFIG_HEADER.pack(0, 0.0, 0.0)
+    if method == "png":
+        return "16UC1; compressedDepth png", head + encode_png(arr)
+    if method == "rvl":
+        from ..codecs import get
+
+        h, w = arr.shape
+        body = bytes(memoryview(get("rvl").encode(arr, {})))
+        return "16UC1; compressedDepth rvl", head + struct.pack("<II", w, h) + body
+    raise ProtocolError(f"compressedDepth method must be png or rvl, not {method!r}")

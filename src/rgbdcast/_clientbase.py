@@ -7,9 +7,10 @@ decides something lives here and in :mod:`rgbdcast.protocol.session`.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from blinker import Signal
@@ -99,6 +100,57 @@ class SubscriptionBase:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.device_id}/{self.kind.value}>"
+
+
+class BlockingSubscription(SubscriptionBase):
+    """A subscription whose reader waits on a condition (threads, not asyncio): what the ZeroMQ
+    ``Subscription`` and the Zenoh subscription share."""
+
+    def __init__(
+        self, device_id: str, kind: StreamKind, queue_size: int, strict: bool, decode: bool = True
+    ) -> None:
+        super().__init__(device_id, kind, queue_size, strict, decode)
+        self._cond = threading.Condition()
+
+    def _what(self) -> str:
+        return f"{self.kind.value} frame"
+
+    def _push(self, item: Frame | EncodedFrame | ProtocolError) -> None:
+        with self._cond:
+            super()._push(item)
+            self._cond.notify_all()
+
+    def get(self, timeout: float | None = None) -> Any:
+        """The next frame (oldest in the small queue); ``TimeoutError`` after *timeout* s.
+
+        With ``strict=True`` a malformed frame from the network raises :class:`ProtocolError`.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            with self._cond:
+                if not self._cond.wait_for(lambda: self._queue or self.closed, left):
+                    raise TimeoutError(f"no {self._what()} within {timeout} s")
+                if not self._queue:
+                    raise UsageError("subscription is closed")
+                item = self._queue.popleft()
+            resolved = self._resolve(item)  # decodes here, on the caller's thread
+            if resolved is not None:
+                return resolved
+
+    def __iter__(self) -> Iterator[Any]:
+        while not self.closed:
+            try:
+                yield self.get(timeout=0.5)
+            except TimeoutError:
+                continue
+            except UsageError:
+                return
+
+    def _mark_closed(self) -> None:
+        with self._cond:
+            self.closed = True
+            self._cond.notify_all()
 
 
 class ClientBase:

@@ -27,7 +27,7 @@ from typing import Any, Generic, Literal, TypeVar, cast, overload
 
 import zmq
 
-from ._clientbase import ClientBase, SubscriptionBase
+from ._clientbase import BlockingSubscription, ClientBase
 from .errors import ProtocolError, ServerTimeout, UsageError
 from .frames import Frame, StreamKind
 from .net.sockets import open_control, open_subscriber
@@ -43,7 +43,7 @@ log = logging.getLogger("rgbdcast.client")
 MAX_PENDING = 64
 
 
-class Subscription(SubscriptionBase, Generic[T]):
+class Subscription(BlockingSubscription, Generic[T]):
     """Frames of one device stream. Iterate over it, or ask for :meth:`latest` / :meth:`get`.
 
     >>> # for frame in client.subscribe("mock0", "depth"): print(frame.array.mean())
@@ -60,30 +60,13 @@ class Subscription(SubscriptionBase, Generic[T]):
     ) -> None:
         super().__init__(device_id, kind, queue_size, strict, decode)
         self._client = client
-        self._cond = threading.Condition()
-
-    def _push(self, item: Frame | EncodedFrame | ProtocolError) -> None:
-        with self._cond:
-            super()._push(item)
-            self._cond.notify_all()
 
     def get(self, timeout: float | None = None) -> T:
         """The next frame (oldest in the small queue); ``TimeoutError`` after *timeout* s.
 
         With ``strict=True`` a malformed frame from the network raises :class:`ProtocolError`.
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            with self._cond:
-                if not self._cond.wait_for(lambda: self._queue or self.closed, left):
-                    raise TimeoutError(f"no {self.kind.value} frame within {timeout} s")
-                if not self._queue:
-                    raise UsageError("subscription is closed")
-                item = self._queue.popleft()
-            resolved = self._resolve(item)  # decodes here, on the caller's thread
-            if resolved is not None:
-                return cast(T, resolved)
+        return cast(T, super().get(timeout))
 
     def latest(self, timeout: float | None = None) -> T | None:
         """The newest frame received so far (waiting up to *timeout* s for a first one)."""
@@ -92,22 +75,11 @@ class Subscription(SubscriptionBase, Generic[T]):
         return cast("T | None", self._resolve_latest())
 
     def __iter__(self) -> Iterator[T]:
-        while not self.closed:
-            try:
-                yield self.get(timeout=0.5)
-            except TimeoutError:
-                continue
-            except UsageError:
-                return
+        return cast(Iterator[T], super().__iter__())
 
     def close(self) -> None:
         """Stop receiving this stream."""
         self._client.unsubscribe(self)
-
-    def _mark_closed(self) -> None:
-        with self._cond:
-            self.closed = True
-            self._cond.notify_all()
 
 
 @dataclass

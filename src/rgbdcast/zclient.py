@@ -16,30 +16,28 @@ from __future__ import annotations
 
 import contextlib
 import json
-import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from ._clientbase import SubscriptionBase
+from ._clientbase import BlockingSubscription
 from .devices.base import require
 from .errors import ProtocolError, UsageError
-from .frames import Frame, StreamKind
+from .frames import StreamKind
 from .net.zenohlink import ZenohLink, ZenohOptions
-from .protocol.envelope import EncodedFrame, parse_encoded
+from .protocol.envelope import parse_encoded
 from .protocol.session import StreamStats
 from .protocol.zkeys import PREFIX, meta_key, parse_stream_key
 
 __all__ = ["ZenohClient", "ZenohSubscription"]
 
 
-class ZenohSubscription(SubscriptionBase):
+class ZenohSubscription(BlockingSubscription):
     """Frames of every stream matching a key expression. Iterate, or :meth:`get`."""
 
     def __init__(self, keyexpr: str, queue_size: int, decode: bool) -> None:
         super().__init__("*", StreamKind.depth, queue_size, strict=False, decode=decode)
         self.keyexpr = keyexpr
-        self._cond = threading.Condition()
         self._subscriber: Any = None
         self.per_key: dict[str, StreamStats] = {}
         """Statistics per stream key (a wildcard subscription spans several streams)."""
@@ -64,38 +62,13 @@ class ZenohSubscription(SubscriptionBase):
         now = time.time_ns()
         stats.record(encoded.header, len(header) + len(payload), now)
         self.stats.record(encoded.header, len(header) + len(payload), now)
-        with self._cond:
-            self._push(encoded)
-            self._cond.notify_all()
+        self._push(encoded)
 
-    def get(self, timeout: float | None = None) -> Any:
-        """The next frame (decoded unless ``decode=False``); ``TimeoutError`` after *timeout*."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            with self._cond:
-                if not self._cond.wait_for(lambda: self._queue or self.closed, left):
-                    raise TimeoutError(f"no frame on {self.keyexpr} within {timeout} s")
-                if not self._queue:
-                    raise UsageError("subscription is closed")
-                item = self._queue.popleft()
-            resolved = self._resolve(item)
-            if resolved is not None:
-                return resolved
-
-    def __iter__(self) -> Iterator[Frame | EncodedFrame]:
-        while not self.closed:
-            try:
-                yield self.get(timeout=0.5)
-            except TimeoutError:
-                continue
-            except UsageError:
-                return
+    def _what(self) -> str:
+        return f"frame on {self.keyexpr}"
 
     def close(self) -> None:
-        with self._cond:
-            self.closed = True
-            self._cond.notify_all()
+        self._mark_closed()
         if self._subscriber is not None:
             with contextlib.suppress(Exception):  # the session may be closed already
                 self._subscriber.undeclare()

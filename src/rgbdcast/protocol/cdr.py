@@ -27,6 +27,7 @@ __all__ = [
     "encode_calibration",
     "encode_compressed_image",
     "encode_raw_image",
+    "write_pinhole",
 ]
 
 _HEADER = b"\x00\x01\x00\x00"  # CDR_LE, no options
@@ -199,11 +200,17 @@ def encode_calibration(t_ns: int, frame_id: str, intr: Intrinsics) -> bytes:
     w.u32(intr.width)
     w.u32(intr.height)
     w.string(intr.model)
+    write_pinhole(w, intr)
+    return w.getvalue()
+
+
+def write_pinhole(w: Writer, intr: Intrinsics) -> None:
+    """``D`` (a sequence), then ``K`` (3x3), ``R`` (identity) and ``P`` (3x4) of a pinhole camera,
+    in the order both ``CameraCalibration`` and ``sensor_msgs/CameraInfo`` hold them."""
     w.f64s(list(intr.distortion))
     w.f64s([intr.fx, 0.0, intr.cx, 0.0, intr.fy, intr.cy, 0.0, 0.0, 1.0], 9)
     w.f64s([1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0], 9)
     w.f64s([intr.fx, 0.0, intr.cx, 0.0, 0.0, intr.fy, intr.cy, 0.0, 0.0, 0.0, 1.0, 0.0], 12)
-    return w.getvalue()
 
 
 def decode_calibration(raw: Any) -> tuple[int, str, Intrinsics]:

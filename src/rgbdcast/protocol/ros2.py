@@ -21,7 +21,7 @@ from typing import Any
 
 from ..errors import ProtocolError
 from ..frames import Intrinsics
-from .cdr import Writer
+from .cdr import Writer, write_pinhole
 
 __all__ = [
     "ADMIN_SPACE",
@@ -189,10 +189,7 @@ def camera_info(stamp_ns: int, frame_id: str, intr: Intrinsics) -> bytes:
     w.u32(intr.height)
     w.u32(intr.width)
     w.string(intr.model)
-    w.f64s(list(intr.distortion))
-    w.f64s([intr.fx, 0.0, intr.cx, 0.0, intr.fy, intr.cy, 0.0, 0.0, 1.0], 9)
-    w.f64s([1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0], 9)
-    w.f64s([intr.fx, 0.0, intr.cx, 0.0, 0.0, intr.fy, intr.cy, 0.0, 0.0, 0.0, 1.0, 0.0], 12)
+    write_pinhole(w, intr)
     for _ in range(6):  # binning_x, binning_y, roi x_offset, y_offset, height, width
         w.u32(0)
     w.u8(0)  # roi.do_rectify

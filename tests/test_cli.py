@@ -27,6 +27,11 @@ SUBCOMMANDS = [
     "bench",
     "view",
     "devices",
+    "record",
+    "inspect",
+    "keygen",
+    "bridge",
+    "router",
 ]
 
 

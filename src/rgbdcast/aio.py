@@ -21,6 +21,7 @@ import zmq.asyncio
 from ._clientbase import ClientBase, SubscriptionBase
 from .errors import ProtocolError, ServerTimeout, UsageError
 from .frames import Frame, StreamKind
+from .net.security import ClientKeys
 from .net.sockets import open_control, open_subscriber
 from .protocol.control import MessageType, make_msg, parse_msg
 from .protocol.envelope import EncodedFrame
@@ -105,8 +106,10 @@ class AsyncClient(ClientBase):
         response_timeout: int = 1000,
         reconnect: bool = True,
         zmq_ctx: zmq.asyncio.Context | None = None,
+        curve: ClientKeys | None = None,
     ) -> None:
         super().__init__(control_endpoint, heartbeat_period, response_timeout, reconnect)
+        self.curve = curve
         self._ctx = zmq_ctx or zmq.asyncio.Context.instance()
         self._req: zmq.asyncio.Socket | None = None
         self._lock = asyncio.Lock()
@@ -224,7 +227,7 @@ class AsyncClient(ClientBase):
     def _open_req(self) -> None:
         if self._req is not None:
             self._req.close(0)
-        self._req = open_control(self._ctx, self.control_endpoint)
+        self._req = open_control(self._ctx, self.control_endpoint, self.curve)
 
     async def _request(self, mtype: MessageType, timeout: float | None) -> Any:
         async with self._lock:
@@ -268,7 +271,7 @@ class AsyncClient(ClientBase):
                 log.warning("bad heartbeat reply: %s", exc)
 
     def _attach(self, sub: AsyncSubscription[Any], endpoint: str) -> None:
-        sock = open_subscriber(self._ctx, endpoint)
+        sock = open_subscriber(self._ctx, endpoint, self.curve)
         sub.endpoint = endpoint
         sub._sock = sock
         sub._task = asyncio.get_running_loop().create_task(self._receive(sub, sock))

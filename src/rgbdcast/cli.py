@@ -44,6 +44,27 @@ def _endpoint_arg(p: argparse.ArgumentParser, optional: bool = True) -> None:
         default=DEFAULT_ENDPOINT,
         help=f"server control endpoint, tcp://HOST:PORT or HOST[:PORT] ({DEFAULT_ENDPOINT})",
     )
+    _secure_arg(p)
+
+
+def _secure_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--secure",
+        metavar="DIR",
+        default=None,
+        help="for a server started with --secure: DIR holds server.key and our "
+        "client.key_secret (rgbdcast keygen)",
+    )
+
+
+def client_keys(args: argparse.Namespace) -> Any:
+    """The client keys asked for with --secure DIR, or None."""
+    folder = getattr(args, "secure", None)
+    if not folder:
+        return None
+    from .net.security import ClientKeys
+
+    return ClientKeys.from_dir(folder)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -77,6 +98,19 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"control port (default {DEFAULT_CONTROL_PORT}; 0 picks a free one)",
     )
     p.add_argument("--no-announce", action="store_true", help="do not announce on Zeroconf")
+    p.add_argument(
+        "--secure",
+        metavar="DIR",
+        default=None,
+        help="require CurveZMQ on every endpoint: DIR/server.key_secret, and the client keys "
+        "allowed in DIR/authorized (rgbdcast keygen --out DIR); the web viewer then needs its "
+        "token and stays on 127.0.0.1 unless --web says where",
+    )
+    p.add_argument(
+        "--gateway-allow-insecure",
+        action="store_true",
+        help="let the plain-TCP gateway (which cannot authenticate) run on a --secure server",
+    )
     p.add_argument(
         "--interface",
         action="append",
@@ -332,6 +366,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-index", type=int, default=4, help="camera indices to probe (default 4)")
     p.set_defaults(func=cmd_devices)
 
+    p = sub.add_parser(
+        "keygen",
+        help="make CurveZMQ key pairs for serve --secure",
+        description="Write a server key pair and client key pairs (ZeroMQ certificate files) "
+        "into a new folder, with the clients' public keys in DIR/authorized. Give the server "
+        "DIR (serve --secure DIR); give each client DIR/server.key and its own .key_secret "
+        "(--secure DIR on the client side), over a channel you trust.",
+    )
+    p.add_argument("--out", required=True, metavar="DIR", help="folder to write the keys into")
+    p.add_argument(
+        "--client",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="client key pairs to make (default one named client; repeatable)",
+    )
+    p.set_defaults(func=cmd_keygen)
+
     from . import bench, demo, view, zbridge
     from .record import cli as record_cli
 
@@ -387,6 +439,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         zenoh_native=args.zenoh,
         ros2_domain=_ros2_domain(args),
         ros2_compressed_depth=args.ros2_compressed_depth,
+        secure=_server_keys(args),
+        gateway_insecure_ok=args.gateway_allow_insecure,
     )
     for dev in _sources(args):
         server.add_device(dev)
@@ -418,6 +472,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         ep = server.endpoints
         control = next(iter(ep.values()))
         print(f"rgbdcast {__version__}: serving {server.name!r} at {control}", flush=True)
+        if server.secure is not None:
+            print(
+                f"  secure (CurveZMQ): server key fingerprint {server.secure.fingerprint}; "
+                f"clients allowed by the keys in {server.secure.authorized}",
+                flush=True,
+            )
         for dev in server.devices:
             print(f"  device {dev.id}: {', '.join(k.value for k in dev.streams)}", flush=True)
         if server.gateway_endpoint:
@@ -451,6 +511,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
         server.stop()
         print(f"stopped in {time.monotonic() - t0:.2f} s", flush=True)
     return 0
+
+
+def _server_keys(args: argparse.Namespace) -> Any:
+    if not args.secure:
+        return None
+    from .net.security import ServerKeys
+
+    return ServerKeys.from_dir(args.secure)
 
 
 def _zenoh(args: argparse.Namespace) -> Any:
@@ -541,16 +609,16 @@ def _status_line(stats: dict[str, Any]) -> str:
     return f"[status] {'; '.join(parts) or 'no subscribers'}; {rss:.0f} MB resident"
 
 
-def _client(endpoint: str) -> Any:
+def _client(endpoint: str, curve: Any = None) -> Any:
     from .client import Client
 
-    client = Client(endpoint, reconnect=False)
+    client = Client(endpoint, reconnect=False, curve=curve)
     client.connect(timeout=3.0)
     return client
 
 
 def cmd_ping(args: argparse.Namespace) -> int:
-    with _client(args.endpoint) as client:
+    with _client(args.endpoint, client_keys(args)) as client:
         print(f"pinging {client.server_name!r} at {client.control_endpoint}")
         rtts = []
         for i in range(max(1, args.count)):
@@ -578,7 +646,7 @@ def _describe(me: dict[str, Any]) -> list[str]:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    with _client(args.endpoint) as client:
+    with _client(args.endpoint, client_keys(args)) as client:
         me = client.who(timeout=3.0)
     if args.json:
         import json
@@ -609,7 +677,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
         return _stats_zenoh(args)
     if args.connect:
         raise UsageError("--connect is for --zenoh KEYEXPR")
-    with _client(args.endpoint) as client:
+    with _client(args.endpoint, client_keys(args)) as client:
         subs = _subscribe_all(client, args.streams, args.device)
         end = time.monotonic() + args.duration
         print(f"{'stream':<22}{'fps':>7}{'p50 ms':>9}{'p99 ms':>9}{'dropped':>9}{'Mbit/s':>9}")
@@ -654,7 +722,7 @@ def _stats_zenoh(args: argparse.Namespace) -> int:
 def cmd_save(args: argparse.Namespace) -> int:
     from .save import save_frames
 
-    with _client(args.endpoint) as client:
+    with _client(args.endpoint, client_keys(args)) as client:
         subs = _subscribe_all(client, args.streams)
         written = save_frames(subs, args.out, args.frames, args.timeout, progress=print)
     print(f"saved {written} files under {args.out}")
@@ -687,6 +755,22 @@ def cmd_discover(args: argparse.Namespace) -> int:
         ServerBrowser.on_remove_server.connect(on_remove, sender=browser)
         time.sleep(args.timeout)
     print(f"{len(found)} server(s) found")
+    return 0
+
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    from .net.security import fingerprint, keygen
+
+    paths = keygen(args.out, tuple(args.client) or ("client",))
+    import zmq.auth
+
+    public, _ = zmq.auth.load_certificate(str(paths["server"]))
+    print(f"keys written to {args.out}/ (server fingerprint {fingerprint(public)}):")
+    for name, path in paths.items():
+        print(f"  {name:<10}{path}  (secret: keep it on that machine only)")
+    print(f"  authorized {args.out}/authorized/  (public keys the server accepts)")
+    print(f"serve with:    rgbdcast serve --secure {args.out}")
+    print(f"connect with:  rgbdcast info tcp://HOST:5606 --secure {args.out}")
     return 0
 
 

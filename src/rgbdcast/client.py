@@ -30,6 +30,7 @@ import zmq
 from ._clientbase import BlockingSubscription, ClientBase
 from .errors import ProtocolError, ServerTimeout, UsageError
 from .frames import Frame, StreamKind
+from .net.security import ClientKeys
 from .net.sockets import open_control, open_subscriber
 from .protocol.control import MessageType, make_msg, parse_msg
 from .protocol.envelope import EncodedFrame
@@ -117,8 +118,11 @@ class Client(ClientBase):
         heartbeat_period: int = 1000,
         response_timeout: int = 1000,
         reconnect: bool = True,
+        curve: ClientKeys | None = None,
     ) -> None:
         super().__init__(control_endpoint, heartbeat_period, response_timeout, reconnect)
+        self.curve = curve
+        """The server's public key and ours, for a server started with ``--secure``."""
         self._ctx = zmq_ctx or zmq.Context.instance()
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -361,7 +365,7 @@ class Client(ClientBase):
         if self._req is not None:
             self._poller.unregister(self._req)
             self._req.close(0)
-        req = open_control(self._ctx, self.control_endpoint)
+        req = open_control(self._ctx, self.control_endpoint, self.curve)
         self._poller.register(req, zmq.POLLIN)
         self._req = req
 
@@ -425,7 +429,7 @@ class Client(ClientBase):
             self._stop.set()
 
     def _attach(self, sub: Subscription[Any], endpoint: str) -> None:
-        sock = open_subscriber(self._ctx, endpoint)
+        sock = open_subscriber(self._ctx, endpoint, self.curve)
         sub.endpoint = endpoint
         self._sockets[sock] = sub
         self._poller.register(sock, zmq.POLLIN)

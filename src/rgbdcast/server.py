@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from .net.discovery import Announcer
 from .net.gateway import TcpGateway
 from .net.publisher import StreamPublisher
 from .net.ros2link import Ros2Publishing
+from .net.security import ServerKeys, ZapGuard
 from .net.web import WebViewer
 from .net.zenohlink import ZenohLink, ZenohOptions, ZenohPublishing
 from .protocol.control import PROTOCOL_VERSION, ControlResponder, EndpointType
@@ -90,6 +92,8 @@ class Server:
         zenoh_native: bool = True,
         ros2_domain: int | None = None,
         ros2_compressed_depth: str = "png",
+        secure: ServerKeys | None = None,
+        gateway_insecure_ok: bool = False,
     ) -> None:
         self.address = address or default_bind()
         self.name = name or f"rgbdcast on {_hostname()}"
@@ -115,10 +119,21 @@ class Server:
         self._stopping = threading.Event()
         self._host = advertise_host(self.address)
         self.endpoints: dict[EndpointType, str] = {}
+        self.secure = secure
+        """CurveZMQ keys: every ZeroMQ endpoint then requires an authorised client key."""
+        if secure is not None and tcp_gateway and not gateway_insecure_ok:
+            raise UsageError(
+                "the plain-TCP gateway cannot authenticate clients: it does not start on a "
+                "secure server unless explicitly allowed (--gateway-allow-insecure)"
+            )
+        self._guard: ZapGuard | None = None
         self._gateway_addr = _parse_hostport(tcp_gateway, self.address) if tcp_gateway else None
         self._gateway_options = dict(gateway_options or {})
         self.gateway: TcpGateway | None = None
-        self._web_addr = _parse_hostport(web, self.address) if web is not None else None
+        # a secure server's viewer stays on this machine unless told where (and needs a token)
+        web_host = "127.0.0.1" if secure is not None else self.address
+        self._web_addr = _parse_hostport(web, web_host) if web is not None else None
+        self._web_token = secrets.token_urlsafe(16) if secure is not None else None
         self._web_fallback = web_fallback
         self.web: WebViewer | None = None
         self._web_jpeg: set[tuple[str, StreamKind]] = set()
@@ -148,8 +163,12 @@ class Server:
                 return
             self._stopping.clear()
             self._ctx = self._given_ctx or zmq.Context()
+            if self.secure is not None:
+                self._guard = ZapGuard(self._ctx, self.secure)
             try:
-                control = ControlEndpoint(self._ctx, self.address, self.port, self._responder)
+                control = ControlEndpoint(
+                    self._ctx, self.address, self.port, self._responder, self.secure
+                )
             except zmq.ZMQError as exc:
                 self._close_ctx()
                 raise UsageError(
@@ -234,7 +253,7 @@ class Server:
         log.info("TCP gateway on %s:%d", host, gateway.port)
 
     def _start_web(self, host: str, port: int) -> None:
-        web = WebViewer(host, port, _ViewBackend(self))
+        web = WebViewer(host, port, _ViewBackend(self), token=self._web_token)
         try:
             web.start()
         except OSError as exc:
@@ -245,7 +264,7 @@ class Server:
                     " (choose another --web port, or --no-web)"
                 ) from exc
             log.warning("web port %d is busy (%s); using a free port", port, exc.strerror)
-            web = WebViewer(host, 0, _ViewBackend(self))
+            web = WebViewer(host, 0, _ViewBackend(self), token=self._web_token)
             web.start()
         self.web = web
         log.info("web viewer at %s", web.url)
@@ -289,6 +308,9 @@ class Server:
             return {e.device.id: dict(e.device.streams) for e in self._entries.values()}
 
     def _close_ctx(self) -> None:
+        guard, self._guard = self._guard, None
+        if guard is not None:
+            guard.stop()
         ctx, self._ctx = self._ctx, None
         if ctx is None or ctx is self._given_ctx:
             return
@@ -368,6 +390,7 @@ class Server:
                     self.address,
                     codec=self._codecs.get(kind),
                     codec_params=self._params.get(kind),
+                    secure=self.secure,
                 )
         except Exception:
             for pub in pubs.values():
@@ -542,6 +565,14 @@ class Server:
                 "errors": dict(self._responder.counters.errors),
             },
             "process": {"rss_bytes": proc.memory_info().rss, "threads": proc.num_threads()},
+            "security": (
+                {
+                    "accepted": self._guard.folder.accepted,
+                    "rejected": self._guard.folder.rejected,
+                }
+                if self._guard is not None
+                else None
+            ),
             "gateway": self.gateway.stats.to_dict() if self.gateway is not None else None,
             "web": self.web.stats.to_dict() if self.web is not None else None,
             "zenoh": self.zenoh.stats() if self.zenoh is not None else None,
@@ -549,7 +580,11 @@ class Server:
 
     def _txt(self) -> dict[str, str]:
         streams = ";".join(f"{d.id}={','.join(k.value for k in d.streams)}" for d in self.devices)
+        security = (
+            {"security": "curve", "fingerprint": self.secure.fingerprint} if self.secure else {}
+        )
         return {
+            **security,
             "proto": str(PROTOCOL_VERSION),
             "name": self.name[:200],
             "devices": str(len(self.devices)),

@@ -48,8 +48,15 @@ class RemoteBackend:
     mode = "view"
     name = "rgbdcast view"
 
-    def __init__(self, endpoints: list[str], discover: bool, interfaces: list[str] | None) -> None:
+    def __init__(
+        self,
+        endpoints: list[str],
+        discover: bool,
+        interfaces: list[str] | None,
+        curve: Any = None,
+    ) -> None:
         self.viewer: Any = None
+        self._curve = curve
         self._lock = threading.Lock()
         self._sources: dict[str, _Source] = {}
         for ep in endpoints:
@@ -172,7 +179,8 @@ class RemoteBackend:
                 return
             from .client import Client
 
-            client = Client(src.id, reconnect=True)  # once in, it rides out server restarts
+            # once in, it rides out server restarts
+            client = Client(src.id, reconnect=True, curve=self._curve)
             client.on_frame.connect(self._on_frame, sender=client, weak=False)
             try:
                 client.connect(timeout=2.0)
@@ -338,6 +346,7 @@ def add_parser(sub: Any) -> None:
         metavar="ENDPOINT",
         help="Zenoh router or peer for --zenoh, e.g. tcp/10.0.0.5:7447",
     )
+    p.add_argument("--secure", metavar="DIR", default=None, help="client keys for --secure servers")
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     p.set_defaults(func=cmd_view)
 
@@ -355,7 +364,9 @@ def cmd_view(args: argparse.Namespace) -> int:
             raise UsageError("give either server endpoints or --zenoh KEYEXPR, not both")
         backend = ZenohBackend(args.zenoh, args.connect)
     else:
-        backend = RemoteBackend(list(args.endpoint), discover, args.interface)
+        from .cli import client_keys
+
+        backend = RemoteBackend(list(args.endpoint), discover, args.interface, client_keys(args))
     viewer = WebViewer(host, port, backend)
     try:
         viewer.start()

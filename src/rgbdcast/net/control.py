@@ -9,6 +9,7 @@ from typing import Any
 import zmq
 
 from ..protocol.control import MAX_CONTROL_BYTES, ControlResponder
+from .security import ServerKeys, secure_server
 
 __all__ = ["ControlEndpoint"]
 
@@ -24,11 +25,17 @@ class ControlEndpoint:
     """
 
     def __init__(
-        self, ctx: zmq.Context[Any], bind_host: str, port: int, responder: ControlResponder
+        self,
+        ctx: zmq.Context[Any],
+        bind_host: str,
+        port: int,
+        responder: ControlResponder,
+        secure: ServerKeys | None = None,
     ) -> None:
         self._responder = responder
         self._stop = threading.Event()
         sock = ctx.socket(zmq.REP)
+        secure_server(sock, secure)
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.MAXMSGSIZE, 2 * MAX_CONTROL_BYTES)
         sock.setsockopt(zmq.RCVHWM, 100)

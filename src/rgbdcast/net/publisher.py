@@ -23,6 +23,7 @@ from .. import codecs
 from ..frames import Frame, StreamKind
 from ..protocol.envelope import build_header
 from .counters import Counters
+from .security import ServerKeys, secure_server
 from .slot import LatestSlot
 
 __all__ = ["PublisherStats", "StreamPublisher"]
@@ -59,6 +60,7 @@ class StreamPublisher:
         codec: str | None = None,
         codec_params: dict[str, Any] | None = None,
         port: int = 0,
+        secure: ServerKeys | None = None,
     ) -> None:
         self.device_id = device_id
         self.kind = kind
@@ -71,6 +73,7 @@ class StreamPublisher:
         self._stop = threading.Event()
         self._taps: tuple[tuple[Tap, Callable[[], bool]], ...] = ()
         sock = ctx.socket(zmq.XPUB)
+        secure_server(sock, secure)
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.SNDHWM, SEND_HWM)
         sock.setsockopt(zmq.RCVHWM, 64)

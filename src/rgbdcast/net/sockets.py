@@ -6,6 +6,8 @@ from typing import Any, TypeVar
 
 import zmq
 
+from .security import ClientKeys, secure_client
+
 __all__ = ["CONTROL_REPLY_MAX", "FRAME_MAX", "SUB_HWM", "open_control", "open_subscriber"]
 
 SUB_HWM = 2
@@ -18,18 +20,20 @@ FRAME_MAX = 512 * 1024 * 1024
 S = TypeVar("S", bound=zmq.Socket[Any])
 
 
-def open_control(ctx: zmq.Context[S], endpoint: str) -> S:
-    """A REQ socket to a control endpoint."""
+def open_control(ctx: zmq.Context[S], endpoint: str, curve: ClientKeys | None = None) -> S:
+    """A REQ socket to a control endpoint (a CURVE client if *curve* is given)."""
     sock = ctx.socket(zmq.REQ)
+    secure_client(sock, curve)
     sock.setsockopt(zmq.LINGER, 0)
     sock.setsockopt(zmq.MAXMSGSIZE, CONTROL_REPLY_MAX)
     sock.connect(endpoint)
     return sock
 
 
-def open_subscriber(ctx: zmq.Context[S], endpoint: str) -> S:
+def open_subscriber(ctx: zmq.Context[S], endpoint: str, curve: ClientKeys | None = None) -> S:
     """A SUB socket receiving every message of one data endpoint, newest first to survive."""
     sock = ctx.socket(zmq.SUB)
+    secure_client(sock, curve)
     sock.setsockopt(zmq.LINGER, 0)
     sock.setsockopt(zmq.RCVHWM, SUB_HWM)
     sock.setsockopt(zmq.MAXMSGSIZE, FRAME_MAX)

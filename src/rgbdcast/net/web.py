@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
 import threading
 import time
@@ -23,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, Protocol
+from urllib.parse import parse_qs
 
 from websockets.asyncio.server import Server as WsServer
 from websockets.asyncio.server import ServerConnection, serve
@@ -124,8 +126,11 @@ class WebViewer:
         *,
         max_viewers: int = 16,
         jpeg_quality: int = DEFAULT_JPEG_QUALITY,
+        token: str | None = None,
     ) -> None:
         self.host, self.port = host, port
+        self.token = token
+        """When set, every request must carry ``?token=<token>`` (secure servers)."""
         self.backend = backend
         self.max_viewers = max_viewers
         self.jpeg_quality = jpeg_quality
@@ -191,7 +196,8 @@ class WebViewer:
         from .addresses import advertise_host
 
         host = advertise_host(self.host)
-        return f"http://{f'[{host}]' if ':' in host else host}:{self.port}/"
+        query = f"?token={self.token}" if self.token else ""
+        return f"http://{f'[{host}]' if ':' in host else host}:{self.port}/{query}"
 
     @property
     def watching(self) -> bool:
@@ -282,7 +288,12 @@ class WebViewer:
         )
 
     async def _http(self, conn: ServerConnection, request: Request) -> Response | None:
-        path = request.path.split("?", 1)[0]
+        path, _, query = request.path.partition("?")
+        if self.token is not None:
+            given = parse_qs(query).get("token", [""])[0]
+            if not hmac.compare_digest(given.encode(), self.token.encode()):
+                self.stats.refused += 1
+                return _response(403, "Forbidden", b"this viewer needs its token\n", "text/plain")
         if path == "/ws":
             return None  # the WebSocket handshake goes on
         if path == "/api/devices":

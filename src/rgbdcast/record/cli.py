@@ -40,6 +40,9 @@ def add_parsers(sub: Any, streams_type: Any) -> None:
         "--compression", choices=["zstd", "lz4", "none"], default="zstd", help="chunk compression"
     )
     p.add_argument("--interface", action="append", metavar="IP", help="discover on this address")
+    p.add_argument(
+        "--secure", metavar="DIR", default=None, help="client keys for a --secure server"
+    )
     p.set_defaults(func=cmd_record)
 
     p = sub.add_parser(
@@ -88,7 +91,9 @@ def cmd_record(args: argparse.Namespace) -> int:
         except queue.Full:
             dropped[0] += 1
 
-    with Client(endpoint, reconnect=True) as client:
+    from ..cli import client_keys
+
+    with Client(endpoint, reconnect=True, curve=client_keys(args)) as client:
         me = client.who(timeout=3.0)
         wanted = set(args.streams or StreamKind)
         chosen = {

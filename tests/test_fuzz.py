@@ -162,3 +162,19 @@ def test_a_decoded_size_bound_stops_decompression_bombs() -> None:
     header["shape"] = [99999, 99999]
     with pytest.raises(ProtocolError):
         parse_encoded([b"RGBD\x01" + json.dumps(header).encode(), bytes(10)]).decode()
+
+
+def test_an_mcap_record_claiming_a_huge_size_is_damage_not_a_memory_error(tmp_path: Path) -> None:
+    """Found by fuzz/fuzz_parsers.py (atheris): an Attachment whose data length is near 2**64
+    made the MCAP reader try to allocate it."""
+    import base64
+
+    from rgbdcast.record import Recording
+
+    crash = base64.b64decode(
+        "/wkAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAP//AAAAAAAAAAAAAAAAAAAAAAAAAA=="
+    )
+    path = tmp_path / "crash.mcap"
+    path.write_bytes(b"\x89MCAP0\r\n" + crash[1:])
+    with pytest.raises(RecordingError, match="ends before any data"):
+        Recording(path).scan()

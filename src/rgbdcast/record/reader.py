@@ -10,15 +10,16 @@ those channels become :class:`~rgbdcast.frames.Frame` values again.
 from __future__ import annotations
 
 import json
+import os
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from mcap import records as rec
 from mcap.exceptions import McapError
-from mcap.stream_reader import StreamReader
+from mcap.stream_reader import StreamReader, breakup_chunk
 
 from ..errors import ProtocolError, RecordingError
 from ..frames import Frame, StreamKind
@@ -27,6 +28,21 @@ from .mcapfile import METADATA_NAME, message_frame
 __all__ = ["ChannelInfo", "Recording"]
 
 MAGIC = b"\x89MCAP0\r\n"
+MAX_RECORD_BYTES = 1 << 30
+MAX_CHUNK_BYTES = 256 << 20
+"""A chunk claiming more than this once decompressed is treated as damage (no bombs)."""
+
+
+class _Bounded:
+    """A file whose reads never ask for more than what is left in it: a record claiming a huge
+    length then reads short (and counts as cut) instead of allocating that much memory."""
+
+    def __init__(self, f: Any, size: int) -> None:
+        self._f, self._size = f, size
+
+    def read(self, n: int = -1) -> bytes:
+        left = max(0, self._size - self._f.tell())
+        return bytes(self._f.read(left if n is None or n < 0 else min(n, left)))
 
 
 @dataclass
@@ -78,9 +94,20 @@ class Recording:
     def _records(self) -> Iterator[Any]:
         self.truncated = False
         with open(self.path, "rb") as f:
-            reader = StreamReader(f, validate_crcs=True, record_size_limit=1 << 30)
+            size = os.fstat(f.fileno()).st_size
+            reader = StreamReader(
+                cast(Any, _Bounded(f, size)),
+                validate_crcs=True,
+                emit_chunks=True,
+                record_size_limit=MAX_RECORD_BYTES,
+            )
             try:
                 for record in reader.records:
+                    if isinstance(record, rec.Chunk):
+                        if record.uncompressed_size > MAX_CHUNK_BYTES:
+                            raise ValueError(f"chunk claims {record.uncompressed_size} bytes")
+                        yield from breakup_chunk(record, validate_crc=True)
+                        continue
                     if isinstance(record, rec.Footer):
                         self.closed_properly = True
                     yield record

@@ -132,12 +132,14 @@ def cmd_record(args: argparse.Namespace) -> int:
                     print(("\r" + line) if tty else line, end="" if tty else "\n", flush=True)
         finally:
             client.on_frame.disconnect(on_frame, sender=client)
-            while True:  # what already arrived is kept
+            while recorder.failed is None:  # what already arrived is kept
                 try:
                     recorder.write(pending.get_nowait())
                 except queue.Empty:
                     break
             recorder.close()
+            if recorder.failed is not None:
+                raise recorder.failed
             line = _progress(recorder, subs, dropped[0], time.monotonic() - started)
             print(("\n" if tty else "") + "done: " + line, flush=True)
     return 0

@@ -62,21 +62,26 @@ class McapRecorder:
         """Frames written per ``device/stream``."""
         self.first_ns = self.last_ns = 0
         self.closed = False
+        self.failed: RecordingError | None = None
+        """The write error that stopped this recording, if one did."""
         self._guard(lambda: self._writer.start(PROFILE, f"rgbdcast {__version__}"))
         if info is not None:
             meta = {"server": str(info.get("name", "")), "who": json.dumps(info)}
             self._guard(lambda: self._writer.add_metadata(METADATA_NAME, meta))
 
     def _guard(self, fn: Any) -> Any:
+        if self.failed is not None:
+            raise self.failed
         try:
             result = fn()
             self._file.flush()
             return result
         except OSError as exc:  # a full disk, a removed drive: stop with a clear reason
-            raise RecordingError(
+            self.failed = RecordingError(
                 f"writing {self.path} failed: {exc.strerror or exc}; the file is readable up to "
                 "its last complete chunk"
-            ) from exc
+            )
+            raise self.failed from exc
 
     @property
     def size(self) -> int:
@@ -128,9 +133,14 @@ class McapRecorder:
             return
         self.closed = True
         try:
-            self._guard(self._writer.finish)
+            if self.failed is None:  # after a write error, the summary cannot be written
+                self._guard(self._writer.finish)
         finally:
-            self._file.close()
+            try:
+                self._file.close()
+            except OSError:  # buffered bytes the full disk refuses: already reported
+                if self.failed is None:
+                    raise
 
     def __enter__(self) -> McapRecorder:
         return self

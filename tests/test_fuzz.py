@@ -174,7 +174,11 @@ def test_an_mcap_record_claiming_a_huge_size_is_damage_not_a_memory_error(tmp_pa
     crash = base64.b64decode(
         "/wkAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAP//AAAAAAAAAAAAAAAAAAAAAAAAAA=="
     )
-    path = tmp_path / "crash.mcap"
-    path.write_bytes(b"\x89MCAP0\r\n" + crash[1:])
-    with pytest.raises(RecordingError, match="ends before any data"):
-        Recording(path).scan()
+    chunk_crash = base64.b64decode(  # a record inside a chunk claiming ~2**64 bytes
+        "JwYnAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAASAAAAAAAAAAAAAAAAAAAAAAAAP////8A"
+    )
+    for i, data in enumerate((crash, chunk_crash)):
+        path = tmp_path / f"crash{i}.mcap"
+        path.write_bytes(b"\x89MCAP0\r\n" + data[1:])
+        with pytest.raises(RecordingError, match="ends before any data"):
+            Recording(path).scan()

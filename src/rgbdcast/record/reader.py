@@ -111,7 +111,15 @@ class Recording:
                     if isinstance(record, rec.Footer):
                         self.closed_properly = True
                     yield record
-            except (McapError, EOFError, struct.error, ValueError, OSError, RuntimeError):
+            except (
+                McapError,
+                EOFError,
+                struct.error,
+                ValueError,
+                OSError,
+                RuntimeError,
+                OverflowError,  # lengths beyond any index, inside a chunk
+            ):
                 # cut short (killed writer, full disk) or damaged from here on
                 self.truncated = True
             except Exception as exc:  # zstd/lz4 errors on a cut chunk, and the like

@@ -182,3 +182,15 @@ def test_an_mcap_record_claiming_a_huge_size_is_damage_not_a_memory_error(tmp_pa
         path.write_bytes(b"\x89MCAP0\r\n" + data[1:])
         with pytest.raises(RecordingError, match="ends before any data"):
             Recording(path).scan()
+
+
+def test_a_calibration_with_zero_sizes_is_a_protocol_error() -> None:
+    """Found by fuzz/fuzz_parsers.py (atheris): it escaped as UsageError."""
+    from rgbdcast.frames import Intrinsics
+
+    good = cdr.encode_calibration(1, "c", Intrinsics(width=4, height=4, fx=1, fy=1, cx=0, cy=0))
+    zero = bytearray(good)
+    at = good.index(b"c\x00") + 2 + 2  # past frame_id and its padding: width, height
+    zero[at : at + 8] = bytes(8)
+    with pytest.raises(ProtocolError, match="bad calibration"):
+        cdr.decode_calibration(bytes(zero))

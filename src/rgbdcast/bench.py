@@ -84,6 +84,14 @@ def add_parser(sub: Any) -> None:
         help="skip the plain-pyzmq subscribers measured beside ours (the ceiling)",
     )
     p.add_argument(
+        "--soak",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="instead of the suites: every stream to 8 subscribers (2 reconnecting) for "
+        "SECONDS, checking a CRC on every frame; memory and threads over time",
+    )
+    p.add_argument(
         "--write",
         metavar="FILE",
         nargs="?",
@@ -572,6 +580,15 @@ def cmd_codecs(args: argparse.Namespace) -> None:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    if args.soak is not None:
+        if args.soak < 10:
+            raise UsageError("--soak needs at least 10 seconds")
+        from .bench_soak import cmd_soak
+
+        cmd_soak(args)
+        if args.write:
+            print(f"written to {args.write}")
+        return 0
     if args.suite in ("all", "codecs"):
         cmd_codecs(args)
     if args.suite in ("all", "e2e"):

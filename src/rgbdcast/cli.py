@@ -107,6 +107,11 @@ def build_parser() -> argparse.ArgumentParser:
         "token and stays on 127.0.0.1 unless --web says where",
     )
     p.add_argument(
+        "--checksums",
+        action="store_true",
+        help="test mode: put the CRC-32 of every payload in its frame header",
+    )
+    p.add_argument(
         "--gateway-allow-insecure",
         action="store_true",
         help="let the plain-TCP gateway (which cannot authenticate) run on a --secure server",
@@ -440,6 +445,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         ros2_domain=_ros2_domain(args),
         ros2_compressed_depth=args.ros2_compressed_depth,
         secure=_server_keys(args),
+        checksums=args.checksums,
         gateway_insecure_ok=args.gateway_allow_insecure,
     )
     for dev in _sources(args):

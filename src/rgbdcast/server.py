@@ -94,6 +94,7 @@ class Server:
         ros2_compressed_depth: str = "png",
         secure: ServerKeys | None = None,
         gateway_insecure_ok: bool = False,
+        checksums: bool = False,
     ) -> None:
         self.address = address or default_bind()
         self.name = name or f"rgbdcast on {_hostname()}"
@@ -120,6 +121,8 @@ class Server:
         self._host = advertise_host(self.address)
         self.endpoints: dict[EndpointType, str] = {}
         self.secure = secure
+        self.checksums = checksums
+        """Test mode: every frame header carries the CRC-32 of its payload."""
         """CurveZMQ keys: every ZeroMQ endpoint then requires an authorised client key."""
         if secure is not None and tcp_gateway and not gateway_insecure_ok:
             raise UsageError(
@@ -391,6 +394,7 @@ class Server:
                     codec=self._codecs.get(kind),
                     codec_params=self._params.get(kind),
                     secure=self.secure,
+                    checksums=self.checksums,
                 )
         except Exception:
             for pub in pubs.values():

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -61,7 +62,9 @@ class StreamPublisher:
         codec_params: dict[str, Any] | None = None,
         port: int = 0,
         secure: ServerKeys | None = None,
+        checksums: bool = False,
     ) -> None:
+        self.checksums = checksums
         self.device_id = device_id
         self.kind = kind
         self.codec_name = codec or codecs.default_codec(kind)
@@ -165,7 +168,8 @@ class StreamPublisher:
         self._stats.encode_ns += time.perf_counter_ns() - t0
         size = memoryview(payload).nbytes
         shape = codecs.output_shape(self._codec, frame.shape)
-        header = build_header(frame, self.codec_name, size, time.time_ns(), shape)
+        crc = zlib.crc32(payload) if self.checksums else None
+        header = build_header(frame, self.codec_name, size, time.time_ns(), shape, crc)
         for tap, _ in self._taps:
             tap(frame, header, payload)
         try:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import struct
 from typing import Any
 
-from ..errors import ProtocolError
+from ..errors import ProtocolError, UsageError
 from ..frames import Intrinsics
 
 __all__ = [
@@ -221,14 +221,17 @@ def decode_calibration(raw: Any) -> tuple[int, str, Intrinsics]:
     k = r.f64s(9)
     r.f64s(9)
     r.f64s(12)
-    intr = Intrinsics(
-        width=width,
-        height=height,
-        fx=k[0],
-        fy=k[4],
-        cx=k[2],
-        cy=k[5],
-        distortion=tuple(d),
-        model=model,
-    )
+    try:
+        intr = Intrinsics(
+            width=width,
+            height=height,
+            fx=k[0],
+            fy=k[4],
+            cx=k[2],
+            cy=k[5],
+            distortion=tuple(d),
+            model=model,
+        )
+    except UsageError as exc:  # zero sizes, non-positive focal lengths
+        raise ProtocolError(f"bad calibration: {exc}") from None
     return t, frame_id, intr

@@ -53,11 +53,18 @@ class FrameHeader:
 
 
 def build_header(
-    frame: Frame, codec: str, size: int, send_time_ns: int, shape: tuple[int, ...] | None = None
+    frame: Frame,
+    codec: str,
+    size: int,
+    send_time_ns: int,
+    shape: tuple[int, ...] | None = None,
+    crc: int | None = None,
 ) -> bytes:
     """The header part for *frame* encoded with *codec* into *size* payload bytes.
 
     *shape* is what the payload decodes to, when the codec changes it (JPEG from BGRA is BGR).
+    *crc* (test mode, ``serve --checksums``) is the CRC-32 of the payload, for receivers to
+    check that what arrived is what was sent.
     """
     fields: dict[str, Any] = {
         "device": frame.device_id,
@@ -75,6 +82,8 @@ def build_header(
     }
     if frame.intrinsics is not None:
         fields["intrinsics"] = frame.intrinsics.to_dict()
+    if crc is not None:
+        fields["crc"] = crc
     return MAGIC + bytes([ENVELOPE_VERSION]) + json.dumps(fields, separators=(",", ":")).encode()
 
 

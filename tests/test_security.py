@@ -173,3 +173,14 @@ def test_keygen_serve_and_connect_from_the_command_line(tmp_path: Path) -> None:
     finally:
         serve.terminate()
         serve.communicate(timeout=30)
+
+
+def test_a_secure_server_does_not_leak_into_plain_zenoh(keys: Path) -> None:
+    from rgbdcast.net.zenohlink import ZenohOptions
+
+    server_keys = ServerKeys.from_dir(keys)
+    with pytest.raises(UsageError, match="Zenoh"):
+        Server(announce=False, secure=server_keys, zenoh=ZenohOptions())
+    Server(announce=False, secure=server_keys, zenoh=ZenohOptions(), zenoh_insecure_ok=True)
+    tls = ZenohOptions(tls={"root_ca_certificate": "ca.pem"})
+    Server(announce=False, secure=server_keys, zenoh=tls)

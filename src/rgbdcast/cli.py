@@ -107,6 +107,11 @@ def build_parser() -> argparse.ArgumentParser:
         "token and stays on 127.0.0.1 unless --web says where",
     )
     p.add_argument(
+        "--zenoh-allow-insecure",
+        action="store_true",
+        help="let a --secure server publish into Zenoh without Zenoh TLS settings",
+    )
+    p.add_argument(
         "--checksums",
         action="store_true",
         help="test mode: put the CRC-32 of every payload in its frame header",
@@ -446,6 +451,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         ros2_compressed_depth=args.ros2_compressed_depth,
         secure=_server_keys(args),
         checksums=args.checksums,
+        zenoh_insecure_ok=args.zenoh_allow_insecure,
         gateway_insecure_ok=args.gateway_allow_insecure,
     )
     for dev in _sources(args):

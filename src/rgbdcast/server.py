@@ -95,6 +95,7 @@ class Server:
         secure: ServerKeys | None = None,
         gateway_insecure_ok: bool = False,
         checksums: bool = False,
+        zenoh_insecure_ok: bool = False,
     ) -> None:
         self.address = address or default_bind()
         self.name = name or f"rgbdcast on {_hostname()}"
@@ -128,6 +129,11 @@ class Server:
             raise UsageError(
                 "the plain-TCP gateway cannot authenticate clients: it does not start on a "
                 "secure server unless explicitly allowed (--gateway-allow-insecure)"
+            )
+        if secure is not None and zenoh is not None and not zenoh.tls and not zenoh_insecure_ok:
+            raise UsageError(
+                "a secure server would publish into Zenoh without encryption: give Zenoh TLS "
+                "settings (--zenoh-tls, tls/ endpoints) or allow it (--zenoh-allow-insecure)"
             )
         self._guard: ZapGuard | None = None
         self._gateway_addr = _parse_hostport(tcp_gateway, self.address) if tcp_gateway else None

@@ -101,6 +101,18 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(func=cmd_bench)
 
 
+def stop_processes(procs: Sequence[subprocess.Popen[str]]) -> None:
+    """Terminate the processes of a run, then kill those that do not end within 10 s."""
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()
+    for p in procs:
+        try:
+            p.wait(10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
 def _free_port() -> int:
     import socket
 
@@ -253,14 +265,7 @@ def run_e2e(
                 raise UsageError("a bench subscriber ran in the wrong decode mode")
             results.append(result)
     finally:
-        for p in [*subs, server]:
-            if p.poll() is None:
-                p.terminate()
-        for p in [*subs, server]:
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_processes([*subs, server])
     cpu = (c1.user + c1.system - c0.user - c0.system) / (t1 - t0) * 100
     per_stream: dict[str, dict[str, Any]] = {}
     slow_fps = [st["fps"] for r in results if r.get("slow") for st in r["streams"].values()]

@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from .bench import stop_processes
+
 __all__ = ["PEER_RUNS", "run_peer"]
 
 _NETGEAR_RAW: dict[str, Any] = {"jpeg_compression": False}
@@ -285,14 +287,7 @@ def run_peer(
             raise RuntimeError(f"{transport} receiver failed: {err.strip()[-400:]}")
         return dict(json.loads(lines[-1]))
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.terminate()
-        for p in procs:
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_processes(procs)
 
 
 def main(argv: list[str]) -> int:

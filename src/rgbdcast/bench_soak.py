@@ -23,6 +23,8 @@ from typing import Any
 
 import psutil
 
+from .bench import stop_processes
+
 __all__ = ["cmd_soak", "sub_main"]
 
 SUBSCRIBERS = 8
@@ -133,14 +135,7 @@ def cmd_soak(args: argparse.Namespace) -> None:
         with Client(endpoint) as c:
             stats = c.server_stats(timeout=5)
     finally:
-        for p in [*subs, server]:
-            if p.poll() is None:
-                p.terminate()
-        for p in [*subs, server]:
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_processes([*subs, server])
     warm = [s for s in samples if s[0] >= min(60.0, seconds / 4)] or samples
     rss0, rss1 = warm[0][1], samples[-1][1]
     growth = (rss1 - rss0) / rss0 * 100

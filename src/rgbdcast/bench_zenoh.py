@@ -21,6 +21,8 @@ from typing import Any
 
 import psutil
 
+from .bench import stop_processes
+
 __all__ = ["cmd_zenoh", "sub_main"]
 
 
@@ -154,14 +156,7 @@ class _Run:
         return p
 
     def stop(self) -> None:
-        for p in self.procs:
-            if p.poll() is None:
-                p.terminate()
-        for p in self.procs:
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_processes(self.procs)
 
 
 def _free_ep() -> tuple[int, str]:

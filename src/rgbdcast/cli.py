@@ -339,19 +339,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, default=5.0, help="seconds to measure (default 5)")
     p.add_argument("--streams", type=_streams, default=None, help="streams to watch (default all)")
     p.add_argument("--device", action="append", help="device id to watch (default all)")
-    p.add_argument(
-        "--zenoh",
-        metavar="KEYEXPR",
-        default=None,
-        help="watch Zenoh instead, e.g. 'rgbdcast/**' or 'rgbdcast/lab/*/depth' (with --connect)",
-    )
-    p.add_argument(
-        "--connect",
-        action="append",
-        default=[],
-        metavar="ENDPOINT",
-        help="Zenoh router or peer for --zenoh, e.g. tcp/10.0.0.5:7447",
-    )
+    from .zbridge import add_zenoh_source
+
+    add_zenoh_source(p)
     p.set_defaults(func=cmd_stats)
 
     p = sub.add_parser(
@@ -538,9 +528,7 @@ def _zenoh(args: argparse.Namespace) -> Any:
         return None
     from .zbridge import zenoh_options
 
-    if args.ros2 and not (args.zenoh_connect or args.zenoh_listen):
-        args.zenoh_connect = ["tcp/127.0.0.1:7447"]  # where rmw_zenoh's router listens
-    return zenoh_options(args, "zenoh-")
+    return zenoh_options(args, "zenoh-", ros2=args.ros2)
 
 
 def _ros2_domain(args: argparse.Namespace) -> int | None:
@@ -548,10 +536,9 @@ def _ros2_domain(args: argparse.Namespace) -> int | None:
         if args.domain is not None:
             raise UsageError("--domain is for --ros2")
         return None
-    domain = 0 if args.domain is None else args.domain
-    if not 0 <= domain <= 232:
-        raise UsageError(f"--domain must be 0..232 (a ROS_DOMAIN_ID), got {domain}")
-    return domain
+    from .zbridge import check_domain
+
+    return check_domain(0 if args.domain is None else args.domain)
 
 
 def _sources(args: argparse.Namespace) -> list[Any]:

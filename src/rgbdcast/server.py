@@ -15,6 +15,7 @@ import secrets
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import psutil
@@ -412,7 +413,8 @@ class Server:
                 dev.id, [k.value for k in pubs], lambda: self._device_record(dev.id)
             )
             for kind, pub in pubs.items():
-                pub.add_tap(senders[kind.value].submit, senders[kind.value].matched)
+                sender = senders[kind.value]
+                pub.add_tap(partial(sender.submit, codec=pub.codec_name), sender.matched)
         ros = self.ros2
         if ros is not None:
             ros_senders = ros.add_device(dev.id, list(pubs))

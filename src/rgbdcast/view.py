@@ -333,19 +333,9 @@ def add_parser(sub: Any) -> None:
         help="do not look for servers on Zeroconf (default: look when no endpoint is given)",
     )
     p.add_argument("--interface", action="append", metavar="IP", help="discover on this address")
-    p.add_argument(
-        "--zenoh",
-        metavar="KEYEXPR",
-        default=None,
-        help="watch the streams matching a Zenoh key expression instead (with --connect)",
-    )
-    p.add_argument(
-        "--connect",
-        action="append",
-        default=[],
-        metavar="ENDPOINT",
-        help="Zenoh router or peer for --zenoh, e.g. tcp/10.0.0.5:7447",
-    )
+    from .zbridge import add_zenoh_source
+
+    add_zenoh_source(p)
     p.add_argument("--secure", metavar="DIR", default=None, help="client keys for --secure servers")
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     p.set_defaults(func=cmd_view)

@@ -61,10 +61,20 @@ def add_zenoh_options(p: argparse.ArgumentParser, prefix: str = "") -> None:
     )
 
 
+ROS2_ROUTER = "tcp/127.0.0.1:7447"
+"""Where rmw_zenoh's router (``ros2 run rmw_zenoh_cpp rmw_zenohd``) listens by default."""
+
+
 def zenoh_options(
-    args: argparse.Namespace, prefix: str = "", mode: str | None = None
+    args: argparse.Namespace, prefix: str = "", mode: str | None = None, ros2: bool = False
 ) -> ZenohOptions:
+    """The Zenoh options given with ``--[prefix]connect`` and the rest; for ROS 2 with no
+    endpoint given, connect to rmw_zenoh's router on this machine."""
     attr = prefix.replace("-", "_")
+    connect = tuple(getattr(args, f"{attr}connect"))
+    listen = tuple(getattr(args, f"{attr}listen"))
+    if ros2 and not (connect or listen):
+        connect = (ROS2_ROUTER,)
     tls = {}
     for item in getattr(args, f"{attr}tls"):
         name, sep, value = item.partition("=")
@@ -73,10 +83,34 @@ def zenoh_options(
         tls[name] = value
     return ZenohOptions(
         mode=mode or getattr(args, f"{attr}mode"),
-        connect=tuple(getattr(args, f"{attr}connect")),
-        listen=tuple(getattr(args, f"{attr}listen")),
+        connect=connect,
+        listen=listen,
         multicast=getattr(args, f"{attr}multicast"),
         tls=tls,
+    )
+
+
+def check_domain(domain: int) -> int:
+    if not 0 <= domain <= 232:
+        raise UsageError(f"--domain must be 0..232 (a ROS_DOMAIN_ID), got {domain}")
+    return domain
+
+
+def add_zenoh_source(p: argparse.ArgumentParser) -> None:
+    """``--zenoh KEYEXPR`` and ``--connect ENDPOINT``: watch Zenoh instead of a server."""
+    p.add_argument(
+        "--zenoh",
+        metavar="KEYEXPR",
+        default=None,
+        help="watch the streams matching a Zenoh key expression instead, e.g. 'rgbdcast/**' "
+        "or 'rgbdcast/lab/*/depth' (with --connect)",
+    )
+    p.add_argument(
+        "--connect",
+        action="append",
+        default=[],
+        metavar="ENDPOINT",
+        help="Zenoh router or peer for --zenoh, e.g. tcp/10.0.0.5:7447",
     )
 
 
@@ -189,7 +223,7 @@ class Bridge:
         pub = self._publishing.get(endpoint)
         sender = pub.sender(frame.device_id, frame.kind.value) if pub is not None else None
         if sender is not None:
-            sender.submit(None, frame.raw_header, frame.payload, frame.header.codec)
+            sender.submit(None, frame.raw_header, frame.payload, codec=frame.header.codec)
         ros = self._ros.get(endpoint)
         ros_sender = ros.sender(frame.device_id, frame.kind) if ros is not None else None
         if ros_sender is not None:
@@ -266,11 +300,8 @@ def _wait(duration: float | None) -> None:
 def cmd_bridge(args: argparse.Namespace) -> int:
     if not (args.zenoh or args.ros2):
         raise UsageError("say where to bridge to: rgbdcast bridge --zenoh|--ros2 [ENDPOINT ...]")
-    if not 0 <= args.domain <= 232:
-        raise UsageError(f"--domain must be 0..232 (a ROS_DOMAIN_ID), got {args.domain}")
-    if args.ros2 and not (args.connect or args.listen):
-        args.connect = ["tcp/127.0.0.1:7447"]  # where rmw_zenoh's router listens
-    with ZenohLink(zenoh_options(args)) as link:
+    check_domain(args.domain)
+    with ZenohLink(zenoh_options(args, ros2=args.ros2)) as link:
         bridge = Bridge(
             link,
             list(args.endpoint),

@@ -27,7 +27,7 @@ from .frames import StreamKind
 from .net.zenohlink import ZenohLink, ZenohOptions
 from .protocol.envelope import parse_encoded
 from .protocol.session import StreamStats
-from .protocol.zkeys import PREFIX, meta_key, parse_stream_key
+from .protocol.zkeys import PREFIX, meta_key
 
 __all__ = ["ZenohClient", "ZenohSubscription"]
 
@@ -140,8 +140,3 @@ class ZenohClient:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def split_key(key: str) -> tuple[str, str, str]:
-    """``(server, device, stream)`` chunks of a stream key."""
-    return parse_stream_key(key)

@@ -115,7 +115,8 @@ class StreamSender:
             express=True,  # one frame is one message: do not hold it back for batching
         )
         self.slot: LatestSlot[tuple[bytes, Any, str]] = LatestSlot()
-        self.stats = SenderStats()
+        self._stats = SenderStats()
+        self._encodings: dict[str, Any] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(
             target=self._run, name=f"rgbdcast-zenoh-{device}-{stream}", daemon=True
@@ -129,12 +130,16 @@ class StreamSender:
         except Exception:  # closed session
             return False
 
-    def submit(self, frame: Frame | None, header: bytes, payload: Any, codec: str = "") -> None:
-        """A publisher tap (any thread, never blocks): keep the newest encoded frame."""
-        if not codec:
-            codec = _codec_of(header)
-        self.stats.offered += 1
+    def submit(self, frame: Frame | None, header: bytes, payload: Any, *, codec: str) -> None:
+        """A publisher tap (any thread, never blocks): keep the newest encoded frame. *codec*
+        names the payload's codec (the sample's encoding)."""
         self.slot.put((header, payload, codec))
+
+    @property
+    def stats(self) -> SenderStats:
+        s = self._stats
+        s.offered, s.dropped_busy = self.slot.put_count, self.slot.dropped
+        return s
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -142,19 +147,21 @@ class StreamSender:
             if item is None:
                 continue
             header, payload, codec = item
+            encoding = self._encodings.get(codec)
+            if encoding is None:
+                encoding = self._encodings[codec] = self._zenoh.Encoding(f"{ENCODING};{codec}")
             try:
                 self._publisher.put(
                     bytes(payload) if not isinstance(payload, bytes) else payload,
                     attachment=header,
-                    encoding=self._zenoh.Encoding(f"{ENCODING};{codec}"),
+                    encoding=encoding,
                 )
             except Exception as exc:  # closing session, transport gone
-                self.stats.put_errors += 1
+                self._stats.put_errors += 1
                 log.debug("put on %s failed: %s", self.key, exc)
                 continue
-            self.stats.sent += 1
-            self.stats.bytes_sent += len(header) + memoryview(payload).nbytes
-        self.stats.dropped_busy = self.slot.dropped
+            self._stats.sent += 1
+            self._stats.bytes_sent += len(header) + memoryview(payload).nbytes
 
     def close(self) -> None:
         self._stop.set()
@@ -164,13 +171,6 @@ class StreamSender:
             self._publisher.undeclare()
         except Exception as exc:  # the session may be closed already
             log.debug("undeclaring %s: %s", self.key, exc)
-
-
-def _codec_of(header: bytes) -> str:
-    try:
-        return str(json.loads(header[5:]).get("codec", ""))
-    except ValueError:
-        return ""
 
 
 class DevicePresence:

@@ -489,6 +489,19 @@ def machine_description() -> str:
     )
 
 
+def section_head(heading: str) -> list[str]:
+    """The first lines of every BENCHMARKS.md section: the heading, the machine and date, and
+    the exact command that produced it."""
+    return [
+        heading,
+        "",
+        f"Measured {time.strftime('%Y-%m-%d')} on: {machine_description()}.",
+        "",
+        f"Command: `{_command_line()}`",
+        "",
+    ]
+
+
 def write_section(path: str | Path, key: str, body: str) -> None:
     """Replace (or append) the section marked ``<!-- bench:KEY -->`` in *path*."""
     file = Path(path)
@@ -565,12 +578,7 @@ def cmd_codecs(args: argparse.Namespace) -> None:
 
         body = "\n".join(
             [
-                "## Codecs",
-                "",
-                f"Measured {time.strftime('%Y-%m-%d')} on: {machine_description()}.",
-                "",
-                f"Command: `{_command_line()}`",
-                "",
+                *section_head("## Codecs"),
                 "Ratio is raw bytes over encoded bytes, summed over the set. Times are the median "
                 "of 20 runs per frame on one thread, scaled by pixel count to one 512x424 Kinect "
                 "v2 frame. 'offered' codecs can be chosen with `serve --depth-codec` / "
@@ -643,12 +651,7 @@ def cmd_gateway(args: argparse.Namespace) -> None:
         return
     body = "\n".join(
         [
-            "## Plain-TCP gateway next to the ZeroMQ path",
-            "",
-            f"Measured {time.strftime('%Y-%m-%d')} on: {machine_description()}.",
-            "",
-            f"Command: `{_command_line()}`",
-            "",
+            *section_head("## Plain-TCP gateway next to the ZeroMQ path"),
             "One server process (`serve --tcp-gateway`, mock frames pre-rendered, raw codecs) and "
             "one receiver process: either an rgbdcast `Client` subscription or a gateway client "
             "looping `GET mock0 <stream> raw` (request, then wait for the reply). Latency is "
@@ -700,12 +703,7 @@ def cmd_peers(args: argparse.Namespace) -> None:
         )
     body = "\n".join(
         [
-            "## Saturated: frames as fast as possible, next to the peers",
-            "",
-            f"Measured {time.strftime('%Y-%m-%d')} on: {machine_description()}.",
-            "",
-            f"Command: `{_command_line()}`",
-            "",
+            *section_head("## Saturated: frames as fast as possible, next to the peers"),
             "One sender and one receiver process per transport, the same mock frames for all. "
             "Peers send as fast as their API allows; rgbdcast serves the mock device at 4000 fps "
             "(more than it can carry, so its latest-frame slot drops the rest) with frames "
@@ -804,12 +802,10 @@ def _write_e2e(args: argparse.Namespace, runs: list[dict[str, Any]]) -> None:
         ]
     body = "\n".join(
         [
-            f"## {title}" + (f", {args.slow} slow subscriber(s) beside them" if args.slow else ""),
-            "",
-            f"Measured {time.strftime('%Y-%m-%d')} on: {machine_description()}.",
-            "",
-            f"Command: `{_command_line()}`",
-            "",
+            *section_head(
+                f"## {title}"
+                + (f", {args.slow} slow subscriber(s) beside them" if args.slow else "")
+            ),
             f"The server is its own process serving a mock device that pre-renders {PRERENDER} "
             "framesets and loops them (so server CPU is the cost of serving, not of drawing; "
             "its RSS includes that cache); each subscriber is another "

@@ -23,7 +23,7 @@ from typing import Any
 
 import psutil
 
-from .bench import stop_processes
+from .bench import section_head, stop_processes
 
 __all__ = ["cmd_soak", "sub_main"]
 
@@ -84,7 +84,7 @@ def sub_main(argv: Sequence[str]) -> int:
 
 
 def cmd_soak(args: argparse.Namespace) -> None:
-    from .bench import _command_line, _free_port, machine_description, write_section
+    from .bench import _free_port, write_section
 
     seconds = float(args.soak)
     port = _free_port()
@@ -160,12 +160,9 @@ def cmd_soak(args: argparse.Namespace) -> None:
     )
     body = "\n".join(
         [
-            f"## Soak: {seconds / 60:g} minutes, every stream to {SUBSCRIBERS} subscribers",
-            "",
-            f"Measured {time.strftime('%Y-%m-%d')} on: {machine_description()}.",
-            "",
-            f"Command: `{_command_line()}`",
-            "",
+            *section_head(
+                f"## Soak: {seconds / 60:g} minutes, every stream to {SUBSCRIBERS} subscribers"
+            ),
             "One `rgbdcast serve --checksums` process (all four mock streams at 30 fps, color "
             "1080p JPEG, pre-rendered) and 8 subscriber processes taking every stream without "
             f"decoding and checking each payload's CRC-32; {RECONNECTING} of them disconnect "

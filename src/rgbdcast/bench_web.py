@@ -64,7 +64,7 @@ def viewer_main(argv: Sequence[str]) -> int:
 
 
 def cmd_web(args: argparse.Namespace) -> None:
-    from .bench import _command_line, _free_port, machine_description, run_e2e, write_section
+    from .bench import _free_port, run_e2e, section_head, write_section
 
     rows = [
         "| viewers | stream | subscriber fps (mean / min) | subscriber p50 | subscriber p99 "
@@ -104,12 +104,7 @@ def cmd_web(args: argparse.Namespace) -> None:
         return
     body = "\n".join(
         [
-            "## Web viewers beside ZeroMQ subscribers",
-            "",
-            f"Measured {time.strftime('%Y-%m-%d')} on: {machine_description()}.",
-            "",
-            f"Command: `{_command_line()}`",
-            "",
+            *section_head("## Web viewers beside ZeroMQ subscribers"),
             "One server process (mock pre-rendered, color 1920x1080 JPEG, depth grad-zstd), two "
             "decoding `Client` subscriber processes, and 0, 1 or 4 viewer processes on the web "
             "viewer's WebSocket acking every frame at once (a fast page; a real browser acks "

@@ -21,7 +21,7 @@ from typing import Any
 
 import psutil
 
-from .bench import stop_processes
+from .bench import section_head, stop_processes
 
 __all__ = ["cmd_zenoh", "sub_main"]
 
@@ -231,7 +231,7 @@ def _router(run: _Run, listen: str, connect: str | None = None) -> subprocess.Po
 
 
 def cmd_zenoh(args: argparse.Namespace) -> None:
-    from .bench import _command_line, _free_port, machine_description, write_section
+    from .bench import _free_port, write_section
 
     try:
         import zenoh  # noqa: F401
@@ -370,12 +370,9 @@ def cmd_zenoh(args: argparse.Namespace) -> None:
         return
     body = "\n".join(
         [
-            "## Zenoh: fan-out, a stuck subscriber, routers in a chain, many cameras",
-            "",
-            f"Measured {time.strftime('%Y-%m-%d')} on: {machine_description()}.",
-            "",
-            f"Command: `{_command_line()}`",
-            "",
+            *section_head(
+                "## Zenoh: fan-out, a stuck subscriber, routers in a chain, many cameras"
+            ),
             "Processes: `rgbdcast router` (a Python session in router mode), one `rgbdcast "
             "serve --zenoh` (mock devices pre-rendered; depth grad-zstd, color JPEG), and "
             "subscriber processes each holding several sessions (Zenoh client sessions through "

@@ -237,6 +237,9 @@ class ZenohBackend:
         self._devices: dict[str, dict[str, Any]] = {}
         self._stats: dict[str, Any] = {}
         self._lock = threading.Lock()
+        self._presence_lock = threading.Lock()
+        self._present_cache: set[str] = set()
+        self._present_at = float("-inf")
         self._sub: Any = None
 
     def start(self, viewer: Any) -> None:
@@ -278,14 +281,24 @@ class ZenohBackend:
         if self.viewer is not None:
             self.viewer.submit_encoded(enc, device=dev_id)
 
+    def _present(self) -> set[str]:
+        """Devices whose liveliness token is up; asked of Zenoh at most once per refresh period,
+        however many browsers ask."""
+        with self._presence_lock:
+            now = time.monotonic()
+            if now - self._present_at >= SYNC_S:
+                present = set()
+                try:
+                    for key in self._client.devices(timeout=0.5):
+                        _, server, device = key.split("/", 2)
+                        present.add(f"{server}|{device}")
+                except Exception:  # no router reachable right now
+                    pass
+                self._present_cache, self._present_at = present, time.monotonic()
+            return self._present_cache
+
     def devices(self) -> list[dict[str, Any]]:
-        present = set()
-        try:
-            for key in self._client.devices(timeout=0.5):
-                _, server, device = key.split("/", 2)
-                present.add(f"{server}|{device}")
-        except Exception:  # no router reachable right now
-            pass
+        present = self._present()
         with self._lock:
             entries = [dict(e, streams=dict(e["streams"])) for e in self._devices.values()]
         for e in entries:

@@ -188,7 +188,8 @@ def _measure(
         if not lines:
             raise RuntimeError(f"bench subscriber failed: {err[-300:]}")
         sessions += json.loads(lines[-1])["sessions"]
-    cpu = {n: (c1[n].user + c1[n].system - c0[n].user - c0[n].system) / dt * 100 for n in ps}
+    used = {n: c1[n].user + c1[n].system - c0[n].user - c0[n].system for n in ps}
+    cpu = {n: max(0.0, t) / dt * 100 for n, t in used.items()}  # an idle process can read -0
     return {"sessions": sessions, "cpu": cpu}
 
 

@@ -1,10 +1,13 @@
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
+import simplejpeg
 
 from rgbdcast import CodecError, MockDevice, StreamKind, UsageError, codecs
 from rgbdcast.codecs.body import BODY_DTYPE, bodies_from_json, bodies_to_json
+from rgbdcast.codecs.jpegrst import join_bands, parse_layout, split_bands
 from rgbdcast.codecs.png import decode_png, encode_png
 
 IMAGE_CODECS = ["raw", "png"]
@@ -228,24 +231,82 @@ def test_jpeg_round_trips_bgr_and_bgra_to_bgr() -> None:
         codec.encode(color, {"quality": 0})
 
 
-@pytest.mark.parametrize("strips", [2, 3, 4])
-def test_jpeg_strips_decode_to_the_same_image(strips: int) -> None:
-    color = MockDevice("m", color_size=(640, 360)).render(5)[0].array
+def _whole(jpeg: bytes) -> np.ndarray:
+    """The JPEG decoded in one piece by libjpeg-turbo with the codec's own settings."""
+    return simplejpeg.decode_jpeg(jpeg, colorspace="BGR", fastdct=True, fastupsample=True)
+
+
+@pytest.mark.parametrize(
+    ("strips", "sub", "size"),
+    [(2, "420", (640, 360)), (3, "420", (640, 360)), (3, "422", (200, 90)), (4, "444", (99, 61))],
+)
+def test_jpeg_strips_are_one_standard_jpeg_with_the_same_pixels(
+    strips: int, sub: str, size: tuple[int, int]
+) -> None:
+    w, h = size
+    color = MockDevice("m", color_size=size).render(5)[0].array
     codec = codecs.get("jpeg")
-    single = codec.decode(codec.encode(color, {"quality": 90}), (360, 640, 3), "|u1")
-    payload = codec.encode(color, {"quality": 90, "strips": strips})
-    assert bytes(payload[:4]) == b"JPGS" and payload[5] == strips
-    banded = codec.decode(payload, (360, 640, 3), "|u1")
-    assert banded.shape == (360, 640, 3)
-    # the same picture: only band edges may differ slightly
-    assert np.mean(np.abs(banded.astype(int) - single.astype(int))) < 1.0
+    single = bytes(codec.encode(color, {"quality": 90, "subsampling": sub}))
+    payload = bytes(codec.encode(color, {"quality": 90, "subsampling": sub, "strips": strips}))
+    assert payload[:2] == b"\xff\xd8" and payload[-2:] == b"\xff\xd9"
+    assert parse_layout(payload).restart_interval > 0 and parse_layout(single).restart_interval == 0
+    bands = split_bands(payload, 16)
+    assert bands is not None and len(bands) == strips
+    # bands encoded apart are the restart intervals of the whole image: pixel for pixel the
+    # single-band encode, whether decoded whole, in parallel bands, or by OpenCV
+    banded = codec.decode(payload, (h, w, 3), "|u1")
+    assert np.array_equal(banded, _whole(payload))
+    assert np.array_equal(banded, _whole(single))
+    cv = cv2.imdecode(np.frombuffer(payload, np.uint8), cv2.IMREAD_COLOR)
+    cv_single = cv2.imdecode(np.frombuffer(single, np.uint8), cv2.IMREAD_COLOR)
+    assert np.array_equal(cv, cv_single)
     for bad in (
         payload[:-10],
-        payload[:5] + bytes([0]) + payload[6:],
+        payload.replace(b"\xff\xd0", b"\xff\xd3", 1),  # restart markers out of order
+        payload.replace(b"\xff\xd0", b"\x00\x00", 1),  # one missing
         payload + b"x",
-        b"JPGS\x01\x02" + b"\xff" * 8,
     ):
         with pytest.raises(CodecError):
-            codec.decode(bad, (360, 640, 3), "|u1")
+            codec.decode(bad, (h, w, 3), "|u1")
     with pytest.raises(CodecError):
-        codec.decode(payload, (361, 640, 3), "|u1")
+        codec.decode(payload, (h + 1, w, 3), "|u1")
+
+
+def test_jpeg_decodes_foreign_restart_intervals_in_bands_and_other_jpegs_whole() -> None:
+    color = MockDevice("m", color_size=(320, 240)).render(3)[0].array
+    codec = codecs.get("jpeg")
+    # OpenCV writes a restart marker every 40 MCUs = two MCU rows of a 320-wide 4:2:0 image
+    ok, rst = cv2.imencode(".jpg", color, [cv2.IMWRITE_JPEG_RST_INTERVAL, 40])
+    assert ok
+    bands = split_bands(rst.tobytes(), 16)
+    assert bands is not None and [top for top, _ in bands] == list(range(0, 240, 32))
+    assert np.array_equal(codec.decode(rst.tobytes(), (240, 320, 3), "|u1"), _whole(rst.tobytes()))
+    # an interval that is not whole rows, more bands than allowed, progressive: decoded whole
+    for params in (
+        [cv2.IMWRITE_JPEG_RST_INTERVAL, 7],
+        [cv2.IMWRITE_JPEG_RST_INTERVAL, 20],
+        [cv2.IMWRITE_JPEG_PROGRESSIVE, 1],
+    ):
+        ok, other = cv2.imencode(".jpg", color, params)
+        assert ok
+        assert split_bands(other.tobytes(), 8) is None
+        out = codec.decode(other.tobytes(), (240, 320, 3), "|u1")
+        assert np.array_equal(out, _whole(other.tobytes()))
+
+
+def test_jpeg_bands_must_match_to_be_joined() -> None:
+    color = MockDevice("m", color_size=(320, 96)).render(3)[0].array
+    top = simplejpeg.encode_jpeg(color[:48], quality=80, colorspace="BGR")
+    bottom = simplejpeg.encode_jpeg(color[48:], quality=80, colorspace="BGR")
+    joined = join_bands([top, bottom], 48)
+    assert np.array_equal(_whole(joined)[:48], _whole(top))
+    for bands, rows in (
+        ([top, simplejpeg.encode_jpeg(color[48:], quality=50, colorspace="BGR")], 48),
+        ([top, bottom], 40),  # not the bands' height
+        ([simplejpeg.encode_jpeg(color[:40], quality=80, colorspace="BGR"), bottom], 40),  # 48
+        ([top, simplejpeg.encode_jpeg(color[48:], 80, "BGR", "420")], 48),  # other sampling
+        ([b"not a jpeg", bottom], 48),
+        ([top[:-2], bottom], 48),
+    ):
+        with pytest.raises(CodecError):
+            join_bands(bands, rows)

@@ -80,6 +80,24 @@ def test_payloads_of_every_codec(codec: str, kind: StreamKind, payload: bytes, f
             parse_encoded([_header(kind, codec, len(data)), data]).decode()
 
 
+_WIDE = MockDevice("b", color_size=(64, 48), streams=["color"]).render(1)[0]
+_BANDED = bytes(codecs.get("jpeg").encode(_WIDE.data, {"strips": 3}))
+
+
+@settings(max_examples=300, deadline=None)
+@given(flips=st.lists(st.integers(min_value=0, max_value=10**6), max_size=3), cut=st.integers(0))
+def test_jpeg_in_restart_bands_damaged(flips: list[int], cut: int) -> None:
+    # a JPEG the parallel decoder cuts at its restart markers: damage anywhere, header included
+    assert _BANDED.count(b"\xff\xd0") == _BANDED.count(b"\xff\xd1") == 1
+    damaged = bytearray(_BANDED)
+    for f in flips:
+        damaged[f % len(damaged)] ^= 1 << (f % 8)
+    for data in (bytes(damaged), _BANDED[: cut % (len(_BANDED) + 1)]):
+        with contextlib.suppress(ProtocolError):
+            header = build_header(_WIDE, "jpeg", len(data), 0, (48, 64, 3))
+            parse_encoded([header, data]).decode()
+
+
 @FUZZ
 @given(st.lists(st.binary(max_size=60), max_size=8))
 def test_gateway_commands(chunks: list[bytes]) -> None:

@@ -19,7 +19,7 @@ import numpy as np
 
 from .bench import stop_processes
 
-__all__ = ["PEER_RUNS", "run_peer"]
+__all__ = ["PACED_RUNS", "PEER_RUNS", "run_peer"]
 
 _NETGEAR_RAW: dict[str, Any] = {"jpeg_compression": False}
 
@@ -63,7 +63,33 @@ def _stamp_of(frame: np.ndarray) -> int:
     )
 
 
-def _send(transport: str, payload: str, port: int, duration: float) -> None:
+# The same frames at a camera's pace: 1080p color as JPEG at 30 fps to one decoding receiver.
+# (label, transport, extra ``serve`` arguments for rgbdcast)
+PACED_RUNS: list[tuple[str, str, list[str]]] = [
+    ("rgbdcast (default: 2 strips)", "rgbdcast", []),
+    ("rgbdcast --color-strips 1", "rgbdcast", ["--color-strips", "1"]),
+    ("imagezmq REQ/REP + simplejpeg", "imagezmq-reqrep", []),
+    ("imagezmq PUB/SUB + simplejpeg", "imagezmq-pubsub", []),
+]
+
+
+def _pacer(fps: float) -> Any:
+    """Sleeps until the next frame period (no-op when *fps* is 0: as fast as possible)."""
+    period, start = (1.0 / fps if fps else 0.0), 0.0
+    count = 0
+
+    def wait() -> None:
+        nonlocal count, start
+        count += 1
+        if count == 1:
+            start = time.monotonic()
+        elif period:
+            time.sleep(max(0.0, start + count * period - time.monotonic()))
+
+    return wait
+
+
+def _send(transport: str, payload: str, port: int, duration: float, pace: float = 0.0) -> None:
     import simplejpeg
     import zmq
 
@@ -71,6 +97,7 @@ def _send(transport: str, payload: str, port: int, duration: float) -> None:
     end = time.monotonic() + duration
     ep = f"tcp://127.0.0.1:{port}"
     i = 0
+    wait = _pacer(pace)
     if transport == "pyzmq":
         sock: zmq.Socket[Any] = zmq.Context.instance().socket(zmq.PUB)
         sock.bind(ep)
@@ -78,6 +105,7 @@ def _send(transport: str, payload: str, port: int, duration: float) -> None:
         while time.monotonic() < end:
             sock.send(_stamp(frames[i % len(frames)]).data)
             i += 1
+            wait()
         sock.close(0)
     elif transport.startswith("imagezmq"):
         import imagezmq
@@ -89,12 +117,16 @@ def _send(transport: str, payload: str, port: int, duration: float) -> None:
         time.sleep(0.5)
         while time.monotonic() < end:
             frame = frames[i % len(frames)]
-            if payload == "jpeg":
-                jpg = simplejpeg.encode_jpeg(frame, quality=85, colorspace="BGR")
-                sender.send_jpg(str(time.time_ns()), jpg)
+            if payload == "jpeg":  # stamped before encoding, as rgbdcast's capture time is
+                sent = time.time_ns()
+                jpg = simplejpeg.encode_jpeg(
+                    frame, quality=85, colorspace="BGR", colorsubsampling="420"
+                )
+                sender.send_jpg(str(sent), jpg)
             else:
                 sender.send_image("f", _stamp(frame))
             i += 1
+            wait()
         sender.close()
     elif transport == "netgear":
         from vidgear.gears import NetGear
@@ -103,6 +135,7 @@ def _send(transport: str, payload: str, port: int, duration: float) -> None:
         while time.monotonic() < end:
             ng.send(_stamp(frames[i % len(frames)]))
             i += 1
+            wait()
         ng.close()
 
 
@@ -178,7 +211,7 @@ def _recv(
         while True:
             if payload == "jpeg":
                 msg, jpg = hub.recv_jpg()
-                simplejpeg.decode_jpeg(jpg, colorspace="BGR")
+                simplejpeg.decode_jpeg(jpg, colorspace="BGR", fastdct=True, fastupsample=True)
                 ok = note(int(msg))
             else:
                 _msg, arr = hub.recv_image()
@@ -212,9 +245,16 @@ def _recv(
 
 
 def run_peer(
-    transport: str, payload: str, duration: float = 5.0, warmup: float = 1.0, fps: int = 4000
+    transport: str,
+    payload: str,
+    duration: float = 5.0,
+    warmup: float = 1.0,
+    fps: int = 4000,
+    pace: float = 0.0,
+    serve_extra: list[str] | None = None,
 ) -> dict[str, Any]:
-    """One saturation run; returns received fps and latency percentiles."""
+    """One run; returns received fps and latency percentiles. Peers send as fast as they can,
+    or at *pace* frames/s; rgbdcast's mock runs at *pace* if given, else at *fps*."""
     from .bench import _free_port, serve_command
 
     port = _free_port()
@@ -233,10 +273,17 @@ def run_peer(
                 serve_command(
                     port,
                     kind,
-                    fps,
+                    pace or fps,
                     duration + warmup + 30,
                     prerender=10,
-                    extra=[f"--{kind}-codec", codec, "--color-quality", "85", *gateway_args],
+                    extra=[
+                        f"--{kind}-codec",
+                        codec,
+                        "--color-quality",
+                        "85",
+                        *gateway_args,
+                        *(serve_extra or []),
+                    ],
                 ),
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
@@ -275,6 +322,8 @@ def run_peer(
                         payload,
                         str(port),
                         str(duration + warmup + 5),
+                        "--pace",
+                        str(pace),
                     ],
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.PIPE,
@@ -298,9 +347,10 @@ def main(argv: list[str]) -> int:
     p.add_argument("port", type=int)
     p.add_argument("duration", type=float)
     p.add_argument("warmup", type=float, nargs="?", default=1.0)
+    p.add_argument("--pace", type=float, default=0.0, help="frames/s to send (0: flat out)")
     a = p.parse_args(argv)
     if a.role == "send":
-        _send(a.transport, a.payload, a.port, a.duration)
+        _send(a.transport, a.payload, a.port, a.duration, a.pace)
     else:
         print(json.dumps(_recv(a.transport, a.payload, a.port, a.duration, a.warmup)), flush=True)
     return 0

@@ -168,7 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=None,
         metavar="N",
-        help="encode color JPEG as N bands in parallel (lower latency; 1 = one standard JPEG)",
+        help="encode color JPEG as N bands in parallel, joined into one standard JPEG by "
+        "restart markers (lower latency; default 2 from a megapixel up on 2+ cores, else 1)",
     )
     p.add_argument(
         "--color-subsampling",

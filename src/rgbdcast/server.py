@@ -421,8 +421,7 @@ class Server:
             for kind, pub in pubs.items():
                 pub.add_tap(ros_senders[kind].submit, ros_senders[kind].matched)
         for kind, pub in pubs.items():
-            strips = int(self._params.get(kind, {}).get("strips", 1))
-            if kind is StreamKind.color and pub.codec_name == "jpeg" and strips == 1:
+            if kind is StreamKind.color and pub.codec_name == "jpeg":
                 pub.add_tap(self._web_tap, self._web_watching)
                 self._web_jpeg.add((dev.id, kind))
             pub.start()

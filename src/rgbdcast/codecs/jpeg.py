@@ -2,8 +2,8 @@
 
 ``params``: ``quality`` (1-100, default 85), ``subsampling`` (``420`` default, ``422``, ``444``),
 ``strips`` (default 2 for a megapixel or more on a multi-core machine, else 1: ``auto_strips``).
-The payload is always one standard JPEG. With N > 1 strips the image is
-cut into N bands of whole MCU rows, encoded in parallel threads (libjpeg-turbo releases the GIL)
+The payload is always one standard JPEG. With N > 1 strips the image is cut into N bands of
+whole MCU rows, encoded at once on several CPUs (libjpeg-turbo releases the GIL; ``workers``)
 and joined into one JPEG with a restart interval per band (``jpegrst``); any decoder reads it,
 and this one decodes such a JPEG's bands in parallel into one array, for lower latency on
 multi-core machines. Decodes to BGR. Every JPEG header is checked against the frame header first.
@@ -12,7 +12,6 @@ multi-core machines. Decodes to BGR. Every JPEG header is checked against the fr
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -22,21 +21,12 @@ from ..errors import CodecError
 from ..frames import FrameData, StreamKind
 from .base import MAX_DECODED_BYTES, Buffer, CodecInfo, register
 from .jpegrst import join_bands, split_bands
+from .workers import run_parts
 
 __all__ = ["JpegCodec", "auto_strips"]
 
 DEFAULT_QUALITY = 85
 MAX_STRIPS = 16
-_pool: ThreadPoolExecutor | None = None  # process-wide workers, made on first use
-
-
-def _workers() -> ThreadPoolExecutor:
-    global _pool
-    if _pool is None:
-        _pool = ThreadPoolExecutor(max(2, min(4, os.cpu_count() or 2)), "rgbdcast-pool-jpeg")
-    return _pool
-
-
 AUTO_STRIPS_PIXELS = 1_000_000
 
 
@@ -88,9 +78,7 @@ class JpegCodec:
         if strips == 1 or step >= data.shape[0]:
             return one(data)
         bands = [data[y : y + step] for y in range(0, data.shape[0], step)]
-        rest = [_workers().submit(one, band) for band in bands[1:]]
-        first = one(bands[0])  # this thread takes the first band
-        return join_bands([first, *(f.result() for f in rest)], step)
+        return join_bands(run_parts(one, bands), step)
 
     def decode(self, payload: Buffer, shape: tuple[int, ...], dtype: str) -> FrameData:
         data = bytes(payload)
@@ -105,18 +93,16 @@ class JpegCodec:
         bands = split_bands(data, MAX_STRIPS)
         out = np.empty((height, width, 3), np.uint8)
         if bands is None:
-            _decode_into(data, out)
+            _decode_into((data, out))
             return out
         rows = [top for top, _ in bands] + [height]
         jobs = [(j, out[rows[i] : rows[i + 1]]) for i, (_, j) in enumerate(bands)]
-        done = [_workers().submit(_decode_into, *job) for job in jobs[1:]]
-        _decode_into(*jobs[0])  # this thread takes the first band
-        for f in done:
-            f.result()
+        run_parts(_decode_into, jobs)
         return out
 
 
-def _decode_into(jpeg: bytes, out: np.ndarray) -> None:
+def _decode_into(job: tuple[bytes, np.ndarray]) -> None:
+    jpeg, out = job
     try:
         simplejpeg.decode_jpeg(jpeg, colorspace="BGR", fastdct=True, fastupsample=True, buffer=out)
     except ValueError as exc:

@@ -1,0 +1,127 @@
+"""Process-wide workers for codecs that split one frame into parts (JPEG bands).
+
+``run_parts(fn, parts)`` runs ``fn`` on every part and returns the results in order; the calling
+thread takes its share itself. The point is latency, so the parts must really run at once:
+
+- On Linux each worker is pinned to one CPU the process may use, and the parts go to the workers
+  of the CPUs *other* than the caller's. Unpinned, a worker woken by a thread that then keeps
+  its CPU busy is often queued on that same CPU (the scheduler's wake-affine placement, and on
+  virtual machines an idle vCPU that is not offered), so two 1080p JPEG bands took as long as
+  one frame at 30 fps here; pinned, half as long (BENCHMARKS.md). ``RGBDCAST_PIN_WORKERS=0``
+  turns pinning off.
+- Elsewhere (Windows, macOS) a plain thread pool does the same without pinning.
+
+Workers are daemon threads named ``rgbdcast-pool-*``, made on first use and kept for the
+process's life. Codec functions run here must release the GIL to gain anything.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import queue
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, TypeVar
+
+__all__ = ["MAX_WORKERS", "pinned", "run_parts"]
+
+T = TypeVar("T")
+R = TypeVar("R")
+MAX_WORKERS = 8
+
+_lock = threading.Lock()
+_state: _Pinned | ThreadPoolExecutor | None = None
+
+
+def _sched_getcpu() -> Callable[[], int] | None:
+    if not hasattr(os, "sched_setaffinity") or os.environ.get("RGBDCAST_PIN_WORKERS") == "0":
+        return None
+    try:
+        fn = ctypes.CDLL(None).sched_getcpu
+    except (OSError, AttributeError):
+        return None
+    fn.restype = ctypes.c_int
+    fn.argtypes = []
+    return fn if fn() >= 0 else None
+
+
+class _Worker:
+    def __init__(self, cpu: int) -> None:
+        self.cpu = cpu
+        self.jobs: queue.SimpleQueue[tuple[Future[Any], Callable[[Any], Any], Any]] = (
+            queue.SimpleQueue()
+        )
+        t = threading.Thread(target=self._run, name=f"rgbdcast-pool-cpu{cpu}", daemon=True)
+        t.start()
+
+    def _run(self) -> None:
+        with contextlib.suppress(OSError):  # a cpuset forbids it now: run unpinned
+            os.sched_setaffinity(0, {self.cpu})
+        while True:
+            fut, fn, arg = self.jobs.get()
+            try:
+                fut.set_result(fn(arg))
+            except BaseException as exc:
+                fut.set_exception(exc)
+
+    def submit(self, fn: Callable[[Any], Any], arg: Any) -> Future[Any]:
+        fut: Future[Any] = Future()
+        self.jobs.put((fut, fn, arg))
+        return fut
+
+
+class _Pinned:
+    def __init__(self, getcpu: Callable[[], int], cpus: list[int]) -> None:
+        self.getcpu = getcpu
+        self.cpus = cpus
+        self.workers = {cpu: _Worker(cpu) for cpu in cpus}
+
+    def run(self, fn: Callable[[T], R], parts: Sequence[T]) -> list[R]:
+        me = self.getcpu()
+        start = self.cpus.index(me) if me in self.workers else 0
+        mine: list[int] = []
+        futures: dict[int, Future[Any]] = {}
+        for i, part in enumerate(parts):
+            cpu = self.cpus[(start + i) % len(self.cpus)]
+            if cpu == me or (me not in self.workers and i == 0):
+                mine.append(i)
+            else:
+                futures[i] = self.workers[cpu].submit(fn, part)
+        done: dict[int, R] = {i: fn(parts[i]) for i in mine}
+        for i, fut in futures.items():
+            done[i] = fut.result()
+        return [done[i] for i in range(len(parts))]
+
+
+def _pool() -> _Pinned | ThreadPoolExecutor:
+    global _state
+    with _lock:
+        if _state is None:
+            getcpu = _sched_getcpu()
+            cpus = sorted(os.sched_getaffinity(0))[:MAX_WORKERS] if getcpu else []
+            if getcpu is not None and len(cpus) >= 2:
+                _state = _Pinned(getcpu, cpus)
+            else:
+                n = max(2, min(4, os.cpu_count() or 2))
+                _state = ThreadPoolExecutor(n, "rgbdcast-pool-codec")
+        return _state
+
+
+def pinned() -> bool:
+    """True when parts run on CPU-pinned workers (Linux, 2+ CPUs, not turned off)."""
+    return isinstance(_pool(), _Pinned)
+
+
+def run_parts(fn: Callable[[T], R], parts: Sequence[T]) -> list[R]:
+    """``[fn(p) for p in parts]``, at once on several CPUs; exceptions propagate."""
+    if len(parts) <= 1:
+        return [fn(p) for p in parts]
+    pool = _pool()
+    if isinstance(pool, _Pinned):
+        return pool.run(fn, parts)
+    rest = [pool.submit(fn, p) for p in parts[1:]]
+    first = fn(parts[0])
+    return [first, *(f.result() for f in rest)]

@@ -1,0 +1,72 @@
+"""The codec workers: parts run at once, results in order, errors propagate, CPUs pinned on
+Linux (where the scheduler would otherwise queue a woken worker behind its waker)."""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable
+
+import pytest
+
+from rgbdcast.codecs import workers
+
+
+def test_parts_come_back_in_order_and_the_caller_takes_a_share() -> None:
+    seen: list[str] = []
+
+    def work(i: int) -> int:
+        seen.append(threading.current_thread().name)
+        return i * i
+
+    assert workers.run_parts(work, list(range(9))) == [i * i for i in range(9)]
+    assert threading.current_thread().name in seen  # the caller worked too
+    assert any(n.startswith("rgbdcast-pool-") for n in seen)
+    assert workers.run_parts(work, []) == [] and workers.run_parts(work, [3]) == [9]
+
+
+def test_parts_run_at_the_same_time() -> None:
+    if (os.cpu_count() or 1) < 2:
+        pytest.skip("needs two CPUs")
+    barrier = threading.Barrier(2, timeout=5)
+
+    def meet(_: int) -> bool:
+        barrier.wait()  # raises BrokenBarrierError unless both parts run at once
+        return True
+
+    assert workers.run_parts(meet, [0, 1]) == [True, True]
+
+
+def test_an_error_in_any_part_reaches_the_caller() -> None:
+    def fail_on(bad: int) -> Callable[[int], int]:
+        def work(i: int) -> int:
+            if i == bad:
+                raise ValueError(f"part {i}")
+            return i
+
+        return work
+
+    for bad in (0, 1):
+        with pytest.raises(ValueError, match=f"part {bad}"):
+            workers.run_parts(fail_on(bad), [0, 1])
+    assert workers.run_parts(lambda i: i, [0, 1]) == [0, 1]  # the workers survive
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="CPU pinning is Linux-only")
+def test_on_linux_each_worker_is_pinned_to_its_own_cpu() -> None:
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("needs two CPUs")
+    assert workers.pinned()
+    before = os.sched_getaffinity(0)
+
+    def where(_: int) -> tuple[str, set[int]]:
+        time.sleep(0.01)
+        return threading.current_thread().name, os.sched_getaffinity(0)
+
+    got = workers.run_parts(where, [0, 1, 2, 3])
+    pinned = {name: cpus for name, cpus in got if name.startswith("rgbdcast-pool-cpu")}
+    assert pinned and all(len(cpus) == 1 for cpus in pinned.values())
+    assert all(name == f"rgbdcast-pool-cpu{min(cpus)}" for name, cpus in pinned.items())
+    assert os.sched_getaffinity(0) == before  # the calling thread is not pinned

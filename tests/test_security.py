@@ -7,6 +7,7 @@ import json
 import shutil
 import subprocess
 import sys
+import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -88,6 +89,21 @@ def test_unauthorised_clients_get_nothing_from_any_endpoint(
         sock.close(0)
     if who == "wrong key":
         assert wait_for(lambda: secure_server.stats()["security"]["rejected"] >= 2, 5.0)
+
+
+def test_a_refused_client_stops_its_thread_every_time(
+    secure_server: Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A keyless REQ socket never completes its handshake; a blocking send of the next
+    # heartbeat used to hang the I/O thread for good (about one connect in six here).
+    for _ in range(6):
+        client = Client(_control(secure_server), reconnect=False, response_timeout=300)
+        with pytest.raises(ServerTimeout):
+            client.connect(timeout=0.5)
+        assert wait_for(
+            lambda: not any(t.name == "rgbdcast-client" for t in threading.enumerate()), 2.5
+        )
+    assert "client not connected" not in caplog.text
 
 
 def test_the_authorised_folder_can_change_while_serving(secure_server: Server, keys: Path) -> None:

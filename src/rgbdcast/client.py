@@ -42,6 +42,7 @@ __all__ = ["Client", "Subscription"]
 log = logging.getLogger("rgbdcast.client")
 
 MAX_PENDING = 64
+SEND_RETRY_MS = 20  # how often a request waiting for a connection to the server is retried
 
 
 class Subscription(BlockingSubscription, Generic[T]):
@@ -140,6 +141,7 @@ class Client(ClientBase):
             log.warning("client already connected")
             return
         self._stop.clear()
+        self._close_wake()  # left by an I/O thread that ended by itself
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._thread = threading.Thread(target=self._run, name="rgbdcast-client", daemon=True)
@@ -153,17 +155,22 @@ class Client(ClientBase):
     def disconnect(self) -> None:
         """Close every socket of this client and stop its I/O thread."""
         thread, self._thread = self._thread, None
-        if thread is None:
+        if thread is None and self._wake_r is None:
             log.warning("client not connected")
             return
         self._stop.set()
-        self._wake()
+        if thread is not None:  # None: it ended by itself (server gone, no reconnect)
+            self._wake()
         if thread is not threading.current_thread():
-            thread.join(2.0)
-            for s in (self._wake_r, self._wake_w):
-                if s is not None:
-                    s.close()
-            self._wake_r = self._wake_w = None
+            if thread is not None:
+                thread.join(2.0)
+            self._close_wake()
+
+    def _close_wake(self) -> None:
+        for s in (self._wake_r, self._wake_w):
+            if s is not None:
+                s.close()
+        self._wake_r = self._wake_w = None
 
     close = disconnect
 
@@ -322,11 +329,13 @@ class Client(ClientBase):
                         self._inflight and self._inflight.heartbeat
                     ):
                         self._enqueue(_Request(MessageType.who, Future(), heartbeat=True))
-                self._send_next()
+                unsent = self._send_next()
                 deadline = next_beat
                 if self._inflight is not None:
                     deadline = min(deadline, self._inflight.sent_at + self.response_timeout / 1000)
                 wait_ms = max(0, int((deadline - time.monotonic()) * 1000) + 1)
+                if unsent:
+                    wait_ms = min(wait_ms, SEND_RETRY_MS)
                 events = dict(self._poller.poll(wait_ms))
                 if self._wake_r.fileno() in events:
                     self._drain_commands()
@@ -375,13 +384,25 @@ class Client(ClientBase):
             return
         self._pending.append(request)
 
-    def _send_next(self) -> None:
+    def _send_next(self) -> bool:
+        """Send the next request if none is in flight; True if one waits for the socket (REQ
+        has no connection to the server right now: sending would block this thread)."""
         if self._inflight is not None or not self._pending or self._req is None:
-            return
-        request = self._pending.popleft()
-        request.sent_at = time.monotonic()
-        self._req.send_multipart(make_msg(request.mtype))
-        self._inflight = request
+            return False
+        request = self._pending[0]
+        now = time.monotonic()
+        if not request.sent_at:
+            request.sent_at = now  # the reply timeout counts from the first attempt
+        try:
+            self._req.send_multipart(make_msg(request.mtype), zmq.NOBLOCK)
+        except zmq.Again:
+            if now - request.sent_at < self.response_timeout / 1000:
+                return True
+            self._inflight = self._pending.popleft()
+            self._on_timeout()
+            return False
+        self._inflight = self._pending.popleft()
+        return False
 
     def _on_reply(self, frames: list[bytes]) -> None:
         request, self._inflight = self._inflight, None

@@ -19,6 +19,7 @@ def test_parts_come_back_in_order_and_the_caller_takes_a_share() -> None:
 
     def work(i: int) -> int:
         seen.append(threading.current_thread().name)
+        time.sleep(0.05)  # long enough for the workers to take theirs
         return i * i
 
     assert workers.run_parts(work, list(range(9))) == [i * i for i in range(9)]
@@ -70,3 +71,26 @@ def test_on_linux_each_worker_is_pinned_to_its_own_cpu() -> None:
     assert pinned and all(len(cpus) == 1 for cpus in pinned.values())
     assert all(name == f"rgbdcast-pool-cpu{min(cpus)}" for name, cpus in pinned.items())
     assert os.sched_getaffinity(0) == before  # the calling thread is not pinned
+
+
+def test_the_caller_takes_back_a_part_no_worker_has_started() -> None:
+    # occupy every worker, then run two parts: the caller must not wait for a busy worker
+    release = threading.Event()
+    started = threading.Semaphore(0)
+
+    def block(_: int) -> None:
+        started.release()
+        release.wait(10)
+
+    holder = threading.Thread(target=workers.run_parts, args=(block, list(range(16))))
+    holder.start()
+    try:
+        assert started.acquire(timeout=5)
+        t0 = time.monotonic()
+        names = workers.run_parts(lambda _: threading.current_thread().name, [0, 1])
+        assert time.monotonic() - t0 < 2.0
+        assert threading.current_thread().name in names
+    finally:
+        release.set()
+        holder.join(10)
+    assert workers.run_parts(lambda i: i + 1, [1, 2, 3]) == [2, 3, 4]

@@ -14,6 +14,7 @@ import json
 import os
 import platform
 import re
+import statistics
 import subprocess
 import sys
 import time
@@ -77,6 +78,12 @@ def add_parser(sub: Any) -> None:
         default=0,
         metavar="N",
         help="N of the subscribers read only one frame a second",
+    )
+    p.add_argument(
+        "--slow-compare",
+        action="store_true",
+        help="with --slow: alternate each run with one without the slow subscribers (the "
+        "others alone), and write the two side by side",
     )
     p.add_argument(
         "--no-peer",
@@ -730,6 +737,7 @@ def _paced_peers(args: argparse.Namespace) -> None:
         "| transport | run | fps received | latency p50 | latency p99 |",
         "|---|---:|---:|---:|---:|",
     ]
+    got: dict[str, list[dict[str, Any]]] = {label: [] for label, _, _ in PACED_RUNS}
     for run in range(1, args.repeat + 1):
         for label, transport, extra in PACED_RUNS:
             print(f"color JPEG at 30 fps, run {run}: {label} ...", flush=True)
@@ -743,6 +751,15 @@ def _paced_peers(args: argparse.Namespace) -> None:
             rows.append(
                 f"| {label} | {run} | {r['fps']:.1f} | {r['p50']:.2f} ms | {r['p99']:.2f} ms |"
             )
+            got[label].append(r)
+    summary = [
+        "| transport | median fps | median of p50 | median of p99 |",
+        "|---|---:|---:|---:|",
+    ]
+    for label, rs in got.items():
+        fps, p50, p99 = (statistics.median(r[k] for r in rs) for k in ("fps", "p50", "p99"))
+        summary.append(f"| {label} | {fps:.1f} | {p50:.2f} ms | {p99:.2f} ms |")
+        print(f"  median over {len(rs)} runs: {label}: p50 {p50:.2f} ms, p99 {p99:.2f} ms")
     if not args.write:
         return
     body = "\n".join(
@@ -755,6 +772,10 @@ def _paced_peers(args: argparse.Namespace) -> None:
             "`Client.subscribe(...).get()`; imagezmq's decodes with simplejpeg "
             "(`fastdct`, `fastupsample`, as rgbdcast does). Runs alternate, so the machine's "
             "noise falls on all of them alike.",
+            "",
+            *summary,
+            "",
+            "Every run:",
             "",
             *rows,
         ]
@@ -778,34 +799,91 @@ def cmd_e2e(args: argparse.Namespace) -> None:
         raise UsageError("--repeat must be at least 1")
     if args.slow and args.slow >= min(args.subscribers):
         raise UsageError("--slow must be smaller than every subscriber count")
+    if args.slow_compare and not args.slow:
+        raise UsageError("--slow-compare needs --slow N")
     clients = ["rgbdcast"] if args.no_peer else ["rgbdcast", "pyzmq"]
     runs = []
-    for n in args.subscribers:
-        for i in range(args.repeat):
-            for client in clients:
-                what = f"{n} {client} subscriber(s)" + (f", {args.slow} slow" if args.slow else "")
-                print(
-                    f"run {i + 1}/{args.repeat}: {what}, streams {args.streams} at "
-                    f"{args.fps:g} fps, {args.duration:g} s ...",
-                    flush=True,
-                )
-                r = run_e2e(
-                    n,
-                    args.streams,
-                    args.fps,
-                    args.duration,
-                    args.warmup,
-                    args.port,
-                    client,
-                    args.no_decode,
-                    args.slow,
-                    _serve_args(args),
-                )
-                r["run"] = i + 1
-                runs.append(r)
-                _print_run(r)
+    for subscribers in args.subscribers:
+        # with --slow-compare each run is preceded by one of the others alone (same noise)
+        pairs = [(subscribers - args.slow, 0)] if args.slow_compare else []
+        pairs.append((subscribers, args.slow))
+        for i, (n, slow), client in (
+            (i, pair, client) for i in range(args.repeat) for pair in pairs for client in clients
+        ):
+            what = f"{n} {client} subscriber(s)" + (f", {slow} slow" if slow else "")
+            print(
+                f"run {i + 1}/{args.repeat}: {what}, streams {args.streams} at "
+                f"{args.fps:g} fps, {args.duration:g} s ...",
+                flush=True,
+            )
+            r = run_e2e(
+                n,
+                args.streams,
+                args.fps,
+                args.duration,
+                args.warmup,
+                args.port,
+                client,
+                args.no_decode,
+                slow,
+                _serve_args(args),
+            )
+            r["run"] = i + 1
+            runs.append(r)
+            _print_run(r)
     if args.write:
         _write_e2e(args, runs)
+
+
+def _medians(runs: list[dict[str, Any]]) -> list[str]:
+    """Per subscriber count, client and stream: medians over the repeated runs."""
+    lines = [
+        "| subscribers | client | stream | fps | latency p50 | latency p99 | dropped | "
+        "server CPU |",
+        "|---:|---|---|---:|---:|---:|---:|---:|",
+    ]
+    groups: dict[tuple[int, str], list[dict[str, Any]]] = {}
+    for r in runs:
+        groups.setdefault((r["subscribers"] - r["slow"], r["client"]), []).append(r)
+    for (n, client), rs in groups.items():
+        for name in rs[0]["streams"]:
+
+            def med(key: str, name: str = name, rs: list[Any] = rs) -> float:
+                return statistics.median(r["streams"][name][key] for r in rs)
+
+            cpu = statistics.median(r["server_cpu_percent"] for r in rs)
+            lines.append(
+                f"| {n} | {client} | {name} | {med('fps_mean'):.1f} | "
+                f"{med('latency_p50_ms'):.2f} ms | {med('latency_p99_ms'):.2f} ms | "
+                f"{med('dropped'):.0f} | {cpu:.1f}% |"
+            )
+    return [f"Medians over the {len(runs) // max(1, len(groups))} runs:", "", *lines]
+
+
+def _slow_comparison(runs: list[dict[str, Any]]) -> list[str]:
+    """Per client and stream: medians over the runs of fps and p99, alone vs beside the slow."""
+    lines = [
+        "| client | stream | fps alone | fps beside slow | ratio | p99 alone | p99 beside slow "
+        "| ratio |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    clients = dict.fromkeys(r["client"] for r in runs)
+    for client in clients:
+        mine = [r for r in runs if r["client"] == client]
+        for name in mine[0]["streams"]:
+
+            def med(slow: bool, key: str, name: str = name, mine: list[Any] = mine) -> float:
+                return statistics.median(
+                    r["streams"][name][key] for r in mine if bool(r["slow"]) == slow
+                )
+
+            fa, fs = med(False, "fps_mean"), med(True, "fps_mean")
+            pa, ps = med(False, "latency_p99_ms"), med(True, "latency_p99_ms")
+            lines.append(
+                f"| {client} | {name} | {fa:.1f} | {fs:.1f} | {fs / fa:.2f} | {pa:.2f} ms | "
+                f"{ps:.2f} ms | {ps / pa:.2f} |"
+            )
+    return ["Medians over the runs:", "", *lines]
 
 
 def _write_e2e(args: argparse.Namespace, runs: list[dict[str, Any]]) -> None:
@@ -816,6 +894,8 @@ def _write_e2e(args: argparse.Namespace, runs: list[dict[str, Any]]) -> None:
     ]
     for r in runs:
         label = r["client"] + (" (decoding)" if r["decode"] else "")
+        if args.slow_compare:
+            label += f", {r['slow']} slow beside" if r["slow"] else ", alone"
         for name, st in r["streams"].items():
             rows.append(
                 f"| {r['subscribers'] - r['slow']} | {label} | {r['run']} | {name} | "
@@ -826,7 +906,7 @@ def _write_e2e(args: argparse.Namespace, runs: list[dict[str, Any]]) -> None:
             )
     decode = "no-decode" if args.no_decode else "decode"
     key = f"e2e-{args.streams.replace(',', '+')}-{decode}" + (
-        f"-slow{args.slow}" if args.slow else ""
+        (f"-slow{args.slow}" + ("-compare" if args.slow_compare else "")) if args.slow else ""
     )
     codecs_used = " ".join(_serve_args(args))
     if codecs_used:
@@ -841,9 +921,19 @@ def _write_e2e(args: argparse.Namespace, runs: list[dict[str, Any]]) -> None:
         notes = [
             "",
             f"Plus {args.slow} slow subscriber(s) reading one frame a second beside "
-            f"the others in every run (not in the rows; they received {', '.join(slow)} "
-            "frames/s). Compare with the section without slow subscribers.",
+            f"the others in {'every other' if args.slow_compare else 'every'} run (not in the "
+            f"rows; they received {', '.join(slow)} frames/s). "
+            + (
+                "Each run with them follows one of the same subscribers alone, so both see "
+                "the machine in the same state."
+                if args.slow_compare
+                else "Compare with the section without slow subscribers."
+            ),
         ]
+        if args.slow_compare:
+            notes += ["", *_slow_comparison(runs)]
+    if args.repeat > 1 and not args.slow_compare:
+        notes += ["", *_medians(runs)]
     body = "\n".join(
         [
             *section_head(

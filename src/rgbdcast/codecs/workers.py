@@ -23,7 +23,7 @@ import os
 import queue
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 __all__ = ["MAX_WORKERS", "pinned", "run_parts"]
@@ -48,12 +48,41 @@ def _sched_getcpu() -> Callable[[], int] | None:
     return fn if fn() >= 0 else None
 
 
+class _Job:
+    """One part, run exactly once: by the worker it was given to, or, if that worker has not
+    started it by the time the caller is done with its own parts, by the caller."""
+
+    __slots__ = ("arg", "claim", "done", "error", "fn", "result")
+
+    def __init__(self, fn: Callable[[Any], Any], arg: Any) -> None:
+        self.fn, self.arg = fn, arg
+        self.claim = threading.Lock()
+        self.done = threading.Event()
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        if not self.claim.acquire(blocking=False):
+            return  # taken already
+        try:
+            self.result = self.fn(self.arg)
+        except BaseException as exc:
+            self.error = exc
+        finally:
+            self.done.set()
+
+    def outcome(self) -> Any:
+        self.run()  # nobody started it yet: do it here rather than wait for a busy CPU
+        self.done.wait()
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+
 class _Worker:
     def __init__(self, cpu: int) -> None:
         self.cpu = cpu
-        self.jobs: queue.SimpleQueue[tuple[Future[Any], Callable[[Any], Any], Any]] = (
-            queue.SimpleQueue()
-        )
+        self.jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
         t = threading.Thread(target=self._run, name=f"rgbdcast-pool-cpu{cpu}", daemon=True)
         t.start()
 
@@ -61,16 +90,7 @@ class _Worker:
         with contextlib.suppress(OSError):  # a cpuset forbids it now: run unpinned
             os.sched_setaffinity(0, {self.cpu})
         while True:
-            fut, fn, arg = self.jobs.get()
-            try:
-                fut.set_result(fn(arg))
-            except BaseException as exc:
-                fut.set_exception(exc)
-
-    def submit(self, fn: Callable[[Any], Any], arg: Any) -> Future[Any]:
-        fut: Future[Any] = Future()
-        self.jobs.put((fut, fn, arg))
-        return fut
+            self.jobs.get().run()
 
 
 class _Pinned:
@@ -79,21 +99,18 @@ class _Pinned:
         self.cpus = cpus
         self.workers = {cpu: _Worker(cpu) for cpu in cpus}
 
-    def run(self, fn: Callable[[T], R], parts: Sequence[T]) -> list[R]:
+    def submit(self, jobs: list[_Job]) -> list[_Job]:
+        """Hand *jobs* to the workers of other CPUs; returns the caller's own share."""
         me = self.getcpu()
         start = self.cpus.index(me) if me in self.workers else 0
-        mine: list[int] = []
-        futures: dict[int, Future[Any]] = {}
-        for i, part in enumerate(parts):
+        mine = []
+        for i, job in enumerate(jobs):
             cpu = self.cpus[(start + i) % len(self.cpus)]
             if cpu == me or (me not in self.workers and i == 0):
-                mine.append(i)
+                mine.append(job)
             else:
-                futures[i] = self.workers[cpu].submit(fn, part)
-        done: dict[int, R] = {i: fn(parts[i]) for i in mine}
-        for i, fut in futures.items():
-            done[i] = fut.result()
-        return [done[i] for i in range(len(parts))]
+                self.workers[cpu].jobs.put(job)
+        return mine
 
 
 def _pool() -> _Pinned | ThreadPoolExecutor:
@@ -116,12 +133,19 @@ def pinned() -> bool:
 
 
 def run_parts(fn: Callable[[T], R], parts: Sequence[T]) -> list[R]:
-    """``[fn(p) for p in parts]``, at once on several CPUs; exceptions propagate."""
+    """``[fn(p) for p in parts]``, at once on several CPUs; exceptions propagate. The caller
+    works too, and takes back any part no worker has begun when it is done with its own, so a
+    busy CPU delays nothing beyond the serial time."""
     if len(parts) <= 1:
         return [fn(p) for p in parts]
+    jobs = [_Job(fn, p) for p in parts]
     pool = _pool()
     if isinstance(pool, _Pinned):
-        return pool.run(fn, parts)
-    rest = [pool.submit(fn, p) for p in parts[1:]]
-    first = fn(parts[0])
-    return [first, *(f.result() for f in rest)]
+        mine = pool.submit(jobs)
+    else:
+        for job in jobs[1:]:
+            pool.submit(job.run)
+        mine = jobs[:1]
+    for job in mine:
+        job.run()
+    return [job.outcome() for job in jobs]

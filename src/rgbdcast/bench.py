@@ -835,6 +835,10 @@ def cmd_e2e(args: argparse.Namespace) -> None:
         _write_e2e(args, runs)
 
 
+def _stream_median(runs: list[dict[str, Any]], stream: str, key: str) -> float:
+    return float(statistics.median(r["streams"][stream][key] for r in runs))
+
+
 def _medians(runs: list[dict[str, Any]]) -> list[str]:
     """Per subscriber count, client and stream: medians over the repeated runs."""
     lines = [
@@ -847,15 +851,14 @@ def _medians(runs: list[dict[str, Any]]) -> list[str]:
         groups.setdefault((r["subscribers"] - r["slow"], r["client"]), []).append(r)
     for (n, client), rs in groups.items():
         for name in rs[0]["streams"]:
-
-            def med(key: str, name: str = name, rs: list[Any] = rs) -> float:
-                return statistics.median(r["streams"][name][key] for r in rs)
-
+            fps, p50, p99, dropped = (
+                _stream_median(rs, name, key)
+                for key in ("fps_mean", "latency_p50_ms", "latency_p99_ms", "dropped")
+            )
             cpu = statistics.median(r["server_cpu_percent"] for r in rs)
             lines.append(
-                f"| {n} | {client} | {name} | {med('fps_mean'):.1f} | "
-                f"{med('latency_p50_ms'):.2f} ms | {med('latency_p99_ms'):.2f} ms | "
-                f"{med('dropped'):.0f} | {cpu:.1f}% |"
+                f"| {n} | {client} | {name} | {fps:.1f} | {p50:.2f} ms | {p99:.2f} ms | "
+                f"{dropped:.0f} | {cpu:.1f}% |"
             )
     return [f"Medians over the {len(runs) // max(1, len(groups))} runs:", "", *lines]
 
@@ -869,16 +872,11 @@ def _slow_comparison(runs: list[dict[str, Any]]) -> list[str]:
     ]
     clients = dict.fromkeys(r["client"] for r in runs)
     for client in clients:
-        mine = [r for r in runs if r["client"] == client]
-        for name in mine[0]["streams"]:
-
-            def med(slow: bool, key: str, name: str = name, mine: list[Any] = mine) -> float:
-                return statistics.median(
-                    r["streams"][name][key] for r in mine if bool(r["slow"]) == slow
-                )
-
-            fa, fs = med(False, "fps_mean"), med(True, "fps_mean")
-            pa, ps = med(False, "latency_p99_ms"), med(True, "latency_p99_ms")
+        alone = [r for r in runs if r["client"] == client and not r["slow"]]
+        beside = [r for r in runs if r["client"] == client and r["slow"]]
+        for name in alone[0]["streams"]:
+            fa, fs = (_stream_median(rs, name, "fps_mean") for rs in (alone, beside))
+            pa, ps = (_stream_median(rs, name, "latency_p99_ms") for rs in (alone, beside))
             lines.append(
                 f"| {client} | {name} | {fa:.1f} | {fs:.1f} | {fs / fa:.2f} | {pa:.2f} ms | "
                 f"{ps:.2f} ms | {ps / pa:.2f} |"

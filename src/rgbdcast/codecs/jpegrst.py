@@ -106,10 +106,11 @@ def _read_sof(data: bytes, pos: int, length: int) -> tuple[int, int, int, int, i
     return height, width, 8 * hmax, 8 * vmax, pos + 5, ncomp
 
 
-def _entropy(data: bytes, layout: JpegLayout) -> memoryview:
+def _entropy_span(data: bytes, layout: JpegLayout) -> tuple[int, int]:
+    """Where the entropy-coded data of a single-scan JPEG starts and ends (before EOI)."""
     if data[-2:] != _EOI:
         raise CodecError("JPEG does not end with EOI")
-    return memoryview(data)[layout.data_at : len(data) - 2]
+    return layout.data_at, len(data) - 2
 
 
 def join_bands(bands: list[bytes], band_rows: int) -> bytes:
@@ -148,7 +149,8 @@ def join_bands(bands: list[bytes], band_rows: int) -> bytes:
         total += layout.height
         if i:
             parts.append(bytes((0xFF, 0xD0 + (i - 1) % 8)))
-        parts.append(_entropy(band, layout))
+        a, b = _entropy_span(band, layout)
+        parts.append(memoryview(band)[a:b])
     if total > 0xFFFF:
         raise CodecError(f"{total} rows do not fit in a JPEG")
     out = bytearray(head)
@@ -173,9 +175,7 @@ def split_bands(data: bytes, max_bands: int) -> list[tuple[int, bytes]] | None:
     count = -(-layout.height // rows)
     if not 2 <= count <= max_bands:
         return None
-    if data[-2:] != _EOI:
-        raise CodecError("JPEG does not end with EOI")
-    start, stop = layout.data_at, len(data) - 2
+    start, stop = _entropy_span(data, layout)
     cuts, pos = [], start
     for i in range(count - 1):
         found = _RST.search(data, pos, stop)
@@ -184,15 +184,12 @@ def split_bands(data: bytes, max_bands: int) -> list[tuple[int, bytes]] | None:
         cuts.append((pos, found.start()))
         pos = found.start() + 2
     cuts.append((pos, stop))
-    head = bytearray(data[: layout.sos_at])
+    head, height_at = bytearray(data[: layout.sos_at]), layout.height_at
     if layout.dri_span is not None:  # each band is one interval: no restarts inside
         a, b = layout.dri_span
         del head[a:b]
-    height_at = layout.height_at - (
-        layout.dri_span[1] - layout.dri_span[0]
-        if layout.dri_span and layout.dri_span[0] < layout.height_at
-        else 0
-    )
+        if a < height_at:
+            height_at -= b - a
     sos = data[layout.sos_at : layout.data_at]
     out = []
     for i, (a, b) in enumerate(cuts):

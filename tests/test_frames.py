@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from rgbdcast import Body, Frame, HandState, Intrinsics, Joint, JointType, StreamKind, UsageError
-from rgbdcast.frames import BONES, JOINT_NAMES, MAX_BODIES
+from rgbdcast.frames import BONES, JOINT_NAMES, MAX_BODIES, Encoded
 
 
 def _body(tid: int = 1) -> Body:
@@ -85,3 +85,54 @@ def test_intrinsics_round_trip_and_projection() -> None:
         Intrinsics(width=0, height=1, fx=1, fy=1, cx=0, cy=0)
     with pytest.raises(UsageError):
         Intrinsics.from_dict({"width": 1})
+
+
+def _jpeg_frame(decodes: list[int], shape: tuple[int, ...] = (16, 24, 3)) -> Frame:
+    simplejpeg = pytest.importorskip("simplejpeg")
+    img = np.full((16, 24, 3), 77, np.uint8)
+    payload = simplejpeg.encode_jpeg(img, colorspace="BGR")
+
+    def decode(b: bytes) -> np.ndarray:
+        decodes.append(1)
+        return np.asarray(simplejpeg.decode_jpeg(b, colorspace="BGR"))
+
+    enc = Encoded(codec="jpeg", payload=payload, shape=shape, dtype="|u1", decode=decode)
+    return Frame(device_id="cam", kind=StreamKind.color, seq=3, encoded=enc)
+
+
+def test_a_source_encoded_frame_decodes_once_and_only_when_read() -> None:
+    decodes: list[int] = []
+    frame = _jpeg_frame(decodes)
+    assert frame.shape == (16, 24, 3) and frame.dtype == "|u1" and not frame.decoded
+    later = frame.replace(seq=4, host_time_ns=9)
+    assert later.seq == 4 and not later.decoded and later.encoded is frame.encoded
+    assert decodes == []
+    arr = frame.array
+    assert arr.shape == (16, 24, 3) and abs(int(arr.mean()) - 77) <= 2
+    assert not arr.flags.writeable and frame.decoded and frame.data is arr
+    assert decodes == [1]  # the second read is the same array
+    assert not later.decoded  # each frame decodes its own, when read
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        frame.data = arr  # type: ignore[misc]
+
+
+def test_a_source_encoded_frame_checks_what_it_decodes_to() -> None:
+    frame = _jpeg_frame([], shape=(16, 25, 3))  # the payload decodes to 16x24
+    assert frame.shape == (16, 25, 3)
+    with pytest.raises(UsageError, match="decoded to"):
+        _ = frame.array
+    with pytest.raises(UsageError, match="HxWx3/4"):
+        _jpeg_frame([], shape=(16, 24))
+    good = _jpeg_frame([])
+    with pytest.raises(UsageError, match="needs data"):
+        Frame(device_id="cam", kind=StreamKind.depth, seq=0)
+    with pytest.raises(UsageError, match="encoded image"):
+        Frame(
+            device_id="cam",
+            kind=StreamKind.color,
+            seq=0,
+            data=np.zeros((8, 8, 3), np.uint8),
+            encoded=good.encoded,
+        )
+    with pytest.raises(UsageError, match="Body values"):
+        Frame(device_id="cam", kind=StreamKind.body, seq=0, data=(), encoded=good.encoded)

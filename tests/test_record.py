@@ -167,6 +167,41 @@ def test_record_inspect_and_replay_bit_exact(mock_server: Server, tmp_path: Path
     assert [f.seq for f in got] == sorted(f.seq for f in got)
 
 
+@pytest.mark.parametrize("reencode", [False, True])
+def test_replayed_jpeg_travels_as_recorded(tmp_path: Path, reencode: bool) -> None:
+    """A replaying server sends the recorded JPEG bytes as they are and never decodes them,
+    unless told to re-encode (then the server's own quality applies)."""
+    dev = MockDevice("cam", color_size=COLOR, streams=["color"])
+    path = tmp_path / "c.mcap"
+    recorded = {}
+    with McapRecorder(path) as rec:
+        for i in range(8):
+            enc = _encoded(dev.render(i)[0])
+            rec.write(enc)
+            recorded[i] = bytes(enc.payload)
+    replay = ReplayDevice(path, loop=True)
+    held: list[Any] = []  # the server's own frames, to see whether anyone decoded them
+    replay.on_frame.connect(lambda d, frame=None: held.append(frame), sender=replay, weak=False)
+    params = {"color": {"passthrough": False, "quality": 40}} if reencode else None
+    with Server(address="127.0.0.1", announce=False, codec_params=params) as srv:
+        srv.add_device(replay)
+        with Client(next(iter(srv.endpoints.values()))) as client:
+            raw = client.subscribe("cam", "color", decode=False, queue_size=64)
+            got = [raw.get(timeout=5) for _ in range(6)]
+        stats = srv.stats()["streams"]["cam/color"]
+    first_pass = [f for f in got if f.seq in recorded]
+    assert first_pass, [f.seq for f in got]
+    for f in first_pass:
+        assert f.header.codec == "jpeg" and f.header.shape == (COLOR[1], COLOR[0], 3)
+        same = bytes(f.payload) == recorded[f.seq]
+        assert same != reencode
+        if reencode:
+            assert f.nbytes < len(recorded[f.seq])  # quality 40 instead of the recorded 85
+    assert (stats["passed_through"] >= 6) != reencode
+    assert all(fr.encoded is not None for fr in held)
+    assert any(fr.decoded for fr in held) == reencode
+
+
 def test_replay_keeps_the_original_timing_and_loops(tmp_path: Path) -> None:
     dev = MockDevice("cam", color_size=COLOR, streams=["depth"])
     path = tmp_path / "t.mcap"

@@ -178,6 +178,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="JPEG chroma subsampling (default 420)",
     )
     p.add_argument(
+        "--color-reencode",
+        action="store_true",
+        help="re-encode color a source delivers as JPEG (a recording, an MJPEG video) with "
+        "the settings above instead of sending the source's JPEG as it is (the default)",
+    )
+    p.add_argument(
         "--depth-level",
         type=int,
         default=None,
@@ -420,6 +426,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         params["color"]["strips"] = args.color_strips
     if args.color_subsampling is not None:
         params["color"]["subsampling"] = args.color_subsampling
+    if args.color_reencode:
+        params["color"]["passthrough"] = False
     if args.depth_level is not None:
         if not 1 <= args.depth_level <= 22:
             raise UsageError("--depth-level must be between 1 and 22")

@@ -3,11 +3,18 @@
 
 A ``Frame`` is born in a device adapter and never changes afterwards: its numpy buffer is marked
 read-only when the frame is made (the frame takes ownership of the array it is given).
+
+A source that delivers its pixels already encoded (a webcam's MJPEG, a recording's JPEG) makes
+the frame with ``encoded=Encoded(...)`` and no ``data``: the pixels are decoded the first time
+``data`` (or ``array``) is read, and a publisher serving the same codec sends the source's bytes
+as they are, so nobody decodes or re-encodes what only travels.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +27,7 @@ __all__ = [
     "JOINT_NAMES",
     "MAX_BODIES",
     "Body",
+    "Encoded",
     "Frame",
     "HandState",
     "Intrinsics",
@@ -229,6 +237,28 @@ class Body:
 
 FrameData = np.ndarray | tuple[Body, ...]
 
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Encoded:
+    """An image as its source delivered it, already encoded.
+
+    *codec* is the registry name of its encoding (``"jpeg"``), *payload* its bytes, *shape* and
+    *dtype* (a numpy dtype string) what it decodes to, and *decode* turns the payload into that
+    array (called at most once per frame, only if someone reads the pixels).
+    """
+
+    codec: str
+    payload: bytes
+    shape: tuple[int, ...]
+    dtype: str
+    decode: Callable[[bytes], np.ndarray] = field(repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "shape", tuple(int(n) for n in self.shape))
+        if not self.payload:
+            raise UsageError("an encoded image needs a payload")
+
+
 _DEFAULT_UNITS = {
     StreamKind.depth: "mm",
     StreamKind.infrared: "intensity",
@@ -251,18 +281,23 @@ class Frame:
     ...           data=np.zeros((424, 512), np.uint16))
     >>> f.shape, f.units
     ((424, 512), 'mm')
+
+    A frame made with ``encoded=`` and no ``data`` decodes its pixels on the first read of
+    ``data``; ``shape`` and ``dtype`` come from the :class:`Encoded` without decoding. Use
+    :meth:`replace` (not :func:`dataclasses.replace`) to change fields without decoding.
     """
 
     device_id: str
     kind: StreamKind
     seq: int
-    data: FrameData
+    data: FrameData = None  # type: ignore[assignment]  # only with encoded=: decoded when read
     device_time_ns: int = 0
     host_time_ns: int = 0
     frameset_id: int = 0
     units: str = ""
     intrinsics: Intrinsics | None = None
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
+    encoded: Encoded | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         kind = StreamKind(self.kind)
@@ -273,35 +308,65 @@ class Frame:
             raise UsageError("sequence numbers start at 0")
         if not self.units:
             object.__setattr__(self, "units", _DEFAULT_UNITS[kind])
+        raw = _DATA_SLOT.__get__(self)
         if kind is StreamKind.body:
-            bodies = tuple(self.data)  # type: ignore[arg-type]
+            if self.encoded is not None:
+                raise UsageError("body frames hold Body values, not an encoded image")
+            bodies = tuple(raw)
             if len(bodies) > MAX_BODIES:
                 raise UsageError(f"at most {MAX_BODIES} bodies per frame, got {len(bodies)}")
             if not all(isinstance(b, Body) for b in bodies):
                 raise UsageError("body frames hold Body values")
             object.__setattr__(self, "data", bodies)
             return
-        arr = self.data
-        if not isinstance(arr, np.ndarray):
-            raise UsageError(f"{kind} frames hold numpy arrays, got {type(arr).__name__}")
-        if kind is StreamKind.color:
-            if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] not in (3, 4):
-                raise UsageError(f"color frames are HxWx3/4 uint8, got {arr.shape} {arr.dtype}")
-        elif arr.dtype != np.uint16 or arr.ndim != 2:
-            raise UsageError(f"{kind} frames are HxW uint16, got {arr.shape} {arr.dtype}")
-        if arr.flags.writeable:
-            arr.flags.writeable = False
+        if raw is None:
+            if self.encoded is None:
+                raise UsageError(f"a {kind} frame needs data (or encoded=)")
+            _check_image(kind, self.encoded.shape, np.dtype(self.encoded.dtype))
+            _DATA_SLOT.__set__(self, _PENDING)
+            return
+        if not isinstance(raw, np.ndarray):
+            raise UsageError(f"{kind} frames hold numpy arrays, got {type(raw).__name__}")
+        _check_image(kind, raw.shape, raw.dtype)
+        enc = self.encoded
+        if enc is not None and (
+            tuple(raw.shape) != enc.shape or raw.dtype.str != np.dtype(enc.dtype).str
+        ):
+            raise UsageError(
+                f"encoded image {enc.shape} {enc.dtype} but data {raw.shape} {raw.dtype.str}"
+            )
+        if raw.flags.writeable:
+            raw.flags.writeable = False
+
+    @property
+    def decoded(self) -> bool:
+        """Whether the pixels are in memory (False until a source-encoded frame is read)."""
+        return _DATA_SLOT.__get__(self) is not _PENDING
+
+    def replace(self, **changes: Any) -> Frame:
+        """A copy with *changes*; a source-encoded frame not yet decoded stays so."""
+        if "data" not in changes and not self.decoded:
+            changes["data"] = None
+        return dataclasses.replace(self, **changes)
 
     @property
     def shape(self) -> tuple[int, ...]:
-        if isinstance(self.data, np.ndarray):
-            return tuple(self.data.shape)
-        return (len(self.data),)
+        raw = _DATA_SLOT.__get__(self)
+        if isinstance(raw, np.ndarray):
+            return tuple(raw.shape)
+        if raw is _PENDING:
+            assert self.encoded is not None
+            return self.encoded.shape
+        return (len(raw),)
 
     @property
     def dtype(self) -> str:
-        if isinstance(self.data, np.ndarray):
-            return self.data.dtype.str
+        raw = _DATA_SLOT.__get__(self)
+        if isinstance(raw, np.ndarray):
+            return raw.dtype.str
+        if raw is _PENDING:
+            assert self.encoded is not None
+            return np.dtype(self.encoded.dtype).str
         return "body"
 
     @property
@@ -317,3 +382,45 @@ class Frame:
         if isinstance(self.data, np.ndarray):
             raise UsageError(f"{self.kind} frames have no bodies; use .array")
         return self.data
+
+
+def _check_image(kind: StreamKind, shape: tuple[int, ...], dtype: np.dtype[Any]) -> None:
+    if kind is StreamKind.color:
+        if dtype != np.uint8 or len(shape) != 3 or shape[2] not in (3, 4):
+            raise UsageError(f"color frames are HxWx3/4 uint8, got {tuple(shape)} {dtype}")
+    elif dtype != np.uint16 or len(shape) != 2:
+        raise UsageError(f"{kind} frames are HxW uint16, got {tuple(shape)} {dtype}")
+
+
+_PENDING: Any = type("_Pending", (), {"__repr__": lambda self: "<not decoded>"})()
+_DATA_SLOT: Any = Frame.__dict__["data"]  # the slot behind Frame.data
+
+
+class _LazyData:
+    """``Frame.data``: the slot, except that a source-encoded frame decodes on first read.
+
+    Two threads reading at once may both decode; both get equal pixels and one result stays.
+    """
+
+    def __get__(self, obj: Frame | None, owner: type | None = None) -> Any:
+        if obj is None:
+            return self
+        value = _DATA_SLOT.__get__(obj)
+        if value is _PENDING:
+            enc = obj.encoded
+            assert enc is not None
+            value = enc.decode(enc.payload)
+            if not isinstance(value, np.ndarray) or (
+                tuple(value.shape) != enc.shape or value.dtype.str != np.dtype(enc.dtype).str
+            ):
+                got = getattr(value, "shape", type(value).__name__)
+                raise UsageError(f"{enc.codec} image decoded to {got}, not {enc.shape}")
+            value.flags.writeable = False
+            _DATA_SLOT.__set__(obj, value)
+        return value
+
+    def __set__(self, obj: Frame, value: Any) -> None:
+        _DATA_SLOT.__set__(obj, value)
+
+
+setattr(Frame, "data", _LazyData())  # noqa: B010  (mypy keeps seeing the field's type)

@@ -203,7 +203,7 @@ class TcpGateway:
             return str(MAX_BODIES).encode()
         frame = await self._newest((dev, kind), None, 1.0)
         if frame is not None:
-            h, w = frame.array.shape[:2]
+            h, w = frame.shape[:2]
         else:
             info = self._devices()[dev][kind]
             h, w = info.height, info.width

@@ -6,6 +6,9 @@ publisher thread owns the XPUB socket: it takes the newest frame, encodes it onc
 ``[header, payload]`` without copying. The XPUB socket tells it whether anyone is subscribed;
 when nobody is, frames are not encoded at all (``skipped_idle``). Each subscriber has a small
 send high-water mark, so a slow one loses frames inside ZeroMQ and never holds anyone back.
+A frame its source delivered already in the stream's codec (``Frame.encoded``: a webcam's MJPEG,
+a recording's JPEG) is sent as it came (``passed_through``), neither decoded nor re-encoded,
+unless the codec parameters say ``passthrough=False``.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ class PublisherStats(Counters):
     dropped_busy: int = 0
     skipped_idle: int = 0
     encode_errors: int = 0
+    passed_through: int = 0
     bytes_sent: int = 0
     encode_ns: int = 0
     subscribed: bool = False
@@ -70,6 +74,7 @@ class StreamPublisher:
         self.codec_name = codec or codecs.default_codec(kind)
         self._codec = codecs.get(self.codec_name, kind)
         self._params = dict(codec_params or {})
+        self._passthrough = bool(self._params.pop("passthrough", True))
         self.slot: LatestSlot[Frame] = LatestSlot()
         self._stats = PublisherStats()
         self._topics: set[bytes] = set()
@@ -159,15 +164,21 @@ class StreamPublisher:
 
     def _publish(self, sock: zmq.Socket[Any], frame: Frame) -> None:
         t0 = time.perf_counter_ns()
-        try:
-            payload = self._codec.encode(frame.data, self._params)
-        except Exception as exc:
-            self._stats.encode_errors += 1
-            log.error("encoding %s/%s failed: %s", self.device_id, self.kind.value, exc)
-            return
+        source = frame.encoded
+        payload: Any
+        if self._passthrough and source is not None and source.codec == self.codec_name:
+            payload, shape = source.payload, source.shape
+            self._stats.passed_through += 1
+        else:
+            try:
+                payload = self._codec.encode(frame.data, self._params)
+            except Exception as exc:
+                self._stats.encode_errors += 1
+                log.error("encoding %s/%s failed: %s", self.device_id, self.kind.value, exc)
+                return
+            shape = codecs.output_shape(self._codec, frame.shape)
         self._stats.encode_ns += time.perf_counter_ns() - t0
         size = memoryview(payload).nbytes
-        shape = codecs.output_shape(self._codec, frame.shape)
         crc = zlib.crc32(payload) if self.checksums else None
         header = build_header(frame, self.codec_name, size, time.time_ns(), shape, crc)
         for tap, _ in self._taps:

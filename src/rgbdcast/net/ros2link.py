@@ -155,10 +155,10 @@ class Ros2Sender:
             frame = frame_or_header
         else:  # from the bridge: decode only what ROS cannot take as it is
             enc = parse_encoded([frame_or_header, payload])
-            h = enc.header
-            if h.stream is StreamKind.color and is_plain_jpeg(enc.payload):
-                intr = Intrinsics.from_dict(h.intrinsics) if h.intrinsics else None
-                self._jpeg(h.host_time_ns, enc.payload, intr, h.shape[1], h.shape[0])
+            head = enc.header
+            if head.stream is StreamKind.color and is_plain_jpeg(enc.payload):
+                intr = Intrinsics.from_dict(head.intrinsics) if head.intrinsics else None
+                self._jpeg(head.host_time_ns, enc.payload, intr, head.shape[1], head.shape[0])
                 return
             frame = enc.decode()
         stamp = frame.host_time_ns
@@ -166,13 +166,13 @@ class Ros2Sender:
             text = json.dumps(_finite(bodies_to_json(frame.bodies)), separators=(",", ":"))
             self.pubs["image"].put(ros2.string(text), stamp)
             return
-        arr = frame.array
-        h, w = arr.shape[:2]
+        h, w = frame.shape[:2]
         if frame.kind is StreamKind.color:
-            jpeg = payload if is_plain_jpeg(payload) else _jpeg.encode(arr, {"quality": 85})
+            plain = is_plain_jpeg(payload)
+            jpeg = payload if plain else _jpeg.encode(frame.array, {"quality": 85})
             self._jpeg(stamp, jpeg, frame.intrinsics, w, h)
             return
-        depth = np.ascontiguousarray(arr, dtype="<u2")
+        depth = np.ascontiguousarray(frame.array, dtype="<u2")
         if self.pubs["image"].matched():
             enc_name = "16UC1" if frame.kind is StreamKind.depth else "mono16"
             msg = ros2.image(stamp, self.frame_id, h, w, enc_name, w * 2, depth.data)

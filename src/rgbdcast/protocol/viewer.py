@@ -106,8 +106,8 @@ def frame_message(
             "t_host_ns": frame.host_time_ns,
             "units": frame.units,
         }
-        if isinstance(frame.data, np.ndarray):
-            meta["height"], meta["width"] = frame.data.shape[:2]
+        if frame.kind is not StreamKind.body:  # from the shape: a source's JPEG stays encoded
+            meta["height"], meta["width"] = frame.shape[:2]
     if meta is None:
         raise ValueError("frame_message needs a frame or meta")
     kind = StreamKind(meta["stream"])

@@ -20,7 +20,16 @@ import numpy as np
 
 from ..codecs.jpeg import JpegCodec
 from ..errors import ProtocolError
-from ..frames import Body, Frame, HandState, Joint, JointType, StreamKind, TrackingState
+from ..frames import (
+    Body,
+    Encoded,
+    Frame,
+    HandState,
+    Joint,
+    JointType,
+    StreamKind,
+    TrackingState,
+)
 from ..protocol import cdr
 from ..protocol.envelope import EncodedFrame
 from ..protocol.viewer import is_plain_jpeg
@@ -182,6 +191,21 @@ def _bodies(data: bytes) -> tuple[Body, ...]:
 
 
 _JPEG = JpegCodec()
+
+
+def _decode_jpeg(jpeg: bytes) -> np.ndarray:
+    h, w, _, _ = _jpeg_header(jpeg)
+    out = _JPEG.decode(jpeg, (h, w, 3), "|u1")  # as clients decode it
+    assert isinstance(out, np.ndarray)
+    return out
+
+
+def _jpeg_header(jpeg: bytes) -> tuple[int, int, str, str]:
+    import simplejpeg
+
+    return simplejpeg.decode_jpeg_header(jpeg)  # type: ignore[no-any-return]
+
+
 _RAW: dict[str, tuple[str, int]] = {"bgr8": ("u1", 3), "16UC1": ("<u2", 1), "mono16": ("<u2", 1)}
 
 
@@ -196,18 +220,20 @@ def message_frame(
 ) -> Frame:
     """A frame back from one message of a device stream channel; ProtocolError if malformed."""
     try:
-        payload: Any
+        payload: Any = None
+        encoded = None
         if kind is StreamKind.body:
             payload = _bodies(data)
         elif schema_name == cdr.COMPRESSED_IMAGE[0]:
-            import simplejpeg
-
             img = cdr.decode_compressed_image(data)
             if img["format"] != "jpeg":
                 raise ProtocolError(f"compressed image format {img['format']!r} is not supported")
             jpeg = img["data"].tobytes()
-            h, w, _, _ = simplejpeg.decode_jpeg_header(jpeg)
-            payload = _JPEG.decode(jpeg, (h, w, 3), "|u1")  # as clients decode it
+            h, w, _, _ = _jpeg_header(jpeg)
+            # decoded only if someone reads the pixels; a server serving JPEG sends it as it is
+            encoded = Encoded(
+                codec="jpeg", payload=jpeg, shape=(h, w, 3), dtype="|u1", decode=_decode_jpeg
+            )
         elif schema_name == cdr.RAW_IMAGE[0]:
             img = cdr.decode_raw_image(data)
             if img["encoding"] not in _RAW:
@@ -224,6 +250,7 @@ def message_frame(
             kind=kind,
             seq=seq,
             data=payload,
+            encoded=encoded,
             device_time_ns=device_time_ns,
             host_time_ns=host_time_ns,
             frameset_id=seq,

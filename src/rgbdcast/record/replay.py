@@ -10,7 +10,6 @@ counting, so clients see no jump backwards.
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 import time
 from collections.abc import Iterator
@@ -104,7 +103,7 @@ class ReplayDevice(ThreadedDevice):
                     min_seq = frame.seq
                 seq = frame.seq if seq_base is None else max(0, frame.seq - min_seq + seq_base)
                 next_seq = max(next_seq, seq + 1)
-                group.append(dataclasses.replace(frame, seq=seq))
+                group.append(frame.replace(seq=seq))
             if group and first is not None:
                 yield offset_ns + group_t - first, group
             if not self.loop or first is None or last is None:
@@ -129,8 +128,7 @@ class ReplayDevice(ThreadedDevice):
             return []
         now = time.time_ns()
         return [
-            dataclasses.replace(f, host_time_ns=now, intrinsics=self._intrinsics.get(f.kind))
-            for f in frames
+            f.replace(host_time_ns=now, intrinsics=self._intrinsics.get(f.kind)) for f in frames
         ]
 
 

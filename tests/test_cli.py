@@ -198,6 +198,27 @@ def test_bench_measures_and_records(tmp_path: Path) -> None:
         assert 20 < fps < 40, row
 
 
+def test_bench_replays_a_recording_and_keeps_the_source_cpu_apart(tmp_path: Path) -> None:
+    out = tmp_path / "B.md"
+    res = run(
+        *("bench", "--suite", "e2e", "--source", "replay", "--replay-seconds", "2"),
+        *("--streams", "color,depth", "--subscribers", "1", "--no-decode", "--no-peer"),
+        *("--duration", "2", "--warmup", "1", "--write", str(out)),
+        timeout=180,
+    )
+    assert res.returncode == 0, res.stderr
+    text = out.read_text()
+    assert "<!-- bench:e2e-color+depth-no-decode-replay -->" in text
+    assert "replaying a 2 s recording" in text
+    for stream in ("color", "depth"):
+        row = next(ln for ln in text.splitlines() if f"| mock0/{stream} |" in ln)
+        cells = [c.strip() for c in row.split("|")]
+        assert 20 < float(cells[5].split("/")[0]) < 40, row
+        server, source = cells[10].rstrip("%)").split("% (")
+        # the replay thread (named src-mock0) reads the file: found, and part of the whole
+        assert 0 < float(source) < float(server), row
+
+
 def test_bench_codec_table_on_the_shared_frames(tmp_path: Path, depth_dir: Path) -> None:
     out = tmp_path / "B.md"
     res = run(

@@ -17,6 +17,7 @@ import re
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,6 +25,8 @@ from typing import Any
 
 import psutil
 
+from .bench_source import describe as describe_source
+from .bench_source import record_mock, source_cpu_seconds, thread_times
 from .errors import UsageError
 
 __all__ = ["add_parser", "machine_description", "run_e2e", "write_section"]
@@ -67,6 +70,26 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--color-codec", default=None, help="serve color with this codec")
     p.add_argument("--color-quality", default=None, type=int, help="JPEG quality to serve")
     p.add_argument("--color-strips", default=None, type=int, help="JPEG strips to serve")
+    p.add_argument(
+        "--source",
+        choices=["mock", "replay"],
+        default="mock",
+        help="what the server serves: the pre-rendered mock (color encoded on the server), or a "
+        "recording of it replayed in a loop (color passed through as recorded) (default mock)",
+    )
+    p.add_argument(
+        "--replay",
+        metavar="FILE",
+        default=None,
+        help="with --source replay: this recording (default: record the mock first)",
+    )
+    p.add_argument(
+        "--replay-seconds",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="with --source replay and no FILE: seconds of the mock to record (default 10)",
+    )
     p.add_argument(
         "--no-decode",
         action="store_true",
@@ -185,6 +208,7 @@ def run_e2e(
     serve_args: list[str] | None = None,
     viewers: int = 0,
     web_port: int = 0,
+    source_args: list[str] | None = None,
 ) -> dict[str, Any]:
     """One run: a server process and *subscribers* subscriber processes (and *viewers* web
     viewer processes on *web_port*). Returns the figures."""
@@ -192,7 +216,14 @@ def run_e2e(
     endpoint = f"tcp://127.0.0.1:{port}"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     server = subprocess.Popen(
-        serve_command(port, streams, fps, warmup + duration + 30, PRERENDER, serve_args),
+        serve_command(
+            port,
+            streams,
+            fps,
+            warmup + duration + 30,
+            PRERENDER,
+            [*(serve_args or []), *(source_args or [])],
+        ),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=env,
@@ -246,12 +277,12 @@ def run_e2e(
         ]
         subs += viewer_procs
         time.sleep(warmup + 1.0)  # subscribers connect and warm up
-        c0, t0 = sproc.cpu_times(), time.monotonic()
+        c0, th0, t0 = sproc.cpu_times(), thread_times(sproc), time.monotonic()
         rss = [sproc.memory_info().rss]
         while time.monotonic() - t0 < duration - 1.0:
             time.sleep(0.5)
             rss.append(sproc.memory_info().rss)
-        c1, t1 = sproc.cpu_times(), time.monotonic()
+        c1, th1, t1 = sproc.cpu_times(), thread_times(sproc), time.monotonic()
         results = []
         viewer_results = []
         for p in viewer_procs:
@@ -274,6 +305,7 @@ def run_e2e(
     finally:
         stop_processes([*subs, server])
     cpu = (c1.user + c1.system - c0.user - c0.system) / (t1 - t0) * 100
+    source_cpu = source_cpu_seconds(th0, th1) / (t1 - t0) * 100
     per_stream: dict[str, dict[str, Any]] = {}
     slow_fps = [st["fps"] for r in results if r.get("slow") for st in r["streams"].values()]
     for r in results:
@@ -292,6 +324,7 @@ def run_e2e(
         "slow_fps": slow_fps,
         "subscribers": subscribers,
         "server_cpu_percent": cpu,
+        "source_cpu_percent": source_cpu,
         "server_rss_mb": max(rss) / 1e6,
         "subscriber_cpu_percent": [r["cpu_percent"] for r in results],
         "viewers": viewer_results,
@@ -531,7 +564,8 @@ def _print_run(r: dict[str, Any]) -> None:
             flush=True,
         )
     print(
-        f"  [{r['client']}] server CPU {r['server_cpu_percent']:.1f}% of one core, RSS "
+        f"  [{r['client']}] server CPU {r['server_cpu_percent']:.1f}% of one core (the source "
+        f"{r['source_cpu_percent']:.1f}% of it), RSS "
         f"{r['server_rss_mb']:.0f} MB; subscriber CPU "
         f"{', '.join(f'{c:.0f}%' for c in r['subscriber_cpu_percent'])}",
         flush=True,
@@ -802,6 +836,39 @@ def cmd_e2e(args: argparse.Namespace) -> None:
     if args.slow_compare and not args.slow:
         raise UsageError("--slow-compare needs --slow N")
     clients = ["rgbdcast"] if args.no_peer else ["rgbdcast", "pyzmq"]
+    with tempfile.TemporaryDirectory(prefix="rgbdcast-bench-") as tmp:
+        args.source_info, source_args = _prepare_source(args, Path(tmp))
+        runs = _e2e_runs(args, clients, source_args)
+    if args.write:
+        _write_e2e(args, runs)
+
+
+def _prepare_source(args: argparse.Namespace, tmp: Path) -> tuple[dict[str, Any], list[str]]:
+    """What the runs serve: the mock as it is, or a recording of it (made here if not given)."""
+    if args.source != "replay":
+        if args.replay:
+            raise UsageError("--replay FILE needs --source replay")
+        return {"prerender": PRERENDER}, []
+    path = Path(args.replay) if args.replay else tmp / "source.mcap"
+    seconds = float(args.replay_seconds)
+    if not args.replay:
+        if not 1 <= seconds <= 600:
+            raise UsageError("--replay-seconds must be between 1 and 600")
+        print(f"recording {seconds:g} s of the mock to replay ...", flush=True)
+        port = _free_port()
+        serve = serve_command(
+            port, args.streams, args.fps, seconds + 30, PRERENDER, _serve_args(args)
+        )
+        record_mock(path, serve, f"tcp://127.0.0.1:{port}", seconds)
+    elif not path.is_file():
+        raise UsageError(f"--replay {path}: no such file")
+    info = {"replay": str(path), "seconds": 0.0 if args.replay else seconds}
+    return info, ["--replay", str(path), "--loop"]
+
+
+def _e2e_runs(
+    args: argparse.Namespace, clients: list[str], source_args: list[str]
+) -> list[dict[str, Any]]:
     runs = []
     for subscribers in args.subscribers:
         # with --slow-compare each run is preceded by one of the others alone (same noise)
@@ -827,12 +894,12 @@ def cmd_e2e(args: argparse.Namespace) -> None:
                 args.no_decode,
                 slow,
                 _serve_args(args),
+                source_args=source_args,
             )
             r["run"] = i + 1
             runs.append(r)
             _print_run(r)
-    if args.write:
-        _write_e2e(args, runs)
+    return runs
 
 
 def _stream_median(runs: list[dict[str, Any]], stream: str, key: str) -> float:
@@ -843,8 +910,8 @@ def _medians(runs: list[dict[str, Any]]) -> list[str]:
     """Per subscriber count, client and stream: medians over the repeated runs."""
     lines = [
         "| subscribers | client | stream | fps | latency p50 | latency p99 | dropped | "
-        "server CPU |",
-        "|---:|---|---|---:|---:|---:|---:|---:|",
+        "server CPU | of which the source | serving |",
+        "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     groups: dict[tuple[int, str], list[dict[str, Any]]] = {}
     for r in runs:
@@ -856,9 +923,13 @@ def _medians(runs: list[dict[str, Any]]) -> list[str]:
                 for key in ("fps_mean", "latency_p50_ms", "latency_p99_ms", "dropped")
             )
             cpu = statistics.median(r["server_cpu_percent"] for r in rs)
+            src = statistics.median(r["source_cpu_percent"] for r in rs)
+            serving = statistics.median(
+                r["server_cpu_percent"] - r["source_cpu_percent"] for r in rs
+            )
             lines.append(
                 f"| {n} | {client} | {name} | {fps:.1f} | {p50:.2f} ms | {p99:.2f} ms | "
-                f"{dropped:.0f} | {cpu:.1f}% |"
+                f"{dropped:.0f} | {cpu:.1f}% | {src:.1f}% | {serving:.1f}% |"
             )
     return [f"Medians over the {len(runs) // max(1, len(groups))} runs:", "", *lines]
 
@@ -887,7 +958,7 @@ def _slow_comparison(runs: list[dict[str, Any]]) -> list[str]:
 def _write_e2e(args: argparse.Namespace, runs: list[dict[str, Any]]) -> None:
     rows = [
         "| subscribers | client | run | stream | fps (mean / min) | latency p50 | latency p99"
-        " | dropped | Mbit/s each | server CPU | server RSS |",
+        " | dropped | Mbit/s each | server CPU (source) | server RSS |",
         "|---:|---|---:|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in runs:
@@ -900,7 +971,8 @@ def _write_e2e(args: argparse.Namespace, runs: list[dict[str, Any]]) -> None:
                 f"{st['fps_mean']:.1f} / {st['fps_min']:.1f} | "
                 f"{st['latency_p50_ms']:.2f} ms | {st['latency_p99_ms']:.2f} ms | "
                 f"{st['dropped']} | {st['mbit_s_each']:.1f} | "
-                f"{r['server_cpu_percent']:.1f}% | {r['server_rss_mb']:.0f} MB |"
+                f"{r['server_cpu_percent']:.1f}% ({r['source_cpu_percent']:.1f}%) | "
+                f"{r['server_rss_mb']:.0f} MB |"
             )
     decode = "no-decode" if args.no_decode else "decode"
     key = f"e2e-{args.streams.replace(',', '+')}-{decode}" + (
@@ -909,7 +981,11 @@ def _write_e2e(args: argparse.Namespace, runs: list[dict[str, Any]]) -> None:
     codecs_used = " ".join(_serve_args(args))
     if codecs_used:
         key += "-" + codecs_used.replace("--", "").replace(" ", "-")
+    replay = args.source_info.get("replay")
+    if replay:
+        key += "-replay"
     served = f", {codecs_used}" if codecs_used else ""
+    served += ", a replayed recording" if replay else ""
     title = f"End to end: {args.streams} at {args.fps:g} fps{served}, " + (
         "subscribers that do not decode" if args.no_decode else "decoding subscribers"
     )
@@ -938,10 +1014,11 @@ def _write_e2e(args: argparse.Namespace, runs: list[dict[str, Any]]) -> None:
                 f"## {title}"
                 + (f", {args.slow} slow subscriber(s) beside them" if args.slow else "")
             ),
-            f"The server is its own process serving a mock device that pre-renders {PRERENDER} "
-            "framesets and loops them (so server CPU is the cost of serving, not of drawing; "
-            "its RSS includes that cache); each subscriber is another "
-            "process. `rgbdcast` subscribers use `Client` and take every frame from "
+            describe_source(args.source_info),
+            "Server CPU is the whole server process; in brackets, and in the medians' "
+            "'of which the source' column, its device thread (the source's own cost: drawing "
+            "or reading the file), which the 'serving' column leaves out. Each subscriber is "
+            "another process. `rgbdcast` subscribers use `Client` and take every frame from "
             "`Subscription.get()` on a user thread (decoded, or as `EncodedFrame` with "
             "`decode=False`); `pyzmq` subscribers are the transport ceiling: bare SUB sockets on "
             "the same server in the same run, header parsed, nothing decoded. Latency is capture "

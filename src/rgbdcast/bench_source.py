@@ -1,0 +1,102 @@
+"""What the bench serves, and what the source itself costs.
+
+``rgbdcast bench --source replay`` serves a recording instead of the pre-rendered mock: the
+bench first records a few seconds of that mock (color as the server's JPEG, depth and infrared
+raw) and the server replays it in a loop, so color is passed through as recorded rather than
+encoded on the server, as with a camera that delivers MJPEG. Either way the device thread (the
+source: drawing, or reading the file) is named ``src-<device>`` on Linux, and its CPU is kept
+apart from the cost of serving.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from .errors import UsageError
+
+__all__ = [
+    "SOURCE_THREAD_PREFIX",
+    "describe",
+    "record_mock",
+    "source_cpu_seconds",
+    "thread_times",
+]
+
+SOURCE_THREAD_PREFIX = "src-"
+RECORD = [sys.executable, "-m", "rgbdcast", "record"]
+
+
+def thread_times(proc: psutil.Process) -> dict[int, tuple[str, float]]:
+    """CPU seconds so far of each thread of *proc*, with its OS thread name ('' where unknown)."""
+    out: dict[int, tuple[str, float]] = {}
+    for t in proc.threads():
+        try:
+            name = Path(f"/proc/{proc.pid}/task/{t.id}/comm").read_text().strip()
+        except OSError:
+            name = ""
+        out[t.id] = (name, t.user_time + t.system_time)
+    return out
+
+
+def source_cpu_seconds(
+    before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]]
+) -> float:
+    """CPU seconds the source threads spent between two :func:`thread_times` snapshots."""
+    return sum(
+        cpu - before.get(tid, (name, 0.0))[1]
+        for tid, (name, cpu) in after.items()
+        if name.startswith(SOURCE_THREAD_PREFIX)
+    )
+
+
+def record_mock(out: Path, serve: list[str], endpoint: str, seconds: float) -> Path:
+    """Record *seconds* of the server that the ``serve`` command line starts on *endpoint*."""
+    server = subprocess.Popen(serve, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout is not None
+        line = server.stdout.readline()
+        if "serving" not in line:
+            raise UsageError(f"bench server did not start: {line.strip()}")
+        done = subprocess.run(
+            [*RECORD, endpoint, "--out", str(out), "--duration", str(seconds)],
+            capture_output=True,
+            text=True,
+            timeout=seconds + 60,
+        )
+        if done.returncode != 0 or not out.exists():
+            raise UsageError(f"recording the bench source failed: {done.stderr.strip()[-300:]}")
+    finally:
+        server.terminate()
+        try:
+            server.wait(10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+    time.sleep(0.2)
+    return out
+
+
+def describe(info: dict[str, Any]) -> str:
+    """One sentence for BENCHMARKS.md on what was served."""
+    if info.get("replay"):
+        what = (
+            f"a {info['seconds']:g} s recording of the pre-rendered mock"
+            if info["seconds"]
+            else f"the recording `{Path(info['replay']).name}`"
+        )
+        return (
+            f"The server is its own process replaying {what} in a loop "
+            "(`serve --replay FILE --loop`): color goes out as "
+            "the recorded JPEG (passed through, not encoded on the server, as from a camera "
+            "delivering MJPEG), depth and infrared are encoded from the recorded raw frames."
+        )
+    return (
+        f"The server is its own process serving a mock device that pre-renders "
+        f"{info['prerender']} framesets and loops them (its RSS includes that cache)."
+    )

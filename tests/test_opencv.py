@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -95,6 +96,65 @@ def test_a_video_file_through_the_server_reports_what_it_delivers(tmp_path: Path
             assert rec.info["body_tracking"] is False
             frame = client.subscribe(rec.id, "color").get(timeout=5)
     assert frame.array.shape == (60, 80, 3)
+
+
+def _packets(path: Path) -> list[bytes]:
+    """The file's JPEG packets, as OpenCV's raw mode reads them."""
+    cap = cv2.VideoCapture(str(path))
+    assert cap.set(cv2.CAP_PROP_FORMAT, -1)
+    out = []
+    while True:
+        ok, pkt = cap.read()
+        if not ok:
+            break
+        out.append(pkt.tobytes())
+    cap.release()
+    return out
+
+
+def test_a_motion_jpeg_file_goes_out_as_its_own_jpeg(tmp_path: Path) -> None:
+    """The file's JPEG packets reach clients byte for byte; nothing on the server decodes or
+    re-encodes them; a client decodes them to the file's frames."""
+    path = tmp_path / "mjpeg.avi"
+    written = _video(path, frames=6, size=(96, 64), fps=30.0)
+    packets = _packets(path)
+    assert len(packets) == 6
+    dev = OpenCVDevice(str(path), fps=60)
+    held: list[Any] = []
+    dev.on_frame.connect(lambda d, frame=None: held.append(frame), sender=dev, weak=False)
+    with Server(address="127.0.0.1", announce=False) as srv:
+        srv.add_device(dev)
+        with Client(next(iter(srv.endpoints.values()))) as client:
+            (rec,) = client.devices.values()
+            assert rec.streams["color"]["source_codec"] == "jpeg"
+            raw = client.subscribe(dev.id, "color", decode=False, queue_size=32)
+            got = [raw.get(timeout=5) for _ in range(8)]
+        stats = srv.stats()["streams"][f"{dev.id}/color"]
+    assert dev.raw_jpeg
+    for f in got:
+        assert f.header.codec == "jpeg" and f.header.shape == (64, 96, 3)
+        assert bytes(f.payload) == packets[f.seq % 6]
+        level = float(f.decode().array.mean())
+        assert abs(level - float(written[f.seq % 6].mean())) <= 2.5
+    assert stats["passed_through"] >= 8 and stats["passthrough_refused"] == 0
+    assert held and not any(fr.decoded for fr in held)
+    # on the server, reading the pixels decodes the packet (as OpenCV decodes the file)
+    assert held[0].array.shape == (64, 96, 3) and held[0].decoded
+
+
+def test_a_motion_jpeg_file_is_re_encoded_when_asked(tmp_path: Path) -> None:
+    path = tmp_path / "again.avi"
+    _video(path, frames=4, size=(96, 64))
+    packets = set(_packets(path))
+    params = {"color": {"passthrough": False, "quality": 30}}
+    with Server(address="127.0.0.1", announce=False, codec_params=params) as srv:
+        dev = srv.add_device(OpenCVDevice(str(path), fps=60))
+        with Client(next(iter(srv.endpoints.values()))) as client:
+            raw = client.subscribe(dev.id, "color", decode=False, queue_size=32)
+            got = [raw.get(timeout=5) for _ in range(4)]
+        stats = srv.stats()["streams"][f"{dev.id}/color"]
+    assert not any(bytes(f.payload) in packets for f in got)
+    assert stats["passed_through"] == 0 and stats["sent"] >= 4
 
 
 def test_serve_video_and_image_from_the_cli(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ __all__ = [
     "Buffer",
     "Codec",
     "CodecInfo",
+    "accepts",
     "available",
     "check_shape",
     "default_codec",
@@ -96,6 +97,13 @@ def output_shape(codec: Codec, shape: tuple[int, ...]) -> tuple[int, ...]:
     """The shape a payload of *codec* decodes to (JPEG turns BGRA into BGR)."""
     fn = getattr(codec, "output_shape", None)
     return tuple(fn(shape)) if fn is not None else shape
+
+
+def accepts(codec: Codec, payload: Buffer, shape: tuple[int, ...]) -> bool:
+    """Whether *payload*, encoded by a source, is a valid *codec* payload of *shape* that can be
+    sent as it is (a quick header check; codecs without an ``accepts`` method vouch for none)."""
+    fn = getattr(codec, "accepts", None)
+    return bool(fn(payload, shape)) if fn is not None else False
 
 
 def check_shape(shape: tuple[int, ...], dtype: str) -> tuple[tuple[int, ...], np.dtype[Any]]:

@@ -80,6 +80,15 @@ class JpegCodec:
         bands = [data[y : y + step] for y in range(0, data.shape[0], step)]
         return join_bands(run_parts(one, bands), step)
 
+    def accepts(self, payload: Buffer, shape: tuple[int, ...]) -> bool:
+        """A source's JPEG can go out as it is if it is one baseline or progressive JPEG of
+        *shape* (its header says so; a grey or CMYK JPEG is not what clients expect)."""
+        try:
+            height, width, cs, _sub = simplejpeg.decode_jpeg_header(bytes(payload))
+        except ValueError:
+            return False
+        return cs == "YCbCr" and tuple(shape) == (height, width, 3)
+
     def decode(self, payload: Buffer, shape: tuple[int, ...], dtype: str) -> FrameData:
         data = bytes(payload)
         if len(shape) != 3 or shape[2] != 3 or dtype != "|u1":

@@ -4,6 +4,10 @@ Each is one color stream (BGR). Cameras and URLs deliver at their own pace; a vi
 played at its own frame rate (or ``fps``), looping or not; a still image is served at ``fps``
 (Camera2TCP's ``SimpleImage``). What the source actually delivers (size, rate) is what
 ``streams`` reports, so who/me shows it.
+
+A Motion-JPEG video file is read as its JPEG packets (OpenCV's raw mode) and each frame carries
+its JPEG as ``Frame.encoded``: a server serving JPEG sends it as it is, and the pixels are decoded
+only if someone on the server reads them.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DeviceError, UsageError
-from ..frames import Frame, StreamKind
+from ..frames import Encoded, Frame, StreamKind
 from .base import StreamInfo, ThreadedDevice, require, wait_until
 
 __all__ = ["OpenCVDevice"]
@@ -87,6 +91,8 @@ class OpenCVDevice(ThreadedDevice):
         self._seq = 0
         self._t0 = 0
         self.finished = False
+        self.raw_jpeg = False
+        """True while a Motion-JPEG file is read as its JPEG packets (never decoded here)."""
 
     @property
     def streams(self) -> dict[StreamKind, StreamInfo]:
@@ -130,6 +136,18 @@ class OpenCVDevice(ThreadedDevice):
         fps = (
             self.requested_fps if (self.requested_fps and not self.is_camera) else (native or 30.0)
         )
+        fourcc = int(cap.get(cv2.CAP_PROP_FOURCC) or 0).to_bytes(4, "little", signed=False)
+        # a Motion-JPEG file: read its packets as they are (raw mode, FFmpeg backend only)
+        self.raw_jpeg = (
+            self._paced()
+            and fourcc.upper() == b"MJPG"
+            and w > 0
+            and h > 0
+            and bool(cap.set(cv2.CAP_PROP_FORMAT, -1))
+        )
+        notes: dict[str, Any] = {"source_fps": native}
+        if self.raw_jpeg:
+            notes["source_codec"] = "jpeg"
         self._info = StreamInfo(
             kind=StreamKind.color,
             width=w,
@@ -137,7 +155,7 @@ class OpenCVDevice(ThreadedDevice):
             fps=fps,
             dtype="|u1",
             units="bgr8",
-            notes={"source_fps": native},
+            notes=notes,
         )
         self._cap = cap
         self._t0 = time.monotonic_ns()
@@ -170,6 +188,8 @@ class OpenCVDevice(ThreadedDevice):
                 ok, img = self._cap.read()
             if not ok or img is None:
                 raise DeviceError(f"{self.name} stopped delivering frames")
+            if self.raw_jpeg:
+                return [self._frame(None, self._packet(img))]
         if img.ndim == 2:
             img = self.cv2.cvtColor(img, self.cv2.COLOR_GRAY2BGR)
         h, w = img.shape[:2]
@@ -183,20 +203,36 @@ class OpenCVDevice(ThreadedDevice):
                 units="bgr8",
                 notes=self._info.notes,
             )
-        now = time.time_ns()
+        return [self._frame(img, None)]
+
+    def _packet(self, packet: np.ndarray) -> Encoded:
+        """One JPEG packet of a Motion-JPEG file, decoded only if someone reads the pixels."""
+        shape = (self._info.height, self._info.width, 3)
+        return Encoded(
+            codec="jpeg", payload=packet.tobytes(), shape=shape, dtype="|u1", decode=self._decode
+        )
+
+    def _decode(self, jpeg: bytes) -> np.ndarray:
+        cv2 = self.cv2
+        flags = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
+        img = cv2.imdecode(np.frombuffer(jpeg, np.uint8), flags)
+        if img is None:
+            raise DeviceError(f"{self.name}: a JPEG packet does not decode")
+        return np.asarray(img)
+
+    def _frame(self, img: np.ndarray | None, encoded: Encoded | None) -> Frame:
         seq = self._seq
         self._seq += 1
-        return [
-            Frame(
-                device_id=self.id,
-                kind=StreamKind.color,
-                seq=seq,
-                data=img,
-                device_time_ns=int(seq * 1e9 / self._info.fps),
-                host_time_ns=now,
-                frameset_id=seq,
-            )
-        ]
+        pixels: dict[str, Any] = {"data": img} if img is not None else {"encoded": encoded}
+        return Frame(
+            device_id=self.id,
+            kind=StreamKind.color,
+            seq=seq,
+            **pixels,
+            device_time_ns=int(seq * 1e9 / self._info.fps),
+            host_time_ns=time.time_ns(),
+            frameset_id=seq,
+        )
 
 
 def probe_cameras(max_index: int = 4) -> list[int]:

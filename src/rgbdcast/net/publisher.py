@@ -24,7 +24,7 @@ from typing import Any
 import zmq
 
 from .. import codecs
-from ..frames import Frame, StreamKind
+from ..frames import Encoded, Frame, StreamKind
 from ..protocol.envelope import build_header
 from .counters import Counters
 from .security import ServerKeys, secure_server
@@ -48,6 +48,7 @@ class PublisherStats(Counters):
     skipped_idle: int = 0
     encode_errors: int = 0
     passed_through: int = 0
+    passthrough_refused: int = 0
     bytes_sent: int = 0
     encode_ns: int = 0
     subscribed: bool = False
@@ -162,11 +163,21 @@ class StreamPublisher:
         finally:
             sock.close(0)
 
+    def _passes(self, source: Encoded | None) -> bool:
+        """Whether a source's own encoding can be sent as it is (counts a refusal)."""
+        if not self._passthrough or source is None or source.codec != self.codec_name:
+            return False
+        if codecs.accepts(self._codec, source.payload, source.shape):
+            return True
+        self._stats.passthrough_refused += 1
+        return False
+
     def _publish(self, sock: zmq.Socket[Any], frame: Frame) -> None:
         t0 = time.perf_counter_ns()
         source = frame.encoded
         payload: Any
-        if self._passthrough and source is not None and source.codec == self.codec_name:
+        if self._passes(source):
+            assert source is not None
             payload, shape = source.payload, source.shape
             self._stats.passed_through += 1
         else:

@@ -83,13 +83,17 @@ class ReplayDevice(ThreadedDevice):
         return {"name": self.name, "kind": self.kind, "file": str(self.recording.path)}
 
     def _framesets(self) -> Iterator[tuple[int, list[Frame]]]:
-        """``(due offset ns, frames)`` groups, looping if asked."""
+        """``(due offset ns, frames)`` groups, looping if asked.
+
+        Each pass after the first adds the first pass's span of sequence numbers (lowest to
+        highest, over all streams) to every sequence number and frameset id, so numbers go on
+        counting and the frames of one frameset keep one number.
+        """
         offset_ns = 0
-        seq_base: int | None = None  # None on the first pass: the recorded numbers as they are
-        next_seq = 0
+        shift = 0
+        lo = hi = None
         while True:
             first = last = None
-            min_seq = None
             group: list[Frame] = []
             group_t = 0
             for t, frame in self.recording.frames(self.id):
@@ -99,19 +103,22 @@ class ReplayDevice(ThreadedDevice):
                     yield offset_ns + group_t - first, group
                     group = []
                 group_t, last = t, t
-                if min_seq is None:
-                    min_seq = frame.seq
-                seq = frame.seq if seq_base is None else max(0, frame.seq - min_seq + seq_base)
-                next_seq = max(next_seq, seq + 1)
-                group.append(frame.replace(seq=seq))
+                if not shift:  # the first pass: learn the span of numbers
+                    lo = frame.seq if lo is None else min(lo, frame.seq)
+                    hi = frame.seq if hi is None else max(hi, frame.seq)
+                if shift:
+                    frame = frame.replace(
+                        seq=frame.seq + shift, frameset_id=frame.frameset_id + shift
+                    )
+                group.append(frame)
             if group and first is not None:
                 yield offset_ns + group_t - first, group
-            if not self.loop or first is None or last is None:
+            if not self.loop or first is None or last is None or lo is None or hi is None:
                 return
             self.loops += 1
             period = int(1e9 / max(1.0, self._streams[next(iter(self._streams))].fps))
             offset_ns += last - first + period
-            seq_base = next_seq  # later passes count on from the last number served
+            shift += hi - lo + 1
 
     def _open(self) -> None:
         self._groups = self._framesets()

@@ -19,6 +19,7 @@ from .errors import (
 )
 from .frames import (
     Body,
+    Encoded,
     Frame,
     HandState,
     Intrinsics,
@@ -42,6 +43,7 @@ __all__ = [
     "DepthFrameCompressor",
     "Device",
     "DeviceError",
+    "Encoded",
     "EncodedFrame",
     "EndpointType",
     "Frame",

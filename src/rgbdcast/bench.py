@@ -620,9 +620,12 @@ def cmd_codecs(args: argparse.Namespace) -> None:
         body = "\n".join(
             [
                 *section_head("## Codecs"),
-                "Ratio is raw bytes over encoded bytes, summed over the set. Times are the median "
-                "of 20 runs per frame on one thread, scaled by pixel count to one 512x424 Kinect "
-                "v2 frame. 'offered' codecs can be chosen with `serve --depth-codec` / "
+                "Ratio is raw bytes over encoded bytes, summed over the set. Depth times: three "
+                "rounds each time every codec and anchor (the median of 20 runs per frame, one "
+                "thread), and each row shows its best round, so that all rows meet the machine "
+                "in the same state (this host's speed drifts by tens of percent from minute to "
+                "minute); scaled by pixel count to one 512x424 Kinect v2 frame. Color times: the "
+                "median of 10 runs. 'offered' codecs can be chosen with `serve --depth-codec` / "
                 "`--infrared-codec`; 'anchor' rows are what users would otherwise use, measured "
                 "here by the same harness. C accelerator built: "
                 f"{'yes' if native_available() else 'no (numpy fallback)'}.",

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
+import socket
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +21,7 @@ else:
 
 from rgbdcast import Client, DeviceError, Server, StreamKind
 from rgbdcast.devices.opencv import OpenCVDevice
-from rgbdcast.testing import check_device
+from rgbdcast.testing import check_device, recv_exact
 
 
 def _video(
@@ -122,7 +125,7 @@ def test_a_motion_jpeg_file_goes_out_as_its_own_jpeg(tmp_path: Path) -> None:
     dev = OpenCVDevice(str(path), fps=60)
     held: list[Any] = []
     dev.on_frame.connect(lambda d, frame=None: held.append(frame), sender=dev, weak=False)
-    with Server(address="127.0.0.1", announce=False) as srv:
+    with Server(address="127.0.0.1", announce=False, tcp_gateway="127.0.0.1:0") as srv:
         srv.add_device(dev)
         with Client(next(iter(srv.endpoints.values()))) as client:
             (rec,) = client.devices.values()
@@ -130,6 +133,14 @@ def test_a_motion_jpeg_file_goes_out_as_its_own_jpeg(tmp_path: Path) -> None:
             raw = client.subscribe(dev.id, "color", decode=False, queue_size=32)
             got = [raw.get(timeout=5) for _ in range(8)]
         stats = srv.stats()["streams"][f"{dev.id}/color"]
+        # the plain-TCP gateway hands out the same packets for GET ... jpeg
+        assert srv.gateway is not None
+        with socket.create_connection(("127.0.0.1", srv.gateway.port), timeout=10) as tcp:
+            tcp.sendall(f"GET {dev.id} color jpeg\n".encode())
+            (n,) = struct.unpack(">I", recv_exact(tcp, 4))
+            head = json.loads(recv_exact(tcp, n))
+            assert head["codec"] == "jpeg" and head["shape"] == [64, 96, 3]
+            assert recv_exact(tcp, head["size"]) in packets
     assert dev.raw_jpeg
     for f in got:
         assert f.header.codec == "jpeg" and f.header.shape == (64, 96, 3)

@@ -232,11 +232,20 @@ class TcpGateway:
         if frame is None:
             return self._framed({"error": f"no {stream} frame from {device!r} yet"})
         last[key] = frame.seq
-        payload = self._cached(
-            ("enc", device, kind, frame.seq, frame.host_time_ns, codec.info.name),
-            lambda: _byte_view(codec.encode(frame.data, {})),
-        )
-        shape = codecs.output_shape(codec, frame.shape)
+        source = frame.encoded
+        if (
+            source is not None
+            and source.codec == codec.info.name
+            and codecs.accepts(codec, source.payload, source.shape)
+        ):  # the source's own JPEG, as the ZeroMQ path sends it
+            payload: bytes | memoryview = source.payload
+            shape = source.shape
+        else:
+            payload = self._cached(
+                ("enc", device, kind, frame.seq, frame.host_time_ns, codec.info.name),
+                lambda: _byte_view(codec.encode(frame.data, {})),
+            )
+            shape = codecs.output_shape(codec, frame.shape)
         header = build_header(frame, codec.info.name, len(payload), time.time_ns(), shape)
         return self._framed(header[5:], payload)
 

@@ -140,6 +140,26 @@ def test_body_codec_round_trips_six_bodies_compactly() -> None:
     assert bodies_from_json(bodies_to_json(out))[0].joints[3].type == j_in.type  # type: ignore[arg-type]
 
 
+def test_bodies_json_is_strict_json_when_a_joint_is_not_projected() -> None:
+    """The Kinect SDK maps joints it cannot project to -inf: the JSON form (gateway body lines,
+    ROS 2, saved files) writes null, which every parser reads, and reads it back as NaN."""
+    import dataclasses
+    import json
+    import math
+
+    (body,) = _mock_frames()[StreamKind.body]  # type: ignore[misc]
+    head = dataclasses.replace(
+        body.joints[3], color_xy=(-math.inf, -math.inf), depth_xy=(math.nan, 12.5)
+    )
+    odd = dataclasses.replace(body, joints=(*body.joints[:3], head, *body.joints[4:]))
+    text = json.dumps(bodies_to_json((odd,)), allow_nan=False)  # raises on NaN or inf
+    assert '"color_xy": [null, null]' in text and '"depth_xy": [null, 12.5]' in text
+    (back,) = bodies_from_json(json.loads(text))
+    assert all(math.isnan(v) for v in back.joints[3].color_xy)
+    assert math.isnan(back.joints[3].depth_xy[0]) and back.joints[3].depth_xy[1] == 12.5
+    assert back.joints[4] == odd.joints[4]
+
+
 @pytest.mark.parametrize(
     "payload,shape",
     [(b"", (0,)), (b"\x02\x00", (0,)), (b"\x01\x07", (7,)), (b"\x01\x01" + b"\x00" * 10, (1,))],

@@ -10,6 +10,7 @@ Payload: one byte version (1), one byte body count, then per body a packed recor
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -18,7 +19,14 @@ from ..errors import CodecError
 from ..frames import MAX_BODIES, Body, FrameData, HandState, Joint, JointType, StreamKind
 from .base import Buffer, CodecInfo, register
 
-__all__ = ["BODY_DTYPE", "BodyCodec", "bodies_from_json", "bodies_to_json"]
+__all__ = [
+    "BODY_DTYPE",
+    "BodyCodec",
+    "bodies_from_json",
+    "bodies_to_json",
+    "float_from_json",
+    "json_float",
+]
 
 _VERSION = 1
 JOINT_DTYPE = np.dtype(
@@ -94,8 +102,20 @@ class BodyCodec:
             raise CodecError(f"bad body payload: {exc}") from exc
 
 
+def json_float(v: float) -> float | None:
+    """JSON has no NaN or infinity: a coordinate that is not finite (a joint the SDK could not
+    project returns -inf) becomes None, written as ``null``."""
+    return v if math.isfinite(v) else None
+
+
+def float_from_json(v: Any) -> float:
+    """The inverse of :func:`json_float`: ``null`` reads back as NaN."""
+    return float("nan") if v is None else float(v)
+
+
 def bodies_to_json(bodies: tuple[Body, ...]) -> list[dict[str, Any]]:
-    """Bodies as plain JSON-ready dicts (joint names as keys)."""
+    """Bodies as plain JSON-ready dicts (joint names as keys); coordinates that are not finite
+    are None, so strict JSON parsers in any language read the result."""
     return [
         {
             "tracking_id": b.tracking_id,
@@ -103,10 +123,10 @@ def bodies_to_json(bodies: tuple[Body, ...]) -> list[dict[str, Any]]:
             "right_hand": b.right_hand.name,
             "joints": {
                 j.name: {
-                    "position": list(j.position),
+                    "position": [json_float(v) for v in j.position],
                     "state": j.state.name,
-                    "color_xy": list(j.color_xy),
-                    "depth_xy": list(j.depth_xy),
+                    "color_xy": [json_float(v) for v in j.color_xy],
+                    "depth_xy": [json_float(v) for v in j.depth_xy],
                 }
                 for j in b.joints
             },
@@ -117,25 +137,30 @@ def bodies_to_json(bodies: tuple[Body, ...]) -> list[dict[str, Any]]:
 
 def bodies_from_json(items: list[dict[str, Any]]) -> tuple[Body, ...]:
     """The inverse of :func:`bodies_to_json`."""
-    from ..frames import TrackingState
 
     return tuple(
         Body(
             tracking_id=int(b["tracking_id"]),
             left_hand=HandState[b["left_hand"]],
             right_hand=HandState[b["right_hand"]],
-            joints=tuple(
-                Joint(
-                    type=jt,
-                    position=tuple(b["joints"][jt.name]["position"]),
-                    state=TrackingState[b["joints"][jt.name]["state"]],
-                    color_xy=tuple(b["joints"][jt.name]["color_xy"]),
-                    depth_xy=tuple(b["joints"][jt.name]["depth_xy"]),
-                )
-                for jt in JointType
-            ),
+            joints=tuple(_joint_from_json(jt, b["joints"][jt.name]) for jt in JointType),
         )
         for b in items
+    )
+
+
+def _joint_from_json(jt: JointType, j: dict[str, Any]) -> Joint:
+    from ..frames import TrackingState
+
+    x, y, z = map(float_from_json, j["position"])
+    cu, cv = map(float_from_json, j["color_xy"])
+    du, dv = map(float_from_json, j["depth_xy"])
+    return Joint(
+        type=jt,
+        position=(x, y, z),
+        state=TrackingState[j["state"]],
+        color_xy=(cu, cv),
+        depth_xy=(du, dv),
     )
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import re
 import threading
@@ -163,7 +162,7 @@ class Ros2Sender:
             frame = enc.decode()
         stamp = frame.host_time_ns
         if frame.kind is StreamKind.body:
-            text = json.dumps(_finite(bodies_to_json(frame.bodies)), separators=(",", ":"))
+            text = json.dumps(bodies_to_json(frame.bodies), separators=(",", ":"))
             self.pubs["image"].put(ros2.string(text), stamp)
             return
         h, w = frame.shape[:2]
@@ -199,16 +198,6 @@ class Ros2Sender:
         self._thread.join(2.0)
         for pub in self.pubs.values():
             pub.close()
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    return value
 
 
 class Ros2Publishing:

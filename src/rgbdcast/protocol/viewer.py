@@ -18,13 +18,13 @@ so a slow page is sent fewer frames instead of a growing backlog.
 from __future__ import annotations
 
 import json
-import math
 import struct
 import zlib
 from typing import Any
 
 import numpy as np
 
+from ..codecs.body import json_float
 from ..codecs.grad import RvlCodec, native_available
 from ..codecs.jpeg import JpegCodec
 from ..errors import ProtocolError
@@ -66,7 +66,8 @@ def hello_message(server: str, version: str, mode: str) -> str:
 
 
 def _num(v: float) -> float | None:
-    return None if math.isnan(v) or math.isinf(v) else round(float(v), 1)
+    f = json_float(v)
+    return None if f is None else round(float(f), 1)
 
 
 def bodies_payload(bodies: tuple[Body, ...]) -> bytes:

@@ -12,12 +12,12 @@ the host, ``publish_time`` the device's own time, ``sequence`` the frame's seque
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from ..codecs.body import float_from_json, json_float
 from ..codecs.jpeg import JpegCodec
 from ..errors import ProtocolError
 from ..frames import (
@@ -139,10 +139,6 @@ def calibration_message(encoded: EncodedFrame) -> tuple[ChannelSpec, bytes] | No
     return channel_spec(h.device_id, h.stream, "calibration"), msg
 
 
-def _num(v: float) -> float | None:
-    return None if math.isnan(v) or math.isinf(v) else v
-
-
 def _bodies_json(frame: Frame) -> bytes:
     sec, nsec = divmod(frame.host_time_ns, 1_000_000_000)
     bodies = [
@@ -151,7 +147,12 @@ def _bodies_json(frame: Frame) -> bytes:
             "left_hand": int(b.left_hand),
             "right_hand": int(b.right_hand),
             "joints": [
-                [*j.position, int(j.state), *map(_num, j.color_xy), *map(_num, j.depth_xy)]
+                [
+                    *j.position,
+                    int(j.state),
+                    *map(json_float, j.color_xy),
+                    *map(json_float, j.depth_xy),
+                ]
                 for j in b.joints
             ],
         }
@@ -159,10 +160,6 @@ def _bodies_json(frame: Frame) -> bytes:
     ]
     doc = {"timestamp": {"sec": sec, "nsec": nsec}, "frame_id": frame.device_id, "bodies": bodies}
     return json.dumps(doc, separators=(",", ":"), allow_nan=False).encode()
-
-
-def _nan(v: Any) -> float:
-    return float("nan") if v is None else float(v)
 
 
 def _bodies(data: bytes) -> tuple[Body, ...]:
@@ -174,8 +171,8 @@ def _bodies(data: bytes) -> tuple[Body, ...]:
                 type=JointType(i),
                 position=(float(j[0]), float(j[1]), float(j[2])),
                 state=TrackingState(int(j[3])),
-                color_xy=(_nan(j[4]), _nan(j[5])),
-                depth_xy=(_nan(j[6]), _nan(j[7])),
+                color_xy=(float_from_json(j[4]), float_from_json(j[5])),
+                depth_xy=(float_from_json(j[6]), float_from_json(j[7])),
             )
             for i, j in enumerate(b["joints"])
         )

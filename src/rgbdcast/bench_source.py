@@ -94,7 +94,11 @@ def describe(info: dict[str, Any]) -> str:
             f"The server is its own process replaying {what} in a loop "
             "(`serve --replay FILE --loop`): color goes out as "
             "the recorded JPEG (passed through, not encoded on the server, as from a camera "
-            "delivering MJPEG), depth and infrared are encoded from the recorded raw frames."
+            "delivering MJPEG), depth and infrared are encoded from the recorded raw frames. "
+            "The recorder receives the small body stream a moment before the others, so the "
+            "recording's first frameset has only a body frame: at every loop color, depth and "
+            "infrared skip that number, one 'dropped' frame per subscriber per loop (bare "
+            "pyzmq subscribers count the same): the file's gap, not a loss in transit."
         )
     return (
         f"The server is its own process serving a mock device that pre-renders "

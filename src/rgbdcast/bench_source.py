@@ -95,10 +95,11 @@ def describe(info: dict[str, Any]) -> str:
             "(`serve --replay FILE --loop`): color goes out as "
             "the recorded JPEG (passed through, not encoded on the server, as from a camera "
             "delivering MJPEG), depth and infrared are encoded from the recorded raw frames. "
-            "The recorder receives the small body stream a moment before the others, so the "
-            "recording's first frameset has only a body frame: at every loop color, depth and "
-            "infrared skip that number, one 'dropped' frame per subscriber per loop (bare "
-            "pyzmq subscribers count the same): the file's gap, not a loss in transit."
+            "A recording that starts or stops in the middle of a frameset (the recorder gets "
+            "the small body frames a moment before the others) holds that frameset's body "
+            "frame only, so at every loop the other streams skip its number: a 'dropped' "
+            "frame per subscriber per loop that bare pyzmq subscribers count too, the file's "
+            "gap and not a loss in transit."
         )
     return (
         f"The server is its own process serving a mock device that pre-renders "

@@ -96,8 +96,8 @@ def describe(info: dict[str, Any]) -> str:
             "the recorded JPEG (passed through, not encoded on the server, as from a camera "
             "delivering MJPEG), depth and infrared are encoded from the recorded raw frames. "
             "A recording that starts or stops in the middle of a frameset (the recorder gets "
-            "the small body frames a moment before the others) holds that frameset's body "
-            "frame only, so at every loop the other streams skip its number: a 'dropped' "
+            "small frames a moment before a 1080p JPEG) holds only some of that frameset's "
+            "frames, so at every loop the missing streams skip its number: a 'dropped' "
             "frame per subscriber per loop that bare pyzmq subscribers count too, the file's "
             "gap and not a loss in transit."
         )

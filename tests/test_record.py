@@ -227,29 +227,37 @@ def test_replay_keeps_the_original_timing_and_loops(tmp_path: Path) -> None:
     assert 0.35 < span < 0.8  # 0.9 s recorded, played at twice the speed: about 0.45 s
 
 
-def test_looped_replay_numbers_go_on_by_frameset(tmp_path: Path) -> None:
-    """A recording whose streams start at different numbers (depth misses the first frameset)
-    loops with every number shifted by the same span: no stream repeats or goes back, and the
-    frames of one frameset keep one number."""
+def test_looped_replay_joins_each_loop_without_a_gap(tmp_path: Path) -> None:
+    """A recording that starts in the middle of a frameset (depth misses the first one) and
+    lists body before depth: a looping replay plays the framesets every stream has, so every
+    stream counts on without a gap or a repeat across loops and the frames of one frameset
+    keep one number; played once, nothing is left out."""
     dev = MockDevice("cam", color_size=COLOR, streams=["depth", "body"])
     path = tmp_path / "uneven.mcap"
     with McapRecorder(path) as rec:
         for i in range(4, 10):
-            frames = sorted(dev.render(i), key=lambda f: f.kind is StreamKind.body)
-            for frame in frames:  # depth first, then body, as it may arrive
+            for frame in sorted(dev.render(i), key=lambda f: f.kind is StreamKind.depth):
                 if not (i == 4 and frame.kind is StreamKind.depth):
                     rec.write(_encoded(frame))
-    replay = ReplayDevice(path, loop=True, speed=50.0)
-    seen: list[Any] = []
-    replay.on_frame.connect(lambda d, frame=None: seen.append(frame), sender=replay, weak=False)
-    with replay:
-        assert wait_for(lambda: len(seen) >= 30, 10.0)
-    by_kind: dict[StreamKind, list[int]] = {}
-    for f in seen:
-        by_kind.setdefault(f.kind, []).append(f.seq)
-        assert f.frameset_id == f.seq
-    assert by_kind[StreamKind.body][:12] == list(range(4, 16))
-    assert by_kind[StreamKind.depth][:10] == [*range(5, 10), *range(11, 16)]  # 10: not recorded
+
+    def play(loop: bool, count: int) -> dict[StreamKind, list[int]]:
+        replay = ReplayDevice(path, loop=loop, speed=50.0)
+        seen: list[Any] = []
+        replay.on_frame.connect(lambda d, frame=None: seen.append(frame), sender=replay, weak=False)
+        with replay:
+            assert wait_for(lambda: len(seen) >= count, 10.0)
+        by_kind: dict[StreamKind, list[int]] = {}
+        for f in seen:
+            by_kind.setdefault(f.kind, []).append(f.seq)
+            assert f.frameset_id == f.seq
+        return by_kind
+
+    looped = play(True, 30)
+    for kind in (StreamKind.body, StreamKind.depth):
+        assert looped[kind][:12] == list(range(5, 17)), (kind, looped[kind])
+    once = play(False, 11)
+    assert once[StreamKind.body] == list(range(4, 10))
+    assert once[StreamKind.depth] == list(range(5, 10))
 
 
 @pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL])

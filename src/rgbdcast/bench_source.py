@@ -94,12 +94,7 @@ def describe(info: dict[str, Any]) -> str:
             f"The server is its own process replaying {what} in a loop "
             "(`serve --replay FILE --loop`): color goes out as "
             "the recorded JPEG (passed through, not encoded on the server, as from a camera "
-            "delivering MJPEG), depth and infrared are encoded from the recorded raw frames. "
-            "A recording that starts or stops in the middle of a frameset (the recorder gets "
-            "small frames a moment before a 1080p JPEG) holds only some of that frameset's "
-            "frames, so at every loop the missing streams skip its number: a 'dropped' "
-            "frame per subscriber per loop that bare pyzmq subscribers count too, the file's "
-            "gap and not a loss in transit."
+            "delivering MJPEG), depth and infrared are encoded from the recorded raw frames."
         )
     return (
         f"The server is its own process serving a mock device that pre-renders "

@@ -59,6 +59,8 @@ class ChannelInfo:
     bytes: int = 0
     first_ns: int = 0
     last_ns: int = 0
+    first_seq: int | None = None
+    last_seq: int | None = None
 
     @property
     def is_frames(self) -> bool:
@@ -168,6 +170,9 @@ class Recording:
                     ch.bytes += len(record.data)
                     ch.first_ns = ch.first_ns or record.log_time
                     ch.last_ns = max(ch.last_ns, record.log_time)
+                    seq = record.sequence
+                    ch.first_seq = seq if ch.first_seq is None else min(ch.first_seq, seq)
+                    ch.last_seq = seq if ch.last_seq is None else max(ch.last_seq, seq)
             elif isinstance(record, rec.Metadata):
                 self.metadata[record.name] = dict(record.metadata)
         if not any(ch.is_frames for ch in self.channels.values()):

@@ -87,16 +87,22 @@ class ReplayDevice(ThreadedDevice):
 
         Each pass after the first adds the first pass's span of sequence numbers (lowest to
         highest, over all streams) to every sequence number and frameset id, so numbers go on
-        counting and the frames of one frameset keep one number.
+        counting and the frames of one frameset keep one number. A looping replay plays only
+        the framesets between the first and the last that every stream has (a recording
+        usually starts and stops in the middle of one), so that each loop joins the next
+        without a gap in any stream.
         """
         offset_ns = 0
         shift = 0
         lo = hi = None
+        keep = self._complete_span() if self.loop else None
         while True:
             first = last = None
             group: list[Frame] = []
             group_t = 0
             for t, frame in self.recording.frames(self.id):
+                if keep is not None and not keep[0] <= frame.seq <= keep[1]:
+                    continue
                 if first is None:
                     first = t
                 if group and t != group_t:
@@ -119,6 +125,19 @@ class ReplayDevice(ThreadedDevice):
             period = int(1e9 / max(1.0, self._streams[next(iter(self._streams))].fps))
             offset_ns += last - first + period
             shift += hi - lo + 1
+
+    def _complete_span(self) -> tuple[int, int] | None:
+        """The sequence numbers from the first to the last frameset every stream has, from
+        the scan; None when the streams' spans do not overlap (then everything is played)."""
+        spans = [
+            (ch.first_seq, ch.last_seq)
+            for ch in self.recording.devices[self.id]
+            if ch.first_seq is not None and ch.last_seq is not None
+        ]
+        if not spans:
+            return None
+        start, end = max(a for a, _ in spans), min(b for _, b in spans)
+        return (start, end) if start <= end else None
 
     def _open(self) -> None:
         self._groups = self._framesets()

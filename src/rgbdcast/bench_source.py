@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -72,13 +71,9 @@ def record_mock(out: Path, serve: list[str], endpoint: str, seconds: float) -> P
         if done.returncode != 0 or not out.exists():
             raise UsageError(f"recording the bench source failed: {done.stderr.strip()[-300:]}")
     finally:
-        server.terminate()
-        try:
-            server.wait(10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-    time.sleep(0.2)
+        from .bench import stop_processes  # bench imports this module
+
+        stop_processes([server])
     return out
 
 

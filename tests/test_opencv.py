@@ -226,7 +226,8 @@ def test_devices_lists_what_can_be_served() -> None:
 
 
 def test_a_stream_url_is_read_through_opencv() -> None:
-    """An MJPEG-over-HTTP stream served on loopback by the test, read by OpenCV's FFmpeg."""
+    """An MJPEG-over-HTTP stream served on loopback by the test, read by OpenCV's FFmpeg as
+    the JPEGs the server sent (never decoded unless read)."""
     import threading
     import time
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -242,6 +243,7 @@ def test_a_stream_url_is_read_through_opencv() -> None:
             try:
                 for i in range(300):
                     _ok, jpg = cv2.imencode(".jpg", np.full((48, 64, 3), i % 256, np.uint8))
+                    sent.add(jpg.tobytes())
                     self.wfile.write(
                         b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: "
                         + str(len(jpg)).encode()
@@ -253,6 +255,7 @@ def test_a_stream_url_is_read_through_opencv() -> None:
             except (BrokenPipeError, ConnectionResetError):
                 pass
 
+    sent: set[bytes] = set()
     http = ThreadingHTTPServer(("127.0.0.1", 0), Mjpeg)
     thread = threading.Thread(target=http.serve_forever, daemon=True)
     thread.start()
@@ -260,6 +263,7 @@ def test_a_stream_url_is_read_through_opencv() -> None:
         dev = OpenCVDevice(f"http://127.0.0.1:{http.server_address[1]}/stream.mjpg")
         assert dev.id.startswith("url-127-0-0-1-")
         frames = check_device(dev, frames_per_stream=5)[StreamKind.color]
+        assert dev.raw_jpeg and all(f.encoded and f.encoded.payload in sent for f in frames)
         assert frames[0].array.shape == (48, 64, 3)
         info = dev.streams[StreamKind.color]
         assert (info.width, info.height) == (64, 48)

@@ -5,7 +5,8 @@ played at its own frame rate (or ``fps``), looping or not; a still image is serv
 (Camera2TCP's ``SimpleImage``). What the source actually delivers (size, rate) is what
 ``streams`` reports, so who/me shows it.
 
-A Motion-JPEG video file is read as its JPEG packets (OpenCV's raw mode) and each frame carries
+A Motion-JPEG video file or stream URL (an IP camera's MJPEG over HTTP) is read as its JPEG
+packets (OpenCV's raw mode) and each frame carries
 its JPEG as ``Frame.encoded``: a server serving JPEG sends it as it is, and the pixels are decoded
 only if someone on the server reads them.
 """
@@ -137,9 +138,10 @@ class OpenCVDevice(ThreadedDevice):
             self.requested_fps if (self.requested_fps and not self.is_camera) else (native or 30.0)
         )
         fourcc = int(cap.get(cv2.CAP_PROP_FOURCC) or 0).to_bytes(4, "little", signed=False)
-        # a Motion-JPEG file: read its packets as they are (raw mode, FFmpeg backend only)
+        # a Motion-JPEG file or stream: read its packets as they are (FFmpeg's raw mode; a
+        # camera's own MJPEG would need V4L2's, untried without a camera)
         self.raw_jpeg = (
-            self._paced()
+            not self.is_camera
             and fourcc.upper() == b"MJPG"
             and w > 0
             and h > 0

@@ -329,9 +329,7 @@ class Frame:
             raise UsageError(f"{kind} frames hold numpy arrays, got {type(raw).__name__}")
         _check_image(kind, raw.shape, raw.dtype)
         enc = self.encoded
-        if enc is not None and (
-            tuple(raw.shape) != enc.shape or raw.dtype.str != np.dtype(enc.dtype).str
-        ):
+        if enc is not None and not _fits(raw, enc):
             raise UsageError(
                 f"encoded image {enc.shape} {enc.dtype} but data {raw.shape} {raw.dtype.str}"
             )
@@ -392,6 +390,11 @@ def _check_image(kind: StreamKind, shape: tuple[int, ...], dtype: np.dtype[Any])
         raise UsageError(f"{kind} frames are HxW uint16, got {tuple(shape)} {dtype}")
 
 
+def _fits(arr: np.ndarray, enc: Encoded) -> bool:
+    """Whether *arr* is the image *enc* announced (shape and dtype)."""
+    return tuple(arr.shape) == enc.shape and arr.dtype.str == np.dtype(enc.dtype).str
+
+
 _PENDING: Any = type("_Pending", (), {"__repr__": lambda self: "<not decoded>"})()
 _DATA_SLOT: Any = Frame.__dict__["data"]  # the slot behind Frame.data
 
@@ -410,9 +413,7 @@ class _LazyData:
             enc = obj.encoded
             assert enc is not None
             value = enc.decode(enc.payload)
-            if not isinstance(value, np.ndarray) or (
-                tuple(value.shape) != enc.shape or value.dtype.str != np.dtype(enc.dtype).str
-            ):
+            if not isinstance(value, np.ndarray) or not _fits(value, enc):
                 got = getattr(value, "shape", type(value).__name__)
                 raise UsageError(f"{enc.codec} image decoded to {got}, not {enc.shape}")
             value.flags.writeable = False

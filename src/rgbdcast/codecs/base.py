@@ -13,7 +13,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from ..errors import CodecError, UsageError
-from ..frames import FrameData, StreamKind
+from ..frames import Encoded, FrameData, StreamKind
 
 __all__ = [
     "MAX_DECODED_BYTES",
@@ -99,11 +99,14 @@ def output_shape(codec: Codec, shape: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(fn(shape)) if fn is not None else shape
 
 
-def accepts(codec: Codec, payload: Buffer, shape: tuple[int, ...]) -> bool:
-    """Whether *payload*, encoded by a source, is a valid *codec* payload of *shape* that can be
-    sent as it is (a quick header check; codecs without an ``accepts`` method vouch for none)."""
+def accepts(codec: Codec, source: Encoded) -> bool:
+    """Whether *source*, an image as its source encoded it, is a valid *codec* payload of its
+    announced shape that can be sent as it is: the same codec, and a quick header check
+    (codecs without an ``accepts`` method vouch for none)."""
     fn = getattr(codec, "accepts", None)
-    return bool(fn(payload, shape)) if fn is not None else False
+    if fn is None or source.codec != codec.info.name:
+        return False
+    return bool(fn(source.payload, source.shape))
 
 
 def check_shape(shape: tuple[int, ...], dtype: str) -> tuple[tuple[int, ...], np.dtype[Any]]:

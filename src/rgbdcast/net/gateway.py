@@ -233,11 +233,8 @@ class TcpGateway:
             return self._framed({"error": f"no {stream} frame from {device!r} yet"})
         last[key] = frame.seq
         source = frame.encoded
-        if (
-            source is not None
-            and source.codec == codec.info.name
-            and codecs.accepts(codec, source.payload, source.shape)
-        ):  # the source's own JPEG, as the ZeroMQ path sends it
+        if source is not None and codecs.accepts(codec, source):
+            # the source's own JPEG, as the ZeroMQ path sends it
             payload: bytes | memoryview = source.payload
             shape = source.shape
         else:

@@ -165,11 +165,12 @@ class StreamPublisher:
 
     def _passes(self, source: Encoded | None) -> bool:
         """Whether a source's own encoding can be sent as it is (counts a refusal)."""
-        if not self._passthrough or source is None or source.codec != self.codec_name:
+        if not self._passthrough or source is None:
             return False
-        if codecs.accepts(self._codec, source.payload, source.shape):
+        if codecs.accepts(self._codec, source):
             return True
-        self._stats.passthrough_refused += 1
+        if source.codec == self.codec_name:
+            self._stats.passthrough_refused += 1
         return False
 
     def _publish(self, sock: zmq.Socket[Any], frame: Frame) -> None:

@@ -85,23 +85,21 @@ class ReplayDevice(ThreadedDevice):
     def _framesets(self) -> Iterator[tuple[int, list[Frame]]]:
         """``(due offset ns, frames)`` groups, looping if asked.
 
-        Each pass after the first adds the first pass's span of sequence numbers (lowest to
-        highest, over all streams) to every sequence number and frameset id, so numbers go on
-        counting and the frames of one frameset keep one number. A looping replay plays only
-        the framesets between the first and the last that every stream has (a recording
-        usually starts and stops in the middle of one), so that each loop joins the next
-        without a gap in any stream.
+        A looping replay plays only the framesets between the first and the last that every
+        stream has (a recording usually starts and stops in the middle of one), and each pass
+        after the first adds the length of that span to every sequence number and frameset id,
+        so numbers go on counting, the frames of one frameset keep one number, and each loop
+        joins the next without a gap in any stream.
         """
         offset_ns = 0
         shift = 0
-        lo = hi = None
-        keep = self._complete_span() if self.loop else None
+        span = self._loop_span() if self.loop else None
         while True:
             first = last = None
             group: list[Frame] = []
             group_t = 0
             for t, frame in self.recording.frames(self.id):
-                if keep is not None and not keep[0] <= frame.seq <= keep[1]:
+                if span is not None and not span[0] <= frame.seq <= span[1]:
                     continue
                 if first is None:
                     first = t
@@ -109,9 +107,6 @@ class ReplayDevice(ThreadedDevice):
                     yield offset_ns + group_t - first, group
                     group = []
                 group_t, last = t, t
-                if not shift:  # the first pass: learn the span of numbers
-                    lo = frame.seq if lo is None else min(lo, frame.seq)
-                    hi = frame.seq if hi is None else max(hi, frame.seq)
                 if shift:
                     frame = frame.replace(
                         seq=frame.seq + shift, frameset_id=frame.frameset_id + shift
@@ -119,16 +114,16 @@ class ReplayDevice(ThreadedDevice):
                 group.append(frame)
             if group and first is not None:
                 yield offset_ns + group_t - first, group
-            if not self.loop or first is None or last is None or lo is None or hi is None:
+            if span is None or first is None or last is None:
                 return
             self.loops += 1
             period = int(1e9 / max(1.0, self._streams[next(iter(self._streams))].fps))
             offset_ns += last - first + period
-            shift += hi - lo + 1
+            shift += span[1] - span[0] + 1
 
-    def _complete_span(self) -> tuple[int, int] | None:
-        """The sequence numbers from the first to the last frameset every stream has, from
-        the scan; None when the streams' spans do not overlap (then everything is played)."""
+    def _loop_span(self) -> tuple[int, int] | None:
+        """The sequence numbers one loop plays, from the scan: the first to the last frameset
+        every stream has, or all of them when the streams' spans do not overlap."""
         spans = [
             (ch.first_seq, ch.last_seq)
             for ch in self.recording.devices[self.id]
@@ -137,7 +132,9 @@ class ReplayDevice(ThreadedDevice):
         if not spans:
             return None
         start, end = max(a for a, _ in spans), min(b for _, b in spans)
-        return (start, end) if start <= end else None
+        if start > end:
+            return min(a for a, _ in spans), max(b for _, b in spans)
+        return start, end
 
     def _open(self) -> None:
         self._groups = self._framesets()

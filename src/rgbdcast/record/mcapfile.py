@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import simplejpeg
 
 from ..codecs.body import float_from_json, json_float
 from ..codecs.jpeg import JpegCodec
@@ -191,16 +192,10 @@ _JPEG = JpegCodec()
 
 
 def _decode_jpeg(jpeg: bytes) -> np.ndarray:
-    h, w, _, _ = _jpeg_header(jpeg)
+    h, w, _, _ = simplejpeg.decode_jpeg_header(jpeg)
     out = _JPEG.decode(jpeg, (h, w, 3), "|u1")  # as clients decode it
     assert isinstance(out, np.ndarray)
     return out
-
-
-def _jpeg_header(jpeg: bytes) -> tuple[int, int, str, str]:
-    import simplejpeg
-
-    return simplejpeg.decode_jpeg_header(jpeg)  # type: ignore[no-any-return]
 
 
 _RAW: dict[str, tuple[str, int]] = {"bgr8": ("u1", 3), "16UC1": ("<u2", 1), "mono16": ("<u2", 1)}
@@ -226,7 +221,7 @@ def message_frame(
             if img["format"] != "jpeg":
                 raise ProtocolError(f"compressed image format {img['format']!r} is not supported")
             jpeg = img["data"].tobytes()
-            h, w, _, _ = _jpeg_header(jpeg)
+            h, w, _, _ = simplejpeg.decode_jpeg_header(jpeg)
             # decoded only if someone reads the pixels; a server serving JPEG sends it as it is
             encoded = Encoded(
                 codec="jpeg", payload=jpeg, shape=(h, w, 3), dtype="|u1", decode=_decode_jpeg

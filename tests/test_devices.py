@@ -1,7 +1,12 @@
+import ctypes
+import sys
+import threading
+import time
+
 import numpy as np
 import pytest
 
-from rgbdcast import MockDevice, MockKinect, StreamKind, UsageError
+from rgbdcast import Frame, MockDevice, MockKinect, StreamKind, UsageError
 from rgbdcast.testing import check_device
 
 
@@ -75,3 +80,22 @@ def test_bad_mock_settings_are_usage_errors() -> None:
     with pytest.raises(UsageError):
         MockDevice(streams=["sonar"])
     assert MockKinect().unique_kinect_id
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="timer slack is a Linux setting")
+def test_device_threads_sleep_with_fine_timer_slack() -> None:
+    """A source pacing itself by the clock asks for 1 us timer slack, not Linux's 50 us."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    seen: list[int] = []
+
+    class Probe(MockDevice):
+        def _capture(self, stop: threading.Event) -> list[Frame]:
+            seen.append(libc.prctl(30, 0, 0, 0, 0))  # PR_GET_TIMERSLACK of this thread
+            return super()._capture(stop)
+
+    with Probe(streams=["depth"], fps=200, max_frames=3):
+        deadline = time.monotonic() + 5
+        while len(seen) < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    assert seen and set(seen) == {1000}
+    assert libc.prctl(30, 0, 0, 0, 0) != 1000  # this thread left as it was

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 
 import numpy as np
@@ -96,6 +97,48 @@ def test_envelope_round_trip() -> None:
     assert out.units == "mm" and out.frameset_id == 9
 
 
+@pytest.mark.parametrize("device", ["d0", 'we%ird "cam" \\ 100%', "kamera-\u00fc\u00df-\u96fb"])
+def test_header_fields_are_exact_for_any_device_name(device: str) -> None:
+    frame = _depth_frame().replace(device_id=device, seq=2**40, host_time_ns=2**62)
+    header = build_header(frame, "raw", 24, 7, crc=0xFFFFFFFF)
+    assert header.isascii()
+    fields = json.loads(header[5:])
+    assert fields == {
+        "device": device,
+        "stream": "depth",
+        "seq": 2**40,
+        "t_device": 45,
+        "t_host": 2**62,
+        "t_send": 7,
+        "frameset": 9,
+        "shape": [3, 4],
+        "dtype": "<u2",
+        "codec": "raw",
+        "units": "mm",
+        "size": 24,
+        "intrinsics": frame.intrinsics.to_dict() if frame.intrinsics else None,
+        "crc": 0xFFFFFFFF,
+    }
+    assert parse_header(header).device_id == device
+
+
+def test_changed_intrinsics_are_read_anew_each_time() -> None:
+    frame = _depth_frame()
+    payload = frame.array.tobytes()
+    first = decode_frame([build_header(frame, "raw", len(payload), 1), payload])[1]
+    assert first.intrinsics == frame.intrinsics
+    assert frame.intrinsics is not None
+    moved = dataclasses.replace(frame.intrinsics, fx=3.5, distortion=(0.1, 0.0, 0.0, 0.0, 0.0))
+    second = decode_frame([build_header(frame.replace(intrinsics=moved), "raw", 24, 2), payload])
+    assert second[1].intrinsics == moved
+    header, third = decode_frame([build_header(frame, "raw", len(payload), 3), payload])
+    assert third.intrinsics == frame.intrinsics
+    assert header.intrinsics is not None
+    header.intrinsics.update(moved.to_dict())  # a caller editing its header changes nothing
+    again = decode_frame([build_header(frame.replace(intrinsics=moved), "raw", 24, 4), payload])
+    assert again[1].intrinsics == moved
+
+
 def _header(**change: object) -> bytes:
     frame = _depth_frame()
     fields = json.loads(build_header(frame, "raw", 24, 1)[5:])
@@ -113,6 +156,9 @@ def _header(**change: object) -> bytes:
         [b"RGBD\x01{", b""],
         [_header(seq=-1), b"\x00" * 24],
         [_header(seq="1"), b"\x00" * 24],
+        [_header(seq=True), b"\x00" * 24],
+        [_header(size=24.0), b"\x00" * 24],
+        [_header(shape=[3, True]), b"\x00" * 24],
         [_header(stream="heat"), b"\x00" * 24],
         [_header(codec="zip"), b"\x00" * 24],
         [_header(codec="body"), b"\x00" * 24],

@@ -7,6 +7,8 @@ the frame header announced and must check that the payload agrees with them (nev
 
 from __future__ import annotations
 
+import functools
+import math
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -112,6 +114,13 @@ def accepts(codec: Codec, source: Encoded) -> bool:
 def check_shape(shape: tuple[int, ...], dtype: str) -> tuple[tuple[int, ...], np.dtype[Any]]:
     """Validate an announced image shape and dtype; return them with the decoded byte size bound."""
     try:
+        return _checked_shape(tuple(shape), dtype)
+    except TypeError:  # unhashable parts: not a shape anyway; let the checks say why
+        return _check_shape(tuple(shape), dtype)
+
+
+def _check_shape(shape: tuple[int, ...], dtype: str) -> tuple[tuple[int, ...], np.dtype[Any]]:
+    try:
         dt = np.dtype(dtype)
     except TypeError as exc:
         raise CodecError(f"unknown dtype {dtype!r}") from exc
@@ -121,6 +130,10 @@ def check_shape(shape: tuple[int, ...], dtype: str) -> tuple[tuple[int, ...], np
         raise CodecError(f"bad shape {shape!r}")
     if len(shape) == 3 and shape[2] not in (1, 3, 4):
         raise CodecError(f"bad channel count in shape {shape!r}")
-    if int(np.prod(shape)) * dt.itemsize > MAX_DECODED_BYTES:
+    if math.prod(shape) * dt.itemsize > MAX_DECODED_BYTES:
         raise CodecError(f"shape {shape!r} exceeds the decoded size limit")
-    return tuple(shape), dt
+    return shape, dt
+
+
+# Every frame of a stream announces the same shape: check it once (errors are not cached).
+_checked_shape = functools.lru_cache(maxsize=256)(_check_shape)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -28,12 +29,10 @@ class RawCodec:
 
     def decode(self, payload: Buffer, shape: tuple[int, ...], dtype: str) -> FrameData:
         shape, dt = check_shape(shape, dtype)
-        expected = int(np.prod(shape)) * dt.itemsize
-        if len(memoryview(payload).cast("B")) != expected:
-            raise CodecError(
-                f"raw payload is {len(memoryview(payload).cast('B'))} bytes; "
-                f"shape {shape} {dtype} needs {expected}"
-            )
+        expected = math.prod(shape) * dt.itemsize
+        size = memoryview(payload).nbytes
+        if size != expected:
+            raise CodecError(f"raw payload is {size} bytes; shape {shape} {dtype} needs {expected}")
         return np.frombuffer(payload, dtype=dt).reshape(shape)
 
 

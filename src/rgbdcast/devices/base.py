@@ -24,7 +24,7 @@ from blinker import Signal
 from ..errors import DeviceError
 from ..frames import Frame, Intrinsics, StreamKind
 
-__all__ = ["Device", "StreamInfo", "ThreadedDevice", "name_native_thread"]
+__all__ = ["Device", "StreamInfo", "ThreadedDevice", "name_native_thread", "precise_timers"]
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +135,7 @@ class ThreadedDevice(Device):
 
     def _run(self) -> None:
         name_native_thread(f"src-{self.id}")
+        precise_timers()
         try:
             while not self._stop.is_set():
                 frames = self._capture(self._stop)
@@ -224,5 +225,20 @@ def name_native_thread(name: str) -> None:
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(15, name.encode()[:15], 0, 0, 0)  # PR_SET_NAME
+    except (OSError, AttributeError):
+        pass
+
+
+def precise_timers() -> None:
+    """Let the calling thread's timed sleeps end on time: Linux lets a sleep overrun by the
+    thread's timer slack (50 us by default) to batch wake-ups, which is most of a frame period
+    for a source pacing itself by the clock at thousands of frames a second (the mock, a replay).
+    Measured on saturated raw depth here (mock at 4000 fps, three paired runs): the publisher got
+    8-20% more frames to send. Linux only; elsewhere, or if it fails, nothing."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(29, 1000, 0, 0, 0)  # PR_SET_TIMERSLACK, in nanoseconds (0 means default)
     except (OSError, AttributeError):
         pass

@@ -24,6 +24,7 @@ from typing import Any
 import zmq
 
 from .. import codecs
+from ..devices.base import name_native_thread
 from ..frames import Encoded, Frame, StreamKind
 from ..protocol.envelope import build_header
 from .counters import Counters
@@ -149,6 +150,7 @@ class StreamPublisher:
                 self._topics.discard(msg[1:])
 
     def _run(self) -> None:
+        name_native_thread(f"pub-{self.kind.value[:5]}-{self.device_id}")  # top -H, py-spy
         sock = self._sock
         try:
             while not self._stop.is_set():

@@ -9,6 +9,8 @@ the network and :func:`decode_frame` turns both parts back into a :class:`Frame`
 
 from __future__ import annotations
 
+import copy
+import functools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -66,25 +68,55 @@ def build_header(
     *crc* (test mode, ``serve --checksums``) is the CRC-32 of the payload, for receivers to
     check that what arrived is what was sent.
     """
-    fields: dict[str, Any] = {
-        "device": frame.device_id,
-        "stream": frame.kind.value,
-        "seq": frame.seq,
-        "t_device": frame.device_time_ns,
-        "t_host": frame.host_time_ns,
-        "t_send": send_time_ns,
-        "frameset": frame.frameset_id,
-        "shape": list(shape if shape is not None else frame.shape),
-        "dtype": frame.dtype,
-        "codec": codec,
-        "units": frame.units,
-        "size": size,
-    }
-    if frame.intrinsics is not None:
-        fields["intrinsics"] = frame.intrinsics.to_dict()
+    template = _header_template(
+        frame.device_id,
+        frame.kind.value,
+        tuple(shape if shape is not None else frame.shape),
+        frame.dtype,
+        codec,
+        frame.units,
+        frame.intrinsics,
+    )
+    text = template % (
+        frame.seq,
+        frame.device_time_ns,
+        frame.host_time_ns,
+        send_time_ns,
+        frame.frameset_id,
+        size,
+    )
     if crc is not None:
-        fields["crc"] = crc
-    return MAGIC + bytes([ENVELOPE_VERSION]) + json.dumps(fields, separators=(",", ":")).encode()
+        text += f',"crc":{int(crc)}'
+    return _PREFIX + (text + "}").encode()
+
+
+_PREFIX = MAGIC + bytes([ENVELOPE_VERSION])
+
+
+@functools.lru_cache(maxsize=256)
+def _header_template(
+    device: str,
+    stream: str,
+    shape: tuple[int, ...],
+    dtype: str,
+    codec: str,
+    units: str,
+    intrinsics: Intrinsics | None,
+) -> str:
+    """The JSON of a header with ``%d`` where the per-frame integers go: what stays the same
+    for every frame of a stream is serialized once, not per frame (ASCII, like json.dumps)."""
+
+    def js(value: Any) -> str:
+        return json.dumps(value, separators=(",", ":")).replace("%", "%%")
+
+    text = (
+        f'{{"device":{js(device)},"stream":{js(stream)},"seq":%d,"t_device":%d,"t_host":%d,'
+        f'"t_send":%d,"frameset":%d,"shape":{js(list(shape))},"dtype":{js(dtype)},'
+        f'"codec":{js(codec)},"units":{js(units)},"size":%d'
+    )
+    if intrinsics is not None:
+        text += f',"intrinsics":{js(intrinsics.to_dict())}'
+    return text
 
 
 _INT_FIELDS = ("seq", "t_device", "t_host", "t_send", "frameset", "size")
@@ -106,13 +138,12 @@ def parse_header(raw: bytes | memoryview) -> FrameHeader:
     if not isinstance(f, dict):
         raise ProtocolError("frame header must be a JSON object")
     try:
-        for name in _INT_FIELDS:
-            if not isinstance(f[name], int) or isinstance(f[name], bool) or f[name] < 0:
+        for name in _INT_FIELDS:  # JSON gives exact ints; type() also rejects true/false
+            value = f[name]
+            if type(value) is not int or value < 0:
                 raise ProtocolError(f"frame header field {name!r} must be a non-negative integer")
         shape = f["shape"]
-        if not isinstance(shape, list) or not all(
-            isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in shape
-        ):
+        if type(shape) is not list or any(type(s) is not int or s < 0 for s in shape):
             raise ProtocolError("frame header field 'shape' must be a list of integers")
         intr = f.get("intrinsics")
         if intr is not None and not isinstance(intr, dict):
@@ -161,10 +192,7 @@ def decode_parts(header: FrameHeader, payload: Any) -> Frame:
         raise CodecError(f"{header.codec} payload could not be decoded: {exc}") from exc
     intrinsics = None
     if header.intrinsics is not None:
-        try:
-            intrinsics = Intrinsics.from_dict(header.intrinsics)
-        except ValueError as exc:
-            raise ProtocolError(str(exc)) from None
+        intrinsics = _intrinsics(header)
     try:
         return Frame(
             device_id=header.device_id,
@@ -179,6 +207,26 @@ def decode_parts(header: FrameHeader, payload: Any) -> Frame:
         )
     except ValueError as exc:
         raise ProtocolError(f"frame does not match its header: {exc}") from None
+
+
+_INTRINSICS: dict[tuple[str, StreamKind], tuple[dict[str, Any], Intrinsics]] = {}
+"""The last intrinsics read per device stream: they seldom change, so equal ones are reused."""
+
+
+def _intrinsics(header: FrameHeader) -> Intrinsics:
+    assert header.intrinsics is not None
+    key = (header.device_id, header.stream)
+    last = _INTRINSICS.get(key)
+    if last is not None and last[0] == header.intrinsics:
+        return last[1]
+    try:
+        intrinsics = Intrinsics.from_dict(header.intrinsics)
+    except ValueError as exc:
+        raise ProtocolError(str(exc)) from None
+    if len(_INTRINSICS) >= 256:  # bounded: many devices come and go
+        _INTRINSICS.clear()
+    _INTRINSICS[key] = (copy.deepcopy(header.intrinsics), intrinsics)  # callers may mutate theirs
+    return intrinsics
 
 
 @dataclass(frozen=True, slots=True)

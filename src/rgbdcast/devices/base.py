@@ -9,6 +9,7 @@ must be quick: the server's receiver only drops the frame into a latest-frame sl
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import sys
@@ -220,13 +221,7 @@ def name_native_thread(name: str) -> None:
     """Give the calling thread *name* (15 bytes at most) where the OS shows it: ``top -H``,
     ``ps -L``, py-spy and ``rgbdcast bench`` (which keeps device threads' CPU, the source's
     own cost, apart from the cost of serving). Linux only; elsewhere, or if it fails, nothing."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(15, name.encode()[:15], 0, 0, 0)  # PR_SET_NAME
-    except (OSError, AttributeError):
-        pass
+    _prctl(15, name.encode()[:15])  # PR_SET_NAME
 
 
 def precise_timers() -> None:
@@ -235,10 +230,12 @@ def precise_timers() -> None:
     for a source pacing itself by the clock at thousands of frames a second (the mock, a replay).
     Measured on saturated raw depth here (mock at 4000 fps, three paired runs): the publisher got
     8-20% more frames to send. Linux only; elsewhere, or if it fails, nothing."""
+    _prctl(29, 1000)  # PR_SET_TIMERSLACK, in nanoseconds (0 would mean the default)
+
+
+def _prctl(option: int, value: int | bytes) -> None:
+    """Linux's prctl for the calling thread; nothing elsewhere or if it fails (a hint only)."""
     if not sys.platform.startswith("linux"):
         return
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(29, 1000, 0, 0, 0)  # PR_SET_TIMERSLACK, in nanoseconds (0 means default)
-    except (OSError, AttributeError):
-        pass
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(option, value, 0, 0, 0)

@@ -73,6 +73,10 @@ def test_ping_and_server_stats(endpoint: str) -> None:
         stats = client.server_stats()
     assert set(stats["streams"]) == {f"mock0/{k}" for k in ("color", "depth", "infrared", "body")}
     assert stats["control"]["requests"] >= 3
+    depth = stats["streams"]["mock0/depth"]
+    # a 30 fps mock is the slow side: the publisher waits for nearly every frame it takes
+    taken = depth["frames_in"] - depth["dropped_busy"]
+    assert taken > 0 and taken // 2 <= depth["waited_for_source"] <= taken
 
 
 def test_every_stream_arrives_decoded(endpoint: str) -> None:

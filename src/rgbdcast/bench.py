@@ -728,6 +728,8 @@ def cmd_peers(args: argparse.Namespace) -> None:
                 f"  {r['fps']:.0f} frames/s, latency p50 {r['p50']:.2f} ms p99 {r['p99']:.2f} ms",
                 flush=True,
             )
+            if "waited_share" in r:
+                print(f"  {_publisher_line(r)}", flush=True)
     if not args.write:
         return
     names = {
@@ -769,6 +771,21 @@ def cmd_peers(args: argparse.Namespace) -> None:
                 f"{p99:.2f} ms |"
             )
         rows = [*medians, "", *rows]
+    pace = [
+        f"- {names[payload]}: {_publisher_line(_median_figures(rs))}"
+        for payload in names
+        if (rs := [r for _, lb, p, r in results if lb.startswith("rgbdcast") and p == payload])
+        and all("waited_share" in r for r in rs)
+    ]
+    if pace:
+        rows = [
+            "What rgbdcast's server counted over the measured spans (medians; the publisher's "
+            "stream stats, `waited_for_source`):",
+            "",
+            *pace,
+            "",
+            *rows,
+        ]
     body = "\n".join(
         [
             *section_head("## Saturated: frames as fast as possible, next to the peers"),
@@ -787,10 +804,11 @@ def cmd_peers(args: argparse.Namespace) -> None:
             "the client, the socket's I/O thread and the reader in `Subscription.get()`, while "
             "the plain pyzmq sender never sleeps and its receiver finds frames already queued. "
             "One wake-up costs about 40 us on this VM (two Python threads passing a token: "
-            "82 us a round trip). Instrumented, the publisher found no new frame on about 80% "
-            "of its takes and waited a median 230-300 us for the mock, which offers 3500-3900 "
-            "frames/s but wakes late and then emits two frames back to back (the slot keeps "
-            "the newest): the clock-paced source, not the socket, sets the pace. Sleeping with "
+            "82 us a round trip). The server's own counters (below) show how often rgbdcast's "
+            "publisher found no new frame waiting: for raw frames it mostly waits for the mock "
+            "(a median 230-300 us when timed ad hoc), which offers more frames than are sent "
+            "but wakes late and then emits two frames back to back (the slot keeps the "
+            "newest): the clock-paced source, not the socket, sets the pace. Sleeping with "
             "1 us timer slack gave the publisher 8-20% more frames in paired runs; a mock that "
             "emits without sleeping starves the publisher of the GIL and halved throughput. "
             "Raising the high-water marks to 4 or 8 changed nothing (measured), and neither "
@@ -800,6 +818,19 @@ def cmd_peers(args: argparse.Namespace) -> None:
         ]
     )
     write_section(args.write, "peers", body)
+
+
+def _publisher_line(r: dict[str, Any]) -> str:
+    return (
+        f"the source offered {r['offered_fps']:.0f} frames/s, the publisher sent "
+        f"{r['sent_fps']:.0f}/s and found no frame waiting on {100 * r['waited_share']:.0f}% "
+        "of its takes"
+    )
+
+
+def _median_figures(rs: list[dict[str, Any]]) -> dict[str, float]:
+    keys = ("offered_fps", "sent_fps", "waited_share")
+    return {k: statistics.median(r[k] for r in rs) for k in keys}
 
 
 def _paced_peers(args: argparse.Namespace) -> None:

@@ -146,6 +146,7 @@ def _recv(
     import zmq
 
     ep = f"tcp://127.0.0.1:{port}"
+    extra: dict[str, float] = {}
     lat: list[float] = []
     frames = 0
     t_first = None
@@ -185,12 +186,19 @@ def _recv(
     if transport == "rgbdcast":
         from .client import Client
 
+        kind = "depth" if payload == "depth" else "color"
         with Client(ep) as client:
-            sub = client.subscribe("mock0", "depth" if payload == "depth" else "color")
+            sub = client.subscribe("mock0", kind)
+            before: tuple[float, dict[str, Any]] | None = None
             while True:
                 f = sub.get(timeout=20)
+                if before is None and time.monotonic() >= start_measure:
+                    before = time.monotonic(), client.server_stats()["streams"][f"mock0/{kind}"]
                 if not note(f.host_time_ns):
                     break
+            after = time.monotonic(), client.server_stats()["streams"][f"mock0/{kind}"]
+        if before is not None:
+            extra = _publisher_figures(before, after)
     elif transport == "pyzmq":
         sock: zmq.Socket[Any] = zmq.Context.instance().socket(zmq.SUB)
         sock.setsockopt(zmq.SUBSCRIBE, b"")
@@ -241,7 +249,30 @@ def _recv(
     def pick(q: float) -> float:
         return lat[min(len(lat) - 1, int(q * (len(lat) - 1)))] if lat else float("nan")
 
-    return {"frames": frames, "fps": frames / duration, "p50": pick(0.5), "p99": pick(0.99)}
+    return {
+        "frames": frames,
+        "fps": frames / duration,
+        "p50": pick(0.5),
+        "p99": pick(0.99),
+        **extra,
+    }
+
+
+def _publisher_figures(
+    before: tuple[float, dict[str, Any]], after: tuple[float, dict[str, Any]]
+) -> dict[str, float]:
+    """What the server's stream counters say about the measured span: frames/s the source
+    offered and the publisher sent, and the share of the publisher's takes that found no frame
+    waiting (near 1: the source sets the pace; near 0: the publisher does)."""
+    span = after[0] - before[0]
+    d = {k: after[1][k] - before[1][k] for k in ("frames_in", "dropped_busy", "sent")}
+    taken = d["frames_in"] - d["dropped_busy"]
+    waited = after[1].get("waited_for_source", 0) - before[1].get("waited_for_source", 0)
+    return {
+        "offered_fps": d["frames_in"] / span,
+        "sent_fps": d["sent"] / span,
+        "waited_share": waited / taken if taken > 0 else float("nan"),
+    }
 
 
 def run_peer(

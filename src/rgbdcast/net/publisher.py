@@ -6,6 +6,8 @@ publisher thread owns the XPUB socket: it takes the newest frame, encodes it onc
 ``[header, payload]`` without copying. The XPUB socket tells it whether anyone is subscribed;
 when nobody is, frames are not encoded at all (``skipped_idle``). Each subscriber has a small
 send high-water mark, so a slow one loses frames inside ZeroMQ and never holds anyone back.
+``waited_for_source`` counts the frames the publisher was idle for: close to ``frames_in -
+dropped_busy`` when the source, not the encoder or the network, sets the pace.
 A frame its source delivered already in the stream's codec (``Frame.encoded``: a webcam's MJPEG,
 a recording's JPEG) is sent as it came (``passed_through``), neither decoded nor re-encoded,
 unless the codec parameters say ``passthrough=False``.
@@ -46,6 +48,7 @@ class PublisherStats(Counters):
     frames_in: int = 0
     sent: int = 0
     dropped_busy: int = 0
+    waited_for_source: int = 0
     skipped_idle: int = 0
     encode_errors: int = 0
     passed_through: int = 0
@@ -133,6 +136,7 @@ class StreamPublisher:
         s = self._stats
         s.frames_in = self.slot.put_count
         s.dropped_busy = self.slot.dropped
+        s.waited_for_source = self.slot.waited
         s.subscribed = bool(self._topics)
         return s
 

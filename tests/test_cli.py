@@ -113,6 +113,15 @@ def test_info_ping_stats(served: Serve) -> None:
     assert res.returncode == 0, res.stderr
     rows = [ln for ln in res.stdout.splitlines() if ln.startswith("mock0/depth")]
     assert rows and float(rows[-1].split()[1]) > 10  # fps
+    # frames lost on the way, not the ones stats itself never takes from its queue (~60 in 2 s)
+    assert int(rows[-1].split()[4]) < 10
+    res = run("stats", served.endpoint, "--duration", "2", "--streams", "depth", "--server")
+    assert res.returncode == 0, res.stderr
+    assert "src-wait" in res.stdout.splitlines()[0]
+    cols = [ln for ln in res.stdout.splitlines() if ln.startswith("mock0/depth")][-1].split()
+    sent, busy, enc, wait = float(cols[6]), float(cols[7]), float(cols[8]), cols[9]
+    assert sent > 10 and busy < sent and 0 < enc < 1000  # encode ms of a small mock frame
+    assert wait.endswith("%") and int(wait[:-1]) >= 50  # a 30 fps mock sets the pace
 
 
 def test_save_writes_readable_files(served: Serve, tmp_path: Path) -> None:

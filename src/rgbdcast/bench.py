@@ -780,7 +780,8 @@ def cmd_peers(args: argparse.Namespace) -> None:
     if pace:
         rows = [
             "What rgbdcast's server counted over the measured spans (medians; the publisher's "
-            "stream stats, `waited_for_source`):",
+            "stream stats `frames_in`, `sent` and `waited_for_source`; ZeroMQ then drops, "
+            "for a subscriber whose two-frame queue is full, what the network cannot carry):",
             "",
             *pace,
             "",
@@ -822,9 +823,9 @@ def cmd_peers(args: argparse.Namespace) -> None:
 
 def _publisher_line(r: dict[str, Any]) -> str:
     return (
-        f"the source offered {r['offered_fps']:.0f} frames/s, the publisher sent "
-        f"{r['sent_fps']:.0f}/s and found no frame waiting on {100 * r['waited_share']:.0f}% "
-        "of its takes"
+        f"the source offered {r['offered_fps']:.0f} frames/s, the publisher handed "
+        f"{r['sent_fps']:.0f}/s to ZeroMQ and found no frame waiting on "
+        f"{100 * r['waited_share']:.0f}% of its takes"
     )
 
 

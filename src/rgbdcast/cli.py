@@ -346,6 +346,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, default=5.0, help="seconds to measure (default 5)")
     p.add_argument("--streams", type=_streams, default=None, help="streams to watch (default all)")
     p.add_argument("--device", action="append", help="device id to watch (default all)")
+    p.add_argument(
+        "--server",
+        action="store_true",
+        help="also show the server's side of each stream: frames handed to ZeroMQ per second "
+        "(which drops them for a subscriber whose queue is full), frames "
+        "its encoder was too busy for (busy/s), the mean encode time, and how often its "
+        "publisher sat waiting for the source (src-wait: near 100%% means the camera sets "
+        "the pace, near 0%% that encoding or sending does)",
+    )
     from .zbridge import add_zenoh_source
 
     add_zenoh_source(p)
@@ -682,27 +691,56 @@ def _subscribe_all(
 
 def cmd_stats(args: argparse.Namespace) -> int:
     if args.zenoh:
+        if args.server:
+            raise UsageError("--server is for a ZeroMQ endpoint, not --zenoh")
         return _stats_zenoh(args)
     if args.connect:
         raise UsageError("--connect is for --zenoh KEYEXPR")
     with _client(args.endpoint, client_keys(args)) as client:
         subs = _subscribe_all(client, args.streams, args.device)
         end = time.monotonic() + args.duration
-        print(f"{'stream':<22}{'fps':>7}{'p50 ms':>9}{'p99 ms':>9}{'dropped':>9}{'Mbit/s':>9}")
+        head = f"{'stream':<22}{'fps':>7}{'p50 ms':>9}{'p99 ms':>9}{'dropped':>9}{'Mbit/s':>9}"
+        if args.server:
+            head += f"{'sent/s':>9}{'busy/s':>8}{'enc ms':>8}{'src-wait':>9}"
+            before = (time.monotonic(), client.server_stats()["streams"])
+        print(head)
         while time.monotonic() < end:
             time.sleep(min(1.0, max(0.0, end - time.monotonic())))
+            if args.server:
+                now = (time.monotonic(), client.server_stats()["streams"])
             lines = []
             for s in subs:
                 snap = s.snapshot()
-                lines.append(
+                line = (
                     f"{s.device_id + '/' + s.kind.value:<22}{snap.fps:>7.1f}"
                     f"{snap.latency_p50_ms:>9.2f}{snap.latency_p99_ms:>9.2f}"
-                    f"{snap.dropped + snap.queue_dropped:>9}{snap.mbit_s:>9.1f}"
+                    f"{snap.dropped:>9}{snap.mbit_s:>9.1f}"  # not queue_dropped: we never read
                 )
+                if args.server:
+                    line += _server_columns(f"{s.device_id}/{s.kind.value}", before, now)
+                lines.append(line)
+            if args.server:
+                before = now
             print("\n".join(lines), flush=True)
             if sys.stdout.isatty() and time.monotonic() < end:
                 print(f"\x1b[{len(lines)}A", end="")
     return 0
+
+
+def _server_columns(
+    key: str, before: tuple[float, dict[str, Any]], now: tuple[float, dict[str, Any]]
+) -> str:
+    """One stream's server counters over the last interval, as the extra ``stats`` columns."""
+    a, b = before[1].get(key), now[1].get(key)
+    span = now[0] - before[0]
+    if a is None or b is None or span <= 0:
+        return f"{'-':>9}{'-':>8}{'-':>8}{'-':>9}"
+    keys = ("frames_in", "dropped_busy", "sent", "encode_ns", "waited_for_source")
+    d = {k: b.get(k, 0) - a.get(k, 0) for k in keys}
+    taken = d["frames_in"] - d["dropped_busy"]
+    enc = f"{d['encode_ns'] / d['sent'] / 1e6:.2f}" if d["sent"] > 0 else "-"
+    wait = f"{100 * d['waited_for_source'] / taken:.0f}%" if taken > 0 else "-"
+    return f"{d['sent'] / span:>9.1f}{d['dropped_busy'] / span:>8.1f}{enc:>8}{wait:>9}"
 
 
 def _stats_zenoh(args: argparse.Namespace) -> int:

@@ -123,7 +123,7 @@ def cmd_peers(args: argparse.Namespace) -> None:
             "(a median 230-300 us when timed ad hoc), which offers more frames than are sent "
             "but wakes late and then emits two frames back to back (the slot keeps the "
             "newest): the clock-paced source, not the socket, sets the pace. Sleeping with "
-            "1 us timer slack gave the publisher 8-20% more frames in paired runs; a mock that "
+            "1 us timer slack gave the publisher 7-24% more frames in paired runs; a mock that "
             "emits without sleeping starves the publisher of the GIL and halved throughput. "
             "Raising the high-water marks to 4 or 8 changed nothing (measured), and neither "
             "did copying the payload instead of sending it zero-copy.",

@@ -229,7 +229,7 @@ def precise_timers() -> None:
     thread's timer slack (50 us by default) to batch wake-ups, which is most of a frame period
     for a source pacing itself by the clock at thousands of frames a second (the mock, a replay).
     Measured on saturated raw depth here (mock at 4000 fps, three paired runs): the publisher got
-    8-20% more frames to send. Linux only; elsewhere, or if it fails, nothing."""
+    7-24% more frames to send. Linux only; elsewhere, or if it fails, nothing."""
     _prctl(29, 1000)  # PR_SET_TIMERSLACK, in nanoseconds (0 would mean the default)
 
 

@@ -261,18 +261,10 @@ def _recv(
 def _publisher_figures(
     before: tuple[float, dict[str, Any]], after: tuple[float, dict[str, Any]]
 ) -> dict[str, float]:
-    """What the server's stream counters say about the measured span: frames/s the source
-    offered and the publisher sent, and the share of the publisher's takes that found no frame
-    waiting (near 1: the source sets the pace; near 0: the publisher does)."""
-    span = after[0] - before[0]
-    d = {k: after[1][k] - before[1][k] for k in ("frames_in", "dropped_busy", "sent")}
-    taken = d["frames_in"] - d["dropped_busy"]
-    waited = after[1].get("waited_for_source", 0) - before[1].get("waited_for_source", 0)
-    return {
-        "offered_fps": d["frames_in"] / span,
-        "sent_fps": d["sent"] / span,
-        "waited_share": waited / taken if taken > 0 else float("nan"),
-    }
+    """What the server's stream counters say about the measured span (see ``stream_rates``)."""
+    from .net.publisher import stream_rates
+
+    return stream_rates(before[1], after[1], after[0] - before[0])
 
 
 def run_peer(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import signal
 import sys
 import threading
@@ -731,16 +732,16 @@ def _server_columns(
     key: str, before: tuple[float, dict[str, Any]], now: tuple[float, dict[str, Any]]
 ) -> str:
     """One stream's server counters over the last interval, as the extra ``stats`` columns."""
+    from .net.publisher import stream_rates
+
     a, b = before[1].get(key), now[1].get(key)
     span = now[0] - before[0]
     if a is None or b is None or span <= 0:
         return f"{'-':>9}{'-':>8}{'-':>8}{'-':>9}"
-    keys = ("frames_in", "dropped_busy", "sent", "encode_ns", "waited_for_source")
-    d = {k: b.get(k, 0) - a.get(k, 0) for k in keys}
-    taken = d["frames_in"] - d["dropped_busy"]
-    enc = f"{d['encode_ns'] / d['sent'] / 1e6:.2f}" if d["sent"] > 0 else "-"
-    wait = f"{100 * d['waited_for_source'] / taken:.0f}%" if taken > 0 else "-"
-    return f"{d['sent'] / span:>9.1f}{d['dropped_busy'] / span:>8.1f}{enc:>8}{wait:>9}"
+    r = stream_rates(a, b, span)
+    enc = "-" if math.isnan(r["encode_ms"]) else f"{r['encode_ms']:.2f}"
+    wait = "-" if math.isnan(r["waited_share"]) else f"{100 * r['waited_share']:.0f}%"
+    return f"{r['sent_fps']:>9.1f}{r['busy_fps']:>8.1f}{enc:>8}{wait:>9}"
 
 
 def _stats_zenoh(args: argparse.Namespace) -> int:

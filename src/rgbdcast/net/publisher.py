@@ -33,7 +33,7 @@ from .counters import Counters
 from .security import ServerKeys, secure_server
 from .slot import LatestSlot
 
-__all__ = ["PublisherStats", "StreamPublisher"]
+__all__ = ["PublisherStats", "StreamPublisher", "stream_rates"]
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +56,26 @@ class PublisherStats(Counters):
     bytes_sent: int = 0
     encode_ns: int = 0
     subscribed: bool = False
+
+
+def stream_rates(before: dict[str, Any], after: dict[str, Any], seconds: float) -> dict[str, float]:
+    """What two readings of one stream's counters (``stats_reply``), *seconds* apart, say:
+    frames/s the source offered (``offered_fps``), handed to ZeroMQ (``sent_fps``) and
+    replaced while the encoder was busy (``busy_fps``), the mean encode time (``encode_ms``),
+    and the share of the publisher's takes that found no frame waiting (``waited_share``: near
+    1 the source sets the pace, near 0 the publisher does). NaN where nothing was sent or taken;
+    a counter an older server lacks counts as 0."""
+    keys = ("frames_in", "dropped_busy", "sent", "encode_ns", "waited_for_source")
+    d = {k: after.get(k, 0) - before.get(k, 0) for k in keys}
+    taken = d["frames_in"] - d["dropped_busy"]
+    nan = float("nan")
+    return {
+        "offered_fps": d["frames_in"] / seconds,
+        "sent_fps": d["sent"] / seconds,
+        "busy_fps": d["dropped_busy"] / seconds,
+        "encode_ms": d["encode_ns"] / d["sent"] / 1e6 if d["sent"] > 0 else nan,
+        "waited_share": d["waited_for_source"] / taken if taken > 0 else nan,
+    }
 
 
 class StreamPublisher:

@@ -109,6 +109,34 @@ def test_recorded_frames_read_back_exactly(tmp_path: Path) -> None:
             assert frame.array.dtype == np.uint16 and np.array_equal(frame.array, ref.array)
 
 
+def test_bodies_with_non_finite_coordinates_record_and_read_back(tmp_path: Path) -> None:
+    """A joint the SDK could not place or project (-inf, NaN) is written as JSON null and read
+    back as NaN: the recording stays strict JSON and the frame is not lost."""
+    import dataclasses
+    import math
+
+    dev = MockDevice("cam", streams=["body"])
+    frame = dev.render(0)[0]
+    body = frame.bodies[0]
+    odd = dataclasses.replace(
+        body.joints[3],
+        position=(float("nan"), float("-inf"), 1.5),
+        color_xy=(float("-inf"), 2.0),
+        depth_xy=(float("inf"), float("nan")),
+    )
+    bodies = (dataclasses.replace(body, joints=(*body.joints[:3], odd, *body.joints[4:])),)
+    path = tmp_path / "b.mcap"
+    sent = _encoded(frame.replace(data=bodies))
+    with McapRecorder(path) as rec:
+        rec.write(sent)
+    [(_t, got)] = list(Recording(path).scan().frames())
+    joint = got.bodies[0].joints[3]
+    assert math.isnan(joint.position[0]) and math.isnan(joint.position[1])
+    assert joint.position[2] == 1.5 and joint.color_xy[1] == 2.0
+    assert math.isnan(joint.color_xy[0]) and all(math.isnan(v) for v in joint.depth_xy)
+    assert got.bodies[0].joints[4] == sent.decode().bodies[0].joints[4]  # as sent (float32)
+
+
 # -- end to end: a server, the record command, replay -----------------------------------------
 
 

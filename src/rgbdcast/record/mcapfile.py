@@ -149,7 +149,7 @@ def _bodies_json(frame: Frame) -> bytes:
             "right_hand": int(b.right_hand),
             "joints": [
                 [
-                    *j.position,
+                    *map(json_float, j.position),
                     int(j.state),
                     *map(json_float, j.color_xy),
                     *map(json_float, j.depth_xy),
@@ -170,7 +170,7 @@ def _bodies(data: bytes) -> tuple[Body, ...]:
         joints = tuple(
             Joint(
                 type=JointType(i),
-                position=(float(j[0]), float(j[1]), float(j[2])),
+                position=(float_from_json(j[0]), float_from_json(j[1]), float_from_json(j[2])),
                 state=TrackingState(int(j[3])),
                 color_xy=(float_from_json(j[4]), float_from_json(j[5])),
                 depth_xy=(float_from_json(j[6]), float_from_json(j[7])),

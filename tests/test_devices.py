@@ -1,4 +1,5 @@
 import ctypes
+import itertools
 import sys
 import threading
 import time
@@ -70,6 +71,42 @@ def test_prerendered_mock_loops_its_frames() -> None:
     frames = check_device(dev, frames_per_stream=7)[StreamKind.depth]
     assert np.array_equal(frames[0].array, frames[3].array)
     assert [f.seq for f in frames] == sorted({f.seq for f in frames})
+
+
+def test_a_late_mock_runs_late_and_never_bursts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a fake clock: after a stall the mock sends its next frame one period after the late one
+    (sending it at once made a pair that the encoder's latest-frame slot halves), and numbers its
+    frames on without a gap."""
+    from rgbdcast.devices import mock as mock_module
+
+    period = 10_000_000  # 100 fps
+    clock = [0]
+
+    class FakeTime:
+        @staticmethod
+        def monotonic_ns() -> int:
+            return clock[0]
+
+    def fake_wait(deadline: int, stop: threading.Event) -> bool:
+        clock[0] = max(clock[0], deadline)
+        return True
+
+    monkeypatch.setattr(mock_module, "time", FakeTime)
+    monkeypatch.setattr(mock_module, "wait_until", fake_wait)
+    dev = MockDevice("late", streams=["body"], fps=100)
+    dev._t0, dev._index = 0, 0
+    stop = threading.Event()
+    sent: list[tuple[int, int]] = []  # (when, seq)
+    for stall_ms in (0, 0, 17, 0, 0, 35, 0, 0, 13, 0):
+        clock[0] += stall_ms * 1_000_000  # the device thread was held up before its next frame
+        [frame] = dev._capture(stop)
+        sent.append((clock[0], frame.seq))
+    assert [seq for _, seq in sent] == list(range(10))
+    gaps_ms = [(b - a) / 1e6 for (a, _), (b, _) in itertools.pairwise(sent)]
+    # 7 ms late: a period after it; 25 ms late: the same; 3 ms late (under half a period): kept
+    # on the clock, so the next one is 7 ms later
+    assert gaps_ms == [10, 17, 10, 10, 35, 10, 10, 13, 7]
+    assert min(gaps_ms) * 1e6 >= period // 2
 
 
 def test_bad_mock_settings_are_usage_errors() -> None:

@@ -177,10 +177,10 @@ class MockDevice(ThreadedDevice):
             return []
         period_ns = int(1e9 / self.fps)
         deadline = self._t0 + self._index * period_ns
-        late = time.monotonic_ns() - deadline
-        if late > 2 * period_ns:  # fell behind (a stall): skip ahead instead of bursting
-            self._index += late // period_ns
-            deadline = self._t0 + self._index * period_ns
+        now = time.monotonic_ns()
+        if now - deadline > period_ns // 2:  # fell behind: run late from here on, as a camera
+            self._t0 += now - deadline  # would, and never send the next frame right after it
+            deadline = now
         if not wait_until(deadline, stop):
             return []
         index = self._index

@@ -119,14 +119,18 @@ def cmd_peers(args: argparse.Namespace) -> None:
             "the plain pyzmq sender never sleeps and its receiver finds frames already queued. "
             "One wake-up costs about 40 us on this VM (two Python threads passing a token: "
             "82 us a round trip). The server's own counters (below) show how often rgbdcast's "
-            "publisher found no new frame waiting: for raw frames it mostly waits for the mock "
-            "(a median 230-300 us when timed ad hoc), which offers more frames than are sent "
-            "but wakes late and then emits two frames back to back (the slot keeps the "
-            "newest): the clock-paced source, not the socket, sets the pace. Sleeping with "
-            "1 us timer slack gave the publisher 7-24% more frames in paired runs; a mock that "
-            "emits without sleeping starves the publisher of the GIL and halved throughput. "
-            "Raising the high-water marks to 4 or 8 changed nothing (measured), and neither "
-            "did copying the payload instead of sending it zero-copy.",
+            "publisher found no new frame waiting (the mock's clock set the pace) and how many "
+            "frames its latest-frame slot replaced before the publisher took them (GIL and "
+            "wake-up delays on the server). Two changes cut those replacements in paired ad-hoc "
+            "runs with a bare SUB receiver (6 alternating rounds: the publisher handed ZeroMQ a "
+            "median 3160 frames/s instead of 2905, and the slot replaced 650/s instead of "
+            "1020): a mock that wakes more than half a period late runs late from there on "
+            "instead of sending its next frame right after (the slot kept only the newer of "
+            "such pairs), and payloads under 1 MiB are copied into ZeroMQ rather than lent, so "
+            "that pyzmq's free-callback thread no longer wakes and takes the GIL for every "
+            "frame. Sleeping with 1 us timer slack gave the publisher 7-24% more frames in "
+            "paired runs; a mock that emits without sleeping starves the publisher of the GIL "
+            "and halved throughput; raising the high-water marks to 4 or 8 changed nothing.",
             "",
             *rows,
         ]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sys
 import threading
 import time
 
@@ -84,6 +86,24 @@ def test_ping_and_server_stats(endpoint: str) -> None:
             time.sleep(0.05)
     # a 30 fps mock is the slow side: the publisher waits for nearly every frame it takes
     assert taken >= 5 and taken // 2 <= depth["waited_for_source"] <= taken
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="thread names via /proc")
+def test_threads_carry_their_names_for_top(server: Server, endpoint: str) -> None:
+    """`top -H` and py-spy tell the device, publisher and client I/O threads apart."""
+    import os
+
+    def names() -> set[str]:
+        out = set()
+        for tid in os.listdir("/proc/self/task"):
+            with contextlib.suppress(OSError), open(f"/proc/self/task/{tid}/comm") as f:
+                out.add(f.read().strip())
+        return out
+
+    with Client(endpoint) as client:
+        client.who()
+        seen = names()
+    assert {"client-io", "src-mock0", "pub-depth-mock0", "pub-color-mock0"} <= seen, seen
 
 
 def test_every_stream_arrives_decoded(endpoint: str) -> None:

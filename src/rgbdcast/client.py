@@ -28,6 +28,7 @@ from typing import Any, Generic, Literal, TypeVar, cast, overload
 import zmq
 
 from ._clientbase import BlockingSubscription, ClientBase
+from .devices.base import name_native_thread
 from .errors import ProtocolError, ServerTimeout, UsageError
 from .frames import Frame, StreamKind
 from .net.security import ClientKeys
@@ -311,6 +312,7 @@ class Client(ClientBase):
 
     # -- the I/O thread -------------------------------------------------------------------
     def _run(self) -> None:
+        name_native_thread("client-io")  # top -H, py-spy: apart from the caller's threads
         self._pending: deque[_Request] = deque()
         self._inflight: _Request | None = None
         self._req: zmq.Socket[Any] | None = None

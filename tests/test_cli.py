@@ -287,6 +287,9 @@ def test_saturation_harness_measures_each_transport(transport: str) -> None:
     r = run_peer(transport, "depth", duration=1.0, warmup=0.5)
     assert r["frames"] > 30 and r["fps"] > 30
     assert 0 < r["p50"] <= r["p99"] < 60_000
+    if transport == "rgbdcast":  # where the frames went: the server's and the client's counts
+        assert r["offered_fps"] > 0 and r["sent_fps"] > 0 and 0 <= r["waited_share"] <= 1
+        assert r["client_fps"] > 0.5 * r["fps"] and r["queue_drop_fps"] >= 0
 
 
 def test_serve_with_the_tcp_gateway() -> None:

@@ -189,16 +189,21 @@ def _recv(
         kind = "depth" if payload == "depth" else "color"
         with Client(ep) as client:
             sub = client.subscribe("mock0", kind)
-            before: tuple[float, dict[str, Any]] | None = None
+            before: tuple[float, dict[str, Any], int, int] | None = None
             while True:
                 f = sub.get(timeout=20)
                 if before is None and time.monotonic() >= start_measure:
-                    before = time.monotonic(), client.server_stats()["streams"][f"mock0/{kind}"]
+                    stats = client.server_stats()["streams"][f"mock0/{kind}"]
+                    before = time.monotonic(), stats, sub.stats.frames, sub.queue_dropped
                 if not note(f.host_time_ns):
                     break
-            after = time.monotonic(), client.server_stats()["streams"][f"mock0/{kind}"]
+            stats = client.server_stats()["streams"][f"mock0/{kind}"]
+            after = time.monotonic(), stats, sub.stats.frames, sub.queue_dropped
         if before is not None:
-            extra = _publisher_figures(before, after)
+            span = after[0] - before[0]
+            extra = _publisher_figures(before[:2], after[:2])
+            extra["client_fps"] = (after[2] - before[2]) / span  # checked by the I/O thread
+            extra["queue_drop_fps"] = (after[3] - before[3]) / span  # never reached get()
     elif transport == "pyzmq":
         sock: zmq.Socket[Any] = zmq.Context.instance().socket(zmq.SUB)
         sock.setsockopt(zmq.SUBSCRIBE, b"")

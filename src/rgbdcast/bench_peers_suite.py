@@ -92,9 +92,12 @@ def cmd_peers(args: argparse.Namespace) -> None:
     ]
     if pace:
         rows = [
-            "What rgbdcast's server counted over the measured spans (medians; the publisher's "
-            "stream stats `frames_in`, `sent` and `waited_for_source`; ZeroMQ then drops, "
-            "for a subscriber whose two-frame queue is full, what the network cannot carry):",
+            "Where rgbdcast's frames went over the measured spans (medians): the server's "
+            "counters (the publisher's stream stats `frames_in`, `sent` and "
+            "`waited_for_source`; ZeroMQ then drops, for a subscriber whose two-frame queue is "
+            "full, what the network cannot carry), then the client's (frames its I/O thread "
+            "received and checked, and those its newest-wins queue replaced before "
+            "`Subscription.get()` took them; the table's frames/s is what `get()` returned):",
             "",
             *pace,
             "",
@@ -139,15 +142,23 @@ def cmd_peers(args: argparse.Namespace) -> None:
 
 
 def _publisher_line(r: dict[str, Any]) -> str:
-    return (
+    line = (
         f"the source offered {r['offered_fps']:.0f} frames/s, the publisher handed "
         f"{r['sent_fps']:.0f}/s to ZeroMQ and found no frame waiting on "
         f"{100 * r['waited_share']:.0f}% of its takes"
     )
+    if "client_fps" in r:
+        line += (
+            f"; the client's I/O thread received {r['client_fps']:.0f}/s, of which its queue "
+            f"dropped {r['queue_drop_fps']:.0f}/s before the reader asked"
+        )
+    return line
 
 
 def _median_figures(rs: list[dict[str, Any]]) -> dict[str, float]:
-    keys = ("offered_fps", "sent_fps", "waited_share")
+    keys = ["offered_fps", "sent_fps", "waited_share"]
+    if all("client_fps" in r for r in rs):
+        keys += ["client_fps", "queue_drop_fps"]
     return {k: statistics.median(r[k] for r in rs) for k in keys}
 
 

@@ -200,8 +200,10 @@ def _recv(
             stats = client.server_stats()["streams"][f"mock0/{kind}"]
             after = time.monotonic(), stats, sub.stats.frames, sub.queue_dropped
         if before is not None:
+            from .net.publisher import stream_rates
+
             span = after[0] - before[0]
-            extra = _publisher_figures(before[:2], after[:2])
+            extra = stream_rates(before[1], after[1], span)
             extra["client_fps"] = (after[2] - before[2]) / span  # checked by the I/O thread
             extra["queue_drop_fps"] = (after[3] - before[3]) / span  # never reached get()
     elif transport == "pyzmq":
@@ -261,15 +263,6 @@ def _recv(
         "p99": pick(0.99),
         **extra,
     }
-
-
-def _publisher_figures(
-    before: tuple[float, dict[str, Any]], after: tuple[float, dict[str, Any]]
-) -> dict[str, float]:
-    """What the server's stream counters say about the measured span (see ``stream_rates``)."""
-    from .net.publisher import stream_rates
-
-    return stream_rates(before[1], after[1], after[0] - before[0])
 
 
 def run_peer(

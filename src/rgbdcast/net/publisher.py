@@ -5,8 +5,8 @@ a frame the encoder has not taken yet is replaced and counted as ``dropped_busy`
 publisher thread owns the XPUB socket: it takes the newest frame, encodes it once, and sends
 ``[header, payload]`` (a big payload is lent to ZeroMQ, not copied: ``COPY_BELOW``). The XPUB
 socket tells it whether anyone is subscribed; when nobody is, frames are not encoded at all
-(``skipped_idle``). Each subscriber has a small
-send high-water mark, so a slow one loses frames inside ZeroMQ and never holds anyone back.
+(``skipped_idle``). Each subscriber has a small send high-water mark, so a slow one loses
+frames inside ZeroMQ and never holds anyone back.
 ``waited_for_source`` counts the frames the publisher was idle for: close to ``frames_in -
 dropped_busy`` when the source, not the encoder or the network, sets the pace.
 A frame its source delivered already in the stream's codec (``Frame.encoded``: a webcam's MJPEG,

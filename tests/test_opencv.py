@@ -8,7 +8,6 @@ import socket
 import struct
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ else:
 
 from rgbdcast import Client, DeviceError, Server, StreamKind
 from rgbdcast.devices.opencv import OpenCVDevice
-from rgbdcast.testing import check_device, recv_exact
+from rgbdcast.testing import check_device, recv_exact, wait_for
 
 
 def _video(
@@ -102,17 +101,6 @@ def test_a_video_file_through_the_server_reports_what_it_delivers(tmp_path: Path
     assert frame.array.shape == (60, 80, 3)
 
 
-def _stats_once(srv: Server, stream: str, counter: str, at_least: int) -> dict[str, Any]:
-    """The stream's server counters once *counter* reached *at_least* (or after 5 s): a frame
-    can reach the client before the publisher thread has counted it as sent."""
-    deadline = time.monotonic() + 5
-    while True:
-        stats: dict[str, Any] = srv.stats()["streams"][stream]
-        if stats[counter] >= at_least or time.monotonic() > deadline:
-            return stats
-        time.sleep(0.02)
-
-
 def _packets(path: Path) -> list[bytes]:
     """The file's JPEG packets, as OpenCV's raw mode reads them."""
     cap = cv2.VideoCapture(str(path))
@@ -175,7 +163,9 @@ def test_a_motion_jpeg_file_is_re_encoded_when_asked(tmp_path: Path) -> None:
         with Client(next(iter(srv.endpoints.values()))) as client:
             raw = client.subscribe(dev.id, "color", decode=False, queue_size=32)
             got = [raw.get(timeout=5) for _ in range(4)]
-        stats = _stats_once(srv, f"{dev.id}/color", "sent", 4)
+        # a frame can reach the client before the publisher thread has counted it as sent
+        wait_for(lambda: srv.stats()["streams"][f"{dev.id}/color"]["sent"] >= 4)
+        stats = srv.stats()["streams"][f"{dev.id}/color"]
     assert not any(bytes(f.payload) in packets for f in got)
     assert stats["passed_through"] == 0 and stats["sent"] >= 4
 

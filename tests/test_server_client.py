@@ -77,13 +77,17 @@ def test_ping_and_server_stats(endpoint: str) -> None:
             f"mock0/{k}" for k in ("color", "depth", "infrared", "body")
         }
         assert stats["control"]["requests"] >= 3
-        deadline = time.monotonic() + 5
-        while True:  # the server has just started: let the publisher take a few frames
-            depth = client.server_stats()["streams"]["mock0/depth"]
-            taken = depth["frames_in"] - depth["dropped_busy"]
-            if taken >= 5 or time.monotonic() > deadline:
-                break
-            time.sleep(0.05)
+
+        def depth_stats() -> dict[str, int]:
+            return dict(client.server_stats()["streams"]["mock0/depth"])
+
+        def taken_by_publisher(stats: dict[str, int]) -> int:
+            return stats["frames_in"] - stats["dropped_busy"]
+
+        # the server has just started: let the publisher take a few frames
+        wait_for(lambda: taken_by_publisher(depth_stats()) >= 5)
+        depth = depth_stats()
+        taken = taken_by_publisher(depth)
     # a 30 fps mock is the slow side: the publisher waits for nearly every frame it takes
     assert taken >= 5 and taken // 2 <= depth["waited_for_source"] <= taken
 

@@ -226,6 +226,32 @@ def test_bench_replays_a_recording_and_keeps_the_source_cpu_apart(tmp_path: Path
         server, source = cells[10].rstrip("%)").split("% (")
         # the replay thread (named src-mock0) reads the file: found, and part of the whole
         assert 0 < float(source) < float(server), row
+    # the server's CPU by thread: the source's share is the one kept apart above, and the
+    # threads add up to the whole process
+    line = next(ln for ln in text.splitlines() if ln.startswith("- 1 rgbdcast subscriber(s): "))
+    shares = dict(part.rsplit(" ", 1) for part in line.split(": ", 1)[1].split(", "))
+    assert shares["src-mock0"] == f"{float(source):.1f}%", line
+    assert abs(sum(float(v.rstrip("%")) for v in shares.values()) - float(server)) < 3, line
+
+
+def test_the_server_cpu_by_thread_sums_each_kind_of_thread() -> None:
+    from rgbdcast.bench_source import cpu_by_thread, format_cpu_by_thread, median_cpu_by_thread
+
+    before = {1: ("ZMQbg/IO/0", 1.0), 2: ("codec-cpu0", 0.0), 3: ("codec-cpu1", 0.5)}
+    before[4] = ("pub-color-mock0", 2.0)
+    after = {tid: (name, cpu) for tid, (name, cpu) in before.items()}
+    after |= {1: ("ZMQbg/IO/0", 1.5), 2: ("codec-cpu0", 0.25), 3: ("codec-cpu1", 1.0)}
+    after |= {4: ("pub-color-mock0", 4.0), 5: ("ZMQbg/IO/1", 0.5), 6: ("", 0.002)}
+    got = cpu_by_thread(before, after, 2.0)
+    assert got == {"pub-color-mock0": 100.0, "zmq-io": 50.0, "codec-workers": 37.5, "?": 0.1}
+    assert list(got) == ["pub-color-mock0", "zmq-io", "codec-workers", "?"]  # most first
+    assert format_cpu_by_thread(got) == "pub-color-mock0 100.0%, zmq-io 50.0%, " + (
+        "codec-workers 37.5%, other 0.1%"
+    )
+    assert median_cpu_by_thread([{"a": 1.0}, {"a": 3.0, "b": 1.0}, {"a": 2.0}]) == {
+        "a": 2.0,
+        "b": 0.0,
+    }
 
 
 def test_bench_codec_table_on_the_shared_frames(tmp_path: Path, depth_dir: Path) -> None:

@@ -23,7 +23,12 @@ from typing import Any
 
 import psutil
 
-from .bench_source import source_cpu_seconds, thread_times
+from .bench_source import (
+    cpu_by_thread,
+    format_cpu_by_thread,
+    source_cpu_seconds,
+    thread_times,
+)
 from .errors import UsageError
 
 __all__ = ["add_parser", "machine_description", "run_e2e", "write_section"]
@@ -322,6 +327,7 @@ def run_e2e(
         "subscribers": subscribers,
         "server_cpu_percent": cpu,
         "source_cpu_percent": source_cpu,
+        "thread_cpu_percent": cpu_by_thread(th0, th1, t1 - t0),
         "server_rss_mb": max(rss) / 1e6,
         "subscriber_cpu_percent": [r["cpu_percent"] for r in results],
         "viewers": viewer_results,
@@ -566,6 +572,9 @@ def _print_run(r: dict[str, Any]) -> None:
         f"{r['server_rss_mb']:.0f} MB; subscriber CPU "
         f"{', '.join(f'{c:.0f}%' for c in r['subscriber_cpu_percent'])}",
         flush=True,
+    )
+    print(
+        f"  [{r['client']}] server CPU by thread: {format_cpu_by_thread(r['thread_cpu_percent'])}"
     )
 
 

@@ -26,7 +26,7 @@ from .bench import (
     write_section,
 )
 from .bench_source import describe as describe_source
-from .bench_source import record_mock
+from .bench_source import format_cpu_by_thread, median_cpu_by_thread, record_mock
 from .errors import UsageError
 
 __all__ = ["cmd_e2e"]
@@ -149,6 +149,26 @@ def _medians(runs: list[dict[str, Any]]) -> list[str]:
     return [f"Medians over the {len(runs) // max(1, len(groups))} runs:", "", *lines]
 
 
+def _cpu_by_thread(runs: list[dict[str, Any]]) -> list[str]:
+    """Per subscriber count and client: the server's CPU by OS thread, medians over the runs."""
+    groups: dict[tuple[int, str], list[dict[str, float]]] = {}
+    for r in runs:
+        groups.setdefault((r["subscribers"] - r["slow"], r["client"]), []).append(
+            r["thread_cpu_percent"]
+        )
+    return [
+        "Where the server's CPU went, by OS thread (percent of one core, median over the runs; "
+        "`pub-<stream>-<device>` encodes and sends one stream, `codec-workers` encode the other "
+        "JPEG bands, `zmq-io` is ZeroMQ's I/O thread writing to every subscriber, "
+        "`src-<device>` is the source):",
+        "",
+        *(
+            f"- {n} {client} subscriber(s): {format_cpu_by_thread(median_cpu_by_thread(shares))}"
+            for (n, client), shares in groups.items()
+        ),
+    ]
+
+
 def _slow_comparison(runs: list[dict[str, Any]]) -> list[str]:
     """Per client and stream: medians over the runs of fps and p99, alone vs beside the slow."""
     lines = [
@@ -223,6 +243,7 @@ def _write_e2e(args: argparse.Namespace, runs: list[dict[str, Any]]) -> None:
             notes += ["", *_slow_comparison(runs)]
     if args.repeat > 1 and not args.slow_compare:
         notes += ["", *_medians(runs)]
+    notes += ["", *_cpu_by_thread(runs)]
     body = "\n".join(
         [
             *section_head(

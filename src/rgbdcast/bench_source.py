@@ -10,6 +10,7 @@ apart from the cost of serving.
 
 from __future__ import annotations
 
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +22,9 @@ from .errors import UsageError
 
 __all__ = [
     "SOURCE_THREAD_PREFIX",
+    "cpu_by_thread",
+    "format_cpu_by_thread",
+    "median_cpu_by_thread",
     "describe",
     "record_mock",
     "source_cpu_seconds",
@@ -52,6 +56,37 @@ def source_cpu_seconds(
         for tid, (name, cpu) in after.items()
         if name.startswith(SOURCE_THREAD_PREFIX)
     )
+
+
+def cpu_by_thread(
+    before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]], seconds: float
+) -> dict[str, float]:
+    """Percent of one core per OS thread name between two :func:`thread_times` snapshots, most
+    first. Threads of one kind are summed under one name: ZeroMQ's I/O threads (``ZMQbg/IO/N``)
+    as ``zmq-io``, the codec workers (``codec-cpuN``, ``codec-pool``) as ``codec-workers``."""
+    out: dict[str, float] = {}
+    for tid, (name, cpu) in after.items():
+        if name.startswith("ZMQbg/IO/"):
+            name = "zmq-io"
+        elif name.startswith("codec-"):
+            name = "codec-workers"
+        share = (cpu - before.get(tid, (name, 0.0))[1]) / seconds * 100
+        out[name or "?"] = out.get(name or "?", 0.0) + share
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+
+
+def median_cpu_by_thread(shares: list[dict[str, float]]) -> dict[str, float]:
+    """The median over runs of each thread name's share (0 in a run where it did not run)."""
+    names = dict.fromkeys(n for d in shares for n in d)
+    med = {n: statistics.median(d.get(n, 0.0) for d in shares) for n in names}
+    return dict(sorted(med.items(), key=lambda kv: -kv[1]))
+
+
+def format_cpu_by_thread(shares: dict[str, float], smallest: float = 0.5) -> str:
+    """``pub-color-mock0 25.6%, zmq-io 5.2%, ...``; shares under *smallest* % summed as other."""
+    shown = [f"{n} {v:.1f}%" for n, v in shares.items() if v >= smallest]
+    rest = sum(v for v in shares.values() if v < smallest)
+    return ", ".join(shown + ([f"other {rest:.1f}%"] if rest >= 0.05 else []))
 
 
 def record_mock(out: Path, serve: list[str], endpoint: str, seconds: float) -> Path:

@@ -28,7 +28,7 @@ from typing import Any, Generic, Literal, TypeVar, cast, overload
 import zmq
 
 from ._clientbase import BlockingSubscription, ClientBase
-from .devices.base import name_native_thread
+from ._osthreads import name_native_thread
 from .errors import ProtocolError, ServerTimeout, UsageError
 from .frames import Frame, StreamKind
 from .net.security import ClientKeys

@@ -11,7 +11,8 @@ thread takes its share itself. The point is latency, so the parts must really ru
   turns pinning off.
 - Elsewhere (Windows, macOS) a plain thread pool does the same without pinning.
 
-Workers are daemon threads named ``rgbdcast-pool-*``, made on first use and kept for the
+Workers are daemon threads named ``rgbdcast-pool-*`` (``codec-cpu<N>`` or ``codec-pool`` in
+the OS: ``top -H``), made on first use and kept for the
 process's life. Codec functions run here must release the GIL to gain anything.
 """
 
@@ -25,6 +26,8 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
+
+from .._osthreads import name_native_thread
 
 __all__ = ["MAX_WORKERS", "pinned", "run_parts"]
 
@@ -87,6 +90,7 @@ class _Worker:
         t.start()
 
     def _run(self) -> None:
+        name_native_thread(f"codec-cpu{self.cpu}")  # top -H, and the bench's CPU by thread
         with contextlib.suppress(OSError):  # a cpuset forbids it now: run unpinned
             os.sched_setaffinity(0, {self.cpu})
         while True:
@@ -123,7 +127,12 @@ def _pool() -> _Pinned | ThreadPoolExecutor:
                 _state = _Pinned(getcpu, cpus)
             else:
                 n = max(2, min(4, os.cpu_count() or 2))
-                _state = ThreadPoolExecutor(n, "rgbdcast-pool-codec")
+                _state = ThreadPoolExecutor(
+                    n,
+                    "rgbdcast-pool-codec",
+                    initializer=name_native_thread,
+                    initargs=("codec-pool",),
+                )
         return _state
 
 

@@ -27,7 +27,7 @@ from typing import Any
 import zmq
 
 from .. import codecs
-from ..devices.base import name_native_thread
+from .._osthreads import name_native_thread
 from ..frames import Encoded, Frame, StreamKind
 from ..protocol.envelope import build_header
 from .counters import Counters

@@ -298,6 +298,19 @@ def test_a_busy_port_is_a_clear_error(server: Server) -> None:
     assert not other.is_running
 
 
+def test_a_socket_that_cannot_bind_is_closed_at_once() -> None:
+    from rgbdcast.net.sockets import bind_tcp
+
+    ctx = zmq.Context.instance()
+    first = ctx.socket(zmq.XPUB)
+    port = bind_tcp(first, "127.0.0.1")  # 0: any free port, and it says which
+    second = ctx.socket(zmq.XPUB)
+    with pytest.raises(zmq.ZMQError):
+        bind_tcp(second, "127.0.0.1", port)
+    assert second.closed and not first.closed  # nobody else owned it: no socket leaks
+    first.close(0)
+
+
 def test_heartbeat_notices_a_dead_server_and_reconnects(small_mock: MockDevice) -> None:
     srv = Server(address="127.0.0.1", announce=False)
     srv.add_device(small_mock)

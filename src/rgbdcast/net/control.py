@@ -10,6 +10,7 @@ import zmq
 
 from ..protocol.control import MAX_CONTROL_BYTES, ControlResponder
 from .security import ServerKeys, secure_server
+from .sockets import bind_tcp
 
 __all__ = ["ControlEndpoint"]
 
@@ -40,15 +41,7 @@ class ControlEndpoint:
         sock.setsockopt(zmq.MAXMSGSIZE, 2 * MAX_CONTROL_BYTES)
         sock.setsockopt(zmq.RCVHWM, 100)
         sock.setsockopt(zmq.SNDHWM, 100)
-        try:
-            if port:
-                sock.bind(f"tcp://{bind_host}:{port}")
-                self.port = port
-            else:
-                self.port = sock.bind_to_random_port(f"tcp://{bind_host}")
-        except zmq.ZMQError:
-            sock.close(0)
-            raise
+        self.port = bind_tcp(sock, bind_host, port)
         self._sock: zmq.Socket[Any] = sock  # owned by the control thread from start() on
         self._thread = threading.Thread(target=self._run, name="rgbdcast-control", daemon=True)
 

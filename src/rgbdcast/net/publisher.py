@@ -33,6 +33,7 @@ from ..protocol.envelope import build_header
 from .counters import Counters
 from .security import ServerKeys, secure_server
 from .slot import LatestSlot
+from .sockets import bind_tcp
 
 __all__ = ["PublisherStats", "StreamPublisher", "stream_rates"]
 
@@ -118,15 +119,7 @@ class StreamPublisher:
         sock.copy_threshold = COPY_BELOW
         sock.setsockopt(zmq.RCVHWM, 64)
         sock.setsockopt(zmq.MAXMSGSIZE, 4096)  # subscriptions only
-        try:
-            if port:
-                sock.bind(f"tcp://{bind_host}:{port}")
-                self.port = port
-            else:
-                self.port = sock.bind_to_random_port(f"tcp://{bind_host}")
-        except zmq.ZMQError:
-            sock.close(0)
-            raise
+        self.port = bind_tcp(sock, bind_host, port)
         # The socket is handed to the publisher thread here; from start() on only it touches it.
         self._sock: zmq.Socket[Any] = sock
         self._thread = threading.Thread(

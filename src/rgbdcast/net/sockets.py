@@ -1,4 +1,5 @@
-"""How the clients' ZeroMQ sockets are made: one place for their options and limits."""
+"""How ZeroMQ sockets are made: the clients' (one place for their options and limits), and how
+the server binds its own."""
 
 from __future__ import annotations
 
@@ -8,7 +9,14 @@ import zmq
 
 from .security import ClientKeys, secure_client
 
-__all__ = ["CONTROL_REPLY_MAX", "FRAME_MAX", "SUB_HWM", "open_control", "open_subscriber"]
+__all__ = [
+    "CONTROL_REPLY_MAX",
+    "FRAME_MAX",
+    "SUB_HWM",
+    "bind_tcp",
+    "open_control",
+    "open_subscriber",
+]
 
 SUB_HWM = 2
 """Frames ZeroMQ may hold for a subscriber before it drops (the newest win)."""
@@ -40,3 +48,16 @@ def open_subscriber(ctx: zmq.Context[S], endpoint: str, curve: ClientKeys | None
     sock.setsockopt(zmq.SUBSCRIBE, b"")
     sock.connect(endpoint)
     return sock
+
+
+def bind_tcp(sock: zmq.Socket[Any], host: str, port: int = 0) -> int:
+    """Bind *sock* to ``tcp://host:port`` (a free port when *port* is 0) and return the port.
+    If the bind fails the socket is closed, nobody else owns it yet, and the error propagates."""
+    try:
+        if port:
+            sock.bind(f"tcp://{host}:{port}")
+            return port
+        return sock.bind_to_random_port(f"tcp://{host}")
+    except zmq.ZMQError:
+        sock.close(0)
+        raise

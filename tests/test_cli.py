@@ -313,9 +313,17 @@ def test_saturation_harness_measures_each_transport(transport: str) -> None:
     r = run_peer(transport, "depth", duration=1.0, warmup=0.5)
     assert r["frames"] > 30 and r["fps"] > 30
     assert 0 < r["p50"] <= r["p99"] < 60_000
+    # both processes' CPU, sampled while they ran, whole and by OS thread (which add up, but
+    # for clock ticks and the moments between the two readings: half a second is sampled here)
+    assert r["sender_cpu_percent"] > 0 and r["receiver_cpu_percent"] > 0
+    for side in ("sender", "receiver"):
+        whole, by_thread = r[f"{side}_cpu_percent"], r[f"{side}_threads"]
+        assert abs(sum(by_thread.values()) - whole) <= 0.15 * whole + 2, (whole, by_thread)
     if transport == "rgbdcast":  # where the frames went: the server's and the client's counts
         assert r["offered_fps"] > 0 and r["sent_fps"] > 0 and 0 <= r["waited_share"] <= 1
         assert r["client_fps"] > 0.5 * r["fps"] and r["queue_drop_fps"] >= 0
+        assert {"pub-depth-mock0", "src-mock0"} <= r["sender_threads"].keys()
+        assert "client-io" in r["receiver_threads"]
 
 
 def test_serve_with_the_tcp_gateway() -> None:

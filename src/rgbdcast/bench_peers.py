@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from typing import Any
 
@@ -147,10 +150,13 @@ def _recv(
 
     ep = f"tcp://127.0.0.1:{port}"
     extra: dict[str, float] = {}
+    cpu: dict[str, Any] = {}
     lat: list[float] = []
     frames = 0
     t_first = None
     start_measure = end = float("inf")
+
+    own = _CpuSpan(os.getpid())
 
     def note(sent_ns: int) -> bool:
         nonlocal frames, t_first, start_measure, end
@@ -159,8 +165,13 @@ def _recv(
             t_first = now
             start_measure, end = now + warmup, now + warmup + duration
         if now >= start_measure:
+            if not frames:
+                own.start()
+                print("measuring", flush=True)  # the parent reads the sender's CPU from here
             frames += 1
             lat.append((time.time_ns() - sent_ns) / 1e6)
+        if now >= end and "receiver_threads" not in cpu:
+            cpu.update(own.stop("receiver"))
         return now < end
 
     if transport == "gateway":
@@ -262,6 +273,7 @@ def _recv(
         "p50": pick(0.5),
         "p99": pick(0.99),
         **extra,
+        **cpu,
     }
 
 
@@ -281,83 +293,147 @@ def run_peer(
     port = _free_port()
     py = sys.executable
     procs: list[subprocess.Popen[str]] = []
-    try:
-        recv_port = port
-        if transport in ("rgbdcast", "gateway"):
-            kind = "depth" if payload == "depth" else "color"
-            codec = {"depth": "raw", "color": "raw", "jpeg": "jpeg"}[payload]
-            gateway_args: list[str] = []
-            if transport == "gateway":
-                recv_port = _free_port()
-                gateway_args = ["--tcp-gateway", f"127.0.0.1:{recv_port}"]
-            sender = subprocess.Popen(
-                serve_command(
-                    port,
-                    kind,
-                    pace or fps,
-                    duration + warmup + 30,
-                    prerender=10,
-                    extra=[
-                        f"--{kind}-codec",
-                        codec,
-                        "--color-quality",
-                        "85",
-                        *gateway_args,
-                        *(serve_extra or []),
-                    ],
-                ),
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-            procs.append(sender)
-            assert sender.stdout is not None
-            sender.stdout.readline()
-        recv = subprocess.Popen(
-            [
-                py,
-                "-m",
-                "rgbdcast.bench_peers",
-                "recv",
-                transport,
-                payload,
-                str(recv_port),
-                str(duration),
-                str(warmup),
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        procs.append(recv)
-        if transport not in ("rgbdcast", "gateway"):
-            time.sleep(0.5)
-            procs.append(
-                subprocess.Popen(
-                    [
-                        py,
-                        "-m",
-                        "rgbdcast.bench_peers",
-                        "send",
-                        transport,
-                        payload,
-                        str(port),
-                        str(duration + warmup + 5),
-                        "--pace",
-                        str(pace),
-                    ],
-                    stdout=subprocess.DEVNULL,
+    with tempfile.TemporaryFile("w+") as errors:  # the receiver's stderr, for its failure
+        try:
+            recv_port = port
+            if transport in ("rgbdcast", "gateway"):
+                kind = "depth" if payload == "depth" else "color"
+                codec = {"depth": "raw", "color": "raw", "jpeg": "jpeg"}[payload]
+                gateway_args: list[str] = []
+                if transport == "gateway":
+                    recv_port = _free_port()
+                    gateway_args = ["--tcp-gateway", f"127.0.0.1:{recv_port}"]
+                sender = subprocess.Popen(
+                    serve_command(
+                        port,
+                        kind,
+                        pace or fps,
+                        duration + warmup + 30,
+                        prerender=10,
+                        extra=[
+                            f"--{kind}-codec",
+                            codec,
+                            "--color-quality",
+                            "85",
+                            *gateway_args,
+                            *(serve_extra or []),
+                        ],
+                    ),
+                    stdout=subprocess.PIPE,
                     stderr=subprocess.PIPE,
                     text=True,
                 )
+                procs.append(sender)
+                assert sender.stdout is not None
+                sender.stdout.readline()
+            recv = subprocess.Popen(
+                [
+                    py,
+                    "-m",
+                    "rgbdcast.bench_peers",
+                    "recv",
+                    transport,
+                    payload,
+                    str(recv_port),
+                    str(duration),
+                    str(warmup),
+                ],
+                stdout=subprocess.PIPE,
+                stderr=errors,
+                text=True,
             )
-        out, err = recv.communicate(timeout=duration + warmup + 60)
-        lines = [ln for ln in out.splitlines() if ln.startswith("{")]
-        if not lines:
-            raise RuntimeError(f"{transport} receiver failed: {err.strip()[-400:]}")
-        return dict(json.loads(lines[-1]))
+            procs.append(recv)
+            if transport not in ("rgbdcast", "gateway"):
+                time.sleep(0.5)
+                procs.append(
+                    subprocess.Popen(
+                        [
+                            py,
+                            "-m",
+                            "rgbdcast.bench_peers",
+                            "send",
+                            transport,
+                            payload,
+                            str(port),
+                            str(duration + warmup + 5),
+                            "--pace",
+                            str(pace),
+                        ],
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.PIPE,
+                        text=True,
+                    )
+                )
+            sender = procs[0] if transport in ("rgbdcast", "gateway") else procs[-1]
+            figures = _read_receiver(recv, sender, duration + warmup + 60)
+            if not figures:
+                errors.seek(0)
+                raise RuntimeError(f"{transport} receiver failed: {errors.read().strip()[-400:]}")
+            return figures
+        finally:
+            stop_processes(procs)
+
+
+class _CpuSpan:
+    """One process's CPU between :meth:`start` and :meth:`stop`: percent of one core, whole and
+    by OS thread (``bench_source.cpu_by_thread``)."""
+
+    def __init__(self, pid: int) -> None:
+        import psutil
+
+        self._proc = psutil.Process(pid)
+        self._start: tuple[float, Any, dict[int, tuple[str, float]]] | None = None
+
+    def _read(self) -> tuple[float, Any, dict[int, tuple[str, float]]]:
+        from .bench_source import thread_times
+
+        return time.monotonic(), self._proc.cpu_times(), thread_times(self._proc)
+
+    def start(self) -> None:
+        self._start = self._read()
+
+    def stop(self, side: str) -> dict[str, Any]:
+        """``{side}_cpu_percent`` and ``{side}_threads``; nothing if never started."""
+        from .bench_source import cpu_by_thread
+
+        if self._start is None:
+            return {}
+        (t0, c0, th0), (t1, c1, th1) = self._start, self._read()
+        return {
+            f"{side}_cpu_percent": (c1.user + c1.system - c0.user - c0.system) / (t1 - t0) * 100,
+            f"{side}_threads": cpu_by_thread(th0, th1, t1 - t0),
+        }
+
+
+def _read_receiver(
+    recv: subprocess.Popen[str], sender: subprocess.Popen[str], timeout: float
+) -> dict[str, Any]:
+    """The receiver's figures, plus the sender's CPU over the receiver's measured span (it says
+    ``measuring`` when the span starts and prints its figures when it ends)."""
+    import psutil
+
+    assert recv.stdout is not None
+    watchdog = threading.Timer(timeout, recv.kill)
+    watchdog.start()
+    try:
+        span = _CpuSpan(sender.pid)
+    except psutil.Error:
+        span = None  # the sender is gone already: the receiver will say why it got nothing
+    figures: dict[str, Any] = {}
+    try:
+        for line in recv.stdout:
+            try:
+                if line.startswith("measuring") and span is not None:
+                    span.start()
+                elif line.startswith("{"):
+                    figures = json.loads(line)
+                    figures.update(span.stop("sender") if span is not None else {})
+            except psutil.Error:
+                span = None
+        recv.wait()
     finally:
-        stop_processes(procs)
+        watchdog.cancel()
+    return figures
 
 
 def main(argv: list[str]) -> int:

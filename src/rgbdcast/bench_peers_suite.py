@@ -15,6 +15,7 @@ import statistics
 from typing import Any
 
 from .bench import section_head, write_section
+from .bench_source import format_cpu_by_thread, median_cpu_by_thread
 from .errors import UsageError
 
 __all__ = ["cmd_peers"]
@@ -52,8 +53,8 @@ def cmd_peers(args: argparse.Namespace) -> None:
     }
     rows = [
         "| payload | transport | run | frames/s received | vs plain pyzmq | latency p50 | "
-        "latency p99 |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "latency p99 | CPU sender / receiver | CPU per frame received |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     base = {(n, p): r["fps"] for n, label, p, r in results if label == "plain pyzmq PUB/SUB"}
     ratios: dict[tuple[str, str], list[float]] = {}
@@ -64,15 +65,15 @@ def cmd_peers(args: argparse.Namespace) -> None:
         ratio = f"{r['fps'] / ref:.2f}x" if ref else "-"
         rows.append(
             f"| {names[payload]} | {label} | {run} | {r['fps']:.0f} | {ratio} | "
-            f"{r['p50']:.2f} ms | {r['p99']:.2f} ms |"
+            f"{r['p50']:.2f} ms | {r['p99']:.2f} ms | {_cpu_cells(_cpu_figures([r]))} |"
         )
     if args.repeat > 1:
         medians = [
             f"Medians over the {args.repeat} runs (the ratio is each run's own, then the median):",
             "",
             "| payload | transport | frames/s received | vs plain pyzmq | latency p50 | "
-            "latency p99 |",
-            "|---|---|---:|---:|---:|---:|",
+            "latency p99 | CPU sender / receiver | CPU per frame received |",
+            "|---|---|---:|---:|---:|---:|---:|---:|",
         ]
         for label, _, payload in PEER_RUNS:
             rs = [r for _, lb, p, r in results if (lb, p) == (label, payload)]
@@ -81,7 +82,7 @@ def cmd_peers(args: argparse.Namespace) -> None:
             ratio = f"{statistics.median(got):.2f}x" if got else "-"
             medians.append(
                 f"| {names[payload]} | {label} | {fps:.0f} | {ratio} | {p50:.2f} ms | "
-                f"{p99:.2f} ms |"
+                f"{p99:.2f} ms | {_cpu_cells(_cpu_figures(rs))} |"
             )
         rows = [*medians, "", *rows]
     pace = [
@@ -90,6 +91,15 @@ def cmd_peers(args: argparse.Namespace) -> None:
         if (rs := [r for _, lb, p, r in results if lb.startswith("rgbdcast") and p == payload])
         and all("waited_share" in r for r in rs)
     ]
+    pace += [
+        f"- {names[payload]}, CPU by OS thread (medians, percent of one core): the server "
+        f"{format_cpu_by_thread(median_cpu_by_thread([r['sender_threads'] for r in rs]))}; "
+        "the receiver "
+        f"{format_cpu_by_thread(median_cpu_by_thread([r['receiver_threads'] for r in rs]))}"
+        for payload in names
+        if (rs := [r for _, lb, p, r in results if lb.startswith("rgbdcast") and p == payload])
+        and all("sender_threads" in r for r in rs)
+    ]
     if pace:
         rows = [
             "Where rgbdcast's frames went over the measured spans (medians): the server's "
@@ -97,7 +107,10 @@ def cmd_peers(args: argparse.Namespace) -> None:
             "`waited_for_source`; ZeroMQ then drops, for a subscriber whose two-frame queue is "
             "full, what the network cannot carry), then the client's (frames its I/O thread "
             "received and checked, and those its newest-wins queue replaced before "
-            "`Subscription.get()` took them; the table's frames/s is what `get()` returned):",
+            "`Subscription.get()` took them; the table's frames/s is what `get()` returned), "
+            "and where each process spent its CPU (`pub-<stream>-<device>` the publisher, "
+            "`src-<device>` the mock, `zmq-io` ZeroMQ's I/O threads, `client-io` the client's "
+            "I/O thread, `python` the receiver's main thread, which calls `get()`):",
             "",
             *pace,
             "",
@@ -113,7 +126,11 @@ def cmd_peers(args: argparse.Namespace) -> None:
             "receiver counts frames for half of `--duration` after a 1 s warm-up. imagezmq "
             "JPEG rows encode with simplejpeg (q85, 4:2:0, as rgbdcast) on the sender, stamped "
             "before encoding, and decode on the receiver, as its examples do; rgbdcast decodes "
-            "too. rgbdcast keeps at most two frames queued per subscriber (ZeroMQ high-water "
+            "too. CPU is each process's (the sender's and the receiver's), percent of one "
+            "core, sampled for most of the measured span; per frame received it is both "
+            "processes' CPU over the frames the receiver got, so a transport that sends frames "
+            "nobody receives pays for them there. rgbdcast keeps at most two frames queued "
+            "per subscriber (ZeroMQ high-water "
             "marks of 2) so that a subscriber always gets fresh frames, where plain PUB/SUB "
             "queues frames and latency grows. Its throughput here is bounded by thread "
             "wake-ups rather than by bytes: each frame wakes the mock's device thread (on its "
@@ -139,6 +156,29 @@ def cmd_peers(args: argparse.Namespace) -> None:
         ]
     )
     write_section(args.write, "peers", body)
+
+
+def _cpu_figures(rs: list[dict[str, Any]]) -> dict[str, float]:
+    """Medians over runs of each process's CPU and of the CPU both spent per frame received;
+    empty where a run has no CPU figures."""
+    if not rs or not all("sender_cpu_percent" in r for r in rs):
+        return {}
+
+    def per_frame(r: dict[str, Any]) -> float:
+        both = (r["sender_cpu_percent"] + r["receiver_cpu_percent"]) / 100
+        return both / r["fps"] * 1e6 if r["fps"] > 0 else float("nan")
+
+    return {
+        "sender": statistics.median(r["sender_cpu_percent"] for r in rs),
+        "receiver": statistics.median(r["receiver_cpu_percent"] for r in rs),
+        "us_per_frame": statistics.median(per_frame(r) for r in rs),
+    }
+
+
+def _cpu_cells(f: dict[str, float]) -> str:
+    if not f:
+        return "- | -"
+    return f"{f['sender']:.0f}% / {f['receiver']:.0f}% | {f['us_per_frame']:.0f} us"
 
 
 def _publisher_line(r: dict[str, Any]) -> str:

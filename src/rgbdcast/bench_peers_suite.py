@@ -207,8 +207,9 @@ def _paced_peers(args: argparse.Namespace) -> None:
     from .bench_peers import PACED_RUNS, run_peer
 
     rows = [
-        "| transport | run | fps received | latency p50 | latency p99 |",
-        "|---|---:|---:|---:|---:|",
+        "| transport | run | fps received | latency p50 | latency p99 | CPU sender / receiver "
+        "| CPU per frame received |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     got: dict[str, list[dict[str, Any]]] = {label: [] for label, _, _ in PACED_RUNS}
     for run in range(1, args.repeat + 1):
@@ -222,16 +223,21 @@ def _paced_peers(args: argparse.Namespace) -> None:
                 flush=True,
             )
             rows.append(
-                f"| {label} | {run} | {r['fps']:.1f} | {r['p50']:.2f} ms | {r['p99']:.2f} ms |"
+                f"| {label} | {run} | {r['fps']:.1f} | {r['p50']:.2f} ms | {r['p99']:.2f} ms | "
+                f"{_cpu_cells(_cpu_figures([r]))} |"
             )
             got[label].append(r)
     summary = [
-        "| transport | median fps | median of p50 | median of p99 |",
-        "|---|---:|---:|---:|",
+        "| transport | median fps | median of p50 | median of p99 | CPU sender / receiver | "
+        "CPU per frame received |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     for label, rs in got.items():
         fps, p50, p99 = (statistics.median(r[k] for r in rs) for k in ("fps", "p50", "p99"))
-        summary.append(f"| {label} | {fps:.1f} | {p50:.2f} ms | {p99:.2f} ms |")
+        summary.append(
+            f"| {label} | {fps:.1f} | {p50:.2f} ms | {p99:.2f} ms | "
+            f"{_cpu_cells(_cpu_figures(rs))} |"
+        )
         print(f"  median over {len(rs)} runs: {label}: p50 {p50:.2f} ms, p99 {p99:.2f} ms")
     if not args.write:
         return
@@ -244,7 +250,9 @@ def _paced_peers(args: argparse.Namespace) -> None:
             "the decoded BGR array in the receiver's hands, on one clock. rgbdcast's receiver is "
             "`Client.subscribe(...).get()`; imagezmq's decodes with simplejpeg "
             "(`fastdct`, `fastupsample`, as rgbdcast does). Runs alternate, so the machine's "
-            "noise falls on all of them alike.",
+            "noise falls on all of them alike. CPU is each process's over the measured span, "
+            "percent of one core (rgbdcast's sender is the whole server, its mock included), and "
+            "per frame received both processes' together.",
             "",
             *summary,
             "",

@@ -414,6 +414,7 @@ def _read_receiver(
 
     assert recv.stdout is not None
     watchdog = threading.Timer(timeout, recv.kill)
+    watchdog.daemon = True  # never what keeps the bench from exiting
     watchdog.start()
     try:
         span = _CpuSpan(sender.pid)

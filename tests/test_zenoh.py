@@ -231,14 +231,17 @@ def test_a_bridge_through_two_routers_in_a_chain() -> None:
 
 def test_a_slow_consumer_does_not_hold_back_a_fast_one(zserver: tuple[Server, str]) -> None:
     _, ep = zserver
+    done = threading.Event()  # then the slow callback's backlog drains at once: zenoh runs
+    # it on a non-daemon thread, which would otherwise hold the test process open for a minute
     with ZenohClient(connect=[ep]) as fast, ZenohClient(connect=[ep]) as slow:
         stalled = slow.session.declare_subscriber(
-            "rgbdcast/lab-one/cam-a/depth", lambda s: time.sleep(0.5)
+            "rgbdcast/lab-one/cam-a/depth", lambda s: done.wait(0.5)
         )
         try:
             time.sleep(0.5)
             got = _frames(fast.subscribe("rgbdcast/lab-one/cam-a/depth"), 3.0)
         finally:
+            done.set()
             stalled.undeclare()
     assert len(got) >= 60  # about 30 fps while the other one takes two a second
 

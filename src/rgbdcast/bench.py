@@ -23,12 +23,7 @@ from typing import Any
 
 import psutil
 
-from .bench_source import (
-    cpu_by_thread,
-    format_cpu_by_thread,
-    source_cpu_seconds,
-    thread_times,
-)
+from .bench_source import CpuSpan, format_cpu_by_thread, source_share
 from .errors import UsageError
 
 __all__ = ["add_parser", "machine_description", "run_e2e", "write_section"]
@@ -279,12 +274,14 @@ def run_e2e(
         ]
         subs += viewer_procs
         time.sleep(warmup + 1.0)  # subscribers connect and warm up
-        c0, th0, t0 = sproc.cpu_times(), thread_times(sproc), time.monotonic()
+        span = CpuSpan(sproc)
+        span.start()
+        t0 = time.monotonic()
         rss = [sproc.memory_info().rss]
         while time.monotonic() - t0 < duration - 1.0:
             time.sleep(0.5)
             rss.append(sproc.memory_info().rss)
-        c1, th1, t1 = sproc.cpu_times(), thread_times(sproc), time.monotonic()
+        cpu = span.stop("server")
         results = []
         viewer_results = []
         for p in viewer_procs:
@@ -306,8 +303,6 @@ def run_e2e(
             results.append(result)
     finally:
         stop_processes([*subs, server])
-    cpu = (c1.user + c1.system - c0.user - c0.system) / (t1 - t0) * 100
-    source_cpu = source_cpu_seconds(th0, th1) / (t1 - t0) * 100
     per_stream: dict[str, dict[str, Any]] = {}
     slow_fps = [st["fps"] for r in results if r.get("slow") for st in r["streams"].values()]
     for r in results:
@@ -325,9 +320,8 @@ def run_e2e(
         "slow": slow,
         "slow_fps": slow_fps,
         "subscribers": subscribers,
-        "server_cpu_percent": cpu,
-        "source_cpu_percent": source_cpu,
-        "thread_cpu_percent": cpu_by_thread(th0, th1, t1 - t0),
+        **cpu,  # server_cpu_percent, server_threads
+        "source_cpu_percent": source_share(cpu["server_threads"]),
         "server_rss_mb": max(rss) / 1e6,
         "subscriber_cpu_percent": [r["cpu_percent"] for r in results],
         "viewers": viewer_results,
@@ -573,9 +567,7 @@ def _print_run(r: dict[str, Any]) -> None:
         f"{', '.join(f'{c:.0f}%' for c in r['subscriber_cpu_percent'])}",
         flush=True,
     )
-    print(
-        f"  [{r['client']}] server CPU by thread: {format_cpu_by_thread(r['thread_cpu_percent'])}"
-    )
+    print(f"  [{r['client']}] server CPU by thread: {format_cpu_by_thread(r['server_threads'])}")
 
 
 def _data_dir(arg: str | None) -> Path | None:

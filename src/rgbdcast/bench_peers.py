@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -19,8 +18,10 @@ import time
 from typing import Any
 
 import numpy as np
+import psutil
 
 from .bench import stop_processes
+from .bench_source import CpuSpan
 
 __all__ = ["PACED_RUNS", "PEER_RUNS", "run_peer"]
 
@@ -156,7 +157,7 @@ def _recv(
     t_first = None
     start_measure = end = float("inf")
 
-    own = _CpuSpan(os.getpid())
+    own = CpuSpan(psutil.Process())
 
     def note(sent_ns: int) -> bool:
         nonlocal frames, t_first, start_measure, end
@@ -374,50 +375,17 @@ def run_peer(
             stop_processes(procs)
 
 
-class _CpuSpan:
-    """One process's CPU between :meth:`start` and :meth:`stop`: percent of one core, whole and
-    by OS thread (``bench_source.cpu_by_thread``)."""
-
-    def __init__(self, pid: int) -> None:
-        import psutil
-
-        self._proc = psutil.Process(pid)
-        self._start: tuple[float, Any, dict[int, tuple[str, float]]] | None = None
-
-    def _read(self) -> tuple[float, Any, dict[int, tuple[str, float]]]:
-        from .bench_source import thread_times
-
-        return time.monotonic(), self._proc.cpu_times(), thread_times(self._proc)
-
-    def start(self) -> None:
-        self._start = self._read()
-
-    def stop(self, side: str) -> dict[str, Any]:
-        """``{side}_cpu_percent`` and ``{side}_threads``; nothing if never started."""
-        from .bench_source import cpu_by_thread
-
-        if self._start is None:
-            return {}
-        (t0, c0, th0), (t1, c1, th1) = self._start, self._read()
-        return {
-            f"{side}_cpu_percent": (c1.user + c1.system - c0.user - c0.system) / (t1 - t0) * 100,
-            f"{side}_threads": cpu_by_thread(th0, th1, t1 - t0),
-        }
-
-
 def _read_receiver(
     recv: subprocess.Popen[str], sender: subprocess.Popen[str], timeout: float
 ) -> dict[str, Any]:
     """The receiver's figures, plus the sender's CPU over the receiver's measured span (it says
     ``measuring`` when the span starts and prints its figures when it ends)."""
-    import psutil
-
     assert recv.stdout is not None
     watchdog = threading.Timer(timeout, recv.kill)
     watchdog.daemon = True  # never what keeps the bench from exiting
     watchdog.start()
     try:
-        span = _CpuSpan(sender.pid)
+        span = CpuSpan(psutil.Process(sender.pid))
     except psutil.Error:
         span = None  # the sender is gone already: the receiver will say why it got nothing
     figures: dict[str, Any] = {}

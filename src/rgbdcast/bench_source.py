@@ -13,6 +13,7 @@ from __future__ import annotations
 import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +23,13 @@ from .errors import UsageError
 
 __all__ = [
     "SOURCE_THREAD_PREFIX",
+    "CpuSpan",
     "cpu_by_thread",
     "format_cpu_by_thread",
     "median_cpu_by_thread",
     "describe",
     "record_mock",
-    "source_cpu_seconds",
+    "source_share",
     "thread_times",
 ]
 
@@ -47,17 +49,6 @@ def thread_times(proc: psutil.Process) -> dict[int, tuple[str, float]]:
     return out
 
 
-def source_cpu_seconds(
-    before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]]
-) -> float:
-    """CPU seconds the source threads spent between two :func:`thread_times` snapshots."""
-    return sum(
-        cpu - before.get(tid, (name, 0.0))[1]
-        for tid, (name, cpu) in after.items()
-        if name.startswith(SOURCE_THREAD_PREFIX)
-    )
-
-
 def cpu_by_thread(
     before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]], seconds: float
 ) -> dict[str, float]:
@@ -73,6 +64,37 @@ def cpu_by_thread(
         share = (cpu - before.get(tid, (name, 0.0))[1]) / seconds * 100
         out[name or "?"] = out.get(name or "?", 0.0) + share
     return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+
+
+class CpuSpan:
+    """One process's CPU between :meth:`start` and :meth:`stop`: percent of one core, whole and
+    by OS thread (:func:`cpu_by_thread`)."""
+
+    def __init__(self, proc: psutil.Process) -> None:
+        self._proc = proc
+        self._start: tuple[float, Any, dict[int, tuple[str, float]]] | None = None
+
+    def _read(self) -> tuple[float, Any, dict[int, tuple[str, float]]]:
+        return time.monotonic(), self._proc.cpu_times(), thread_times(self._proc)
+
+    def start(self) -> None:
+        self._start = self._read()
+
+    def stop(self, side: str) -> dict[str, Any]:
+        """``{side}_cpu_percent`` and ``{side}_threads`` since :meth:`start`; nothing if it was
+        never started."""
+        if self._start is None:
+            return {}
+        (t0, c0, th0), (t1, c1, th1) = self._start, self._read()
+        return {
+            f"{side}_cpu_percent": (c1.user + c1.system - c0.user - c0.system) / (t1 - t0) * 100,
+            f"{side}_threads": cpu_by_thread(th0, th1, t1 - t0),
+        }
+
+
+def source_share(threads: dict[str, float]) -> float:
+    """The source threads' (``src-<device>``) part of a :func:`cpu_by_thread` result."""
+    return sum(v for name, v in threads.items() if name.startswith(SOURCE_THREAD_PREFIX))
 
 
 def median_cpu_by_thread(shares: list[dict[str, float]]) -> dict[str, float]:

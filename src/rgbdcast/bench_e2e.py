@@ -121,6 +121,14 @@ def _stream_median(runs: list[dict[str, Any]], stream: str, key: str) -> float:
     return float(statistics.median(r["streams"][stream][key] for r in runs))
 
 
+def _by_config(runs: list[dict[str, Any]]) -> dict[tuple[int, str], list[dict[str, Any]]]:
+    """The runs grouped by (subscribers that are not slow, client), in the order first seen."""
+    groups: dict[tuple[int, str], list[dict[str, Any]]] = {}
+    for r in runs:
+        groups.setdefault((r["subscribers"] - r["slow"], r["client"]), []).append(r)
+    return groups
+
+
 def _medians(runs: list[dict[str, Any]]) -> list[str]:
     """Per subscriber count, client and stream: medians over the repeated runs."""
     lines = [
@@ -128,9 +136,7 @@ def _medians(runs: list[dict[str, Any]]) -> list[str]:
         "server CPU | of which the source | serving |",
         "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    groups: dict[tuple[int, str], list[dict[str, Any]]] = {}
-    for r in runs:
-        groups.setdefault((r["subscribers"] - r["slow"], r["client"]), []).append(r)
+    groups = _by_config(runs)
     for (n, client), rs in groups.items():
         for name in rs[0]["streams"]:
             fps, p50, p99, dropped = (
@@ -151,11 +157,6 @@ def _medians(runs: list[dict[str, Any]]) -> list[str]:
 
 def _cpu_by_thread(runs: list[dict[str, Any]]) -> list[str]:
     """Per subscriber count and client: the server's CPU by OS thread, medians over the runs."""
-    groups: dict[tuple[int, str], list[dict[str, float]]] = {}
-    for r in runs:
-        groups.setdefault((r["subscribers"] - r["slow"], r["client"]), []).append(
-            r["thread_cpu_percent"]
-        )
     return [
         "Where the server's CPU went, by OS thread (percent of one core, median over the runs; "
         "`pub-<stream>-<device>` encodes and sends one stream, `codec-workers` encode the other "
@@ -163,8 +164,9 @@ def _cpu_by_thread(runs: list[dict[str, Any]]) -> list[str]:
         "`src-<device>` is the source):",
         "",
         *(
-            f"- {n} {client} subscriber(s): {format_cpu_by_thread(median_cpu_by_thread(shares))}"
-            for (n, client), shares in groups.items()
+            f"- {n} {client} subscriber(s): "
+            + format_cpu_by_thread(median_cpu_by_thread([r["server_threads"] for r in rs]))
+            for (n, client), rs in _by_config(runs).items()
         ),
     ]
 

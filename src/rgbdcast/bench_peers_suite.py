@@ -85,20 +85,23 @@ def cmd_peers(args: argparse.Namespace) -> None:
                 f"{p99:.2f} ms | {_cpu_cells(_cpu_figures(rs))} |"
             )
         rows = [*medians, "", *rows]
-    pace = [
-        f"- {names[payload]}: {_publisher_line(_median_figures(rs))}"
+    ours = {  # rgbdcast's runs of each payload
+        payload: rs
         for payload in names
         if (rs := [r for _, lb, p, r in results if lb.startswith("rgbdcast") and p == payload])
-        and all("waited_share" in r for r in rs)
+    }
+    pace = [
+        f"- {names[payload]}: {_publisher_line(_median_figures(rs))}"
+        for payload, rs in ours.items()
+        if all("waited_share" in r for r in rs)
     ]
     pace += [
         f"- {names[payload]}, CPU by OS thread (medians, percent of one core): the server "
         f"{format_cpu_by_thread(median_cpu_by_thread([r['sender_threads'] for r in rs]))}; "
         "the receiver "
         f"{format_cpu_by_thread(median_cpu_by_thread([r['receiver_threads'] for r in rs]))}"
-        for payload in names
-        if (rs := [r for _, lb, p, r in results if lb.startswith("rgbdcast") and p == payload])
-        and all("sender_threads" in r for r in rs)
+        for payload, rs in ours.items()
+        if all("sender_threads" in r for r in rs)
     ]
     if pace:
         rows = [

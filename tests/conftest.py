@@ -51,7 +51,7 @@ def _warm_global_contexts() -> None:
     if importlib.util.find_spec("zenoh") is None:
         return
     # Zenoh's runtime opens its descriptors with the first sessions and keeps them
-    from rgbdcast.net.zenohlink import ZenohLink, ZenohOptions
+    from rgbdcast.outlets.zenoh import ZenohLink, ZenohOptions
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -26,7 +26,7 @@ from rgbdcast.testing import wait_for
 zenoh = pytest.importorskip("zenoh", reason="the [zenoh] extra is not installed")
 typesys = pytest.importorskip("rosbags.typesys", reason="rosbags is not installed")
 
-from rgbdcast.net.zenohlink import ZenohLink, ZenohOptions  # noqa: E402
+from rgbdcast.outlets.zenoh import ZenohLink, ZenohOptions  # noqa: E402
 
 DOC_HASH = "RIHS01_df668c740482bbd48fb39d76a70dfd4bd59db1288021743503259e948f6b1a18"
 

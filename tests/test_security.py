@@ -192,7 +192,7 @@ def test_keygen_serve_and_connect_from_the_command_line(tmp_path: Path) -> None:
 
 
 def test_a_secure_server_does_not_leak_into_plain_zenoh(keys: Path) -> None:
-    from rgbdcast.net.zenohlink import ZenohOptions
+    from rgbdcast.outlets.zenoh import ZenohOptions
 
     server_keys = ServerKeys.from_dir(keys)
     with pytest.raises(UsageError, match="Zenoh"):

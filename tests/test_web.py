@@ -282,7 +282,7 @@ def test_serve_prints_the_viewer_address_and_falls_back_from_a_busy_port() -> No
 
 
 def test_view_command_shows_a_remote_servers_streams(web_server: Server) -> None:
-    from rgbdcast.net.web import WebViewer
+    from rgbdcast.outlets.webviewer import WebViewer
     from rgbdcast.view import RemoteBackend
 
     control = next(iter(web_server.endpoints.values()))
@@ -305,7 +305,7 @@ def test_view_command_shows_a_remote_servers_streams(web_server: Server) -> None
 
 
 def test_view_lists_discovered_servers_and_watches_the_one_picked() -> None:
-    from rgbdcast.net.web import WebViewer
+    from rgbdcast.outlets.webviewer import WebViewer
     from rgbdcast.view import RemoteBackend
 
     srv = Server(address="127.0.0.1", name="found on zeroconf", interfaces=["127.0.0.1"])

@@ -26,7 +26,7 @@ from rgbdcast.testing import wait_for
 
 zenoh = pytest.importorskip("zenoh", reason="the [zenoh] extra is not installed")
 
-from rgbdcast.net.zenohlink import ZenohLink, ZenohOptions  # noqa: E402
+from rgbdcast.outlets.zenoh import ZenohLink, ZenohOptions  # noqa: E402
 from rgbdcast.zbridge import Bridge  # noqa: E402
 from rgbdcast.zclient import ZenohClient  # noqa: E402
 
@@ -258,7 +258,7 @@ def test_stats_and_view_accept_zenoh_sources(zserver: tuple[Server, str]) -> Non
 
     from websockets.sync.client import connect
 
-    from rgbdcast.net.web import WebViewer
+    from rgbdcast.outlets.webviewer import WebViewer
     from rgbdcast.protocol.viewer import parse_frame_message
     from rgbdcast.view import ZenohBackend
 

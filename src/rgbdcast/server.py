@@ -29,12 +29,12 @@ from .frames import Frame, StreamKind
 from .net.addresses import advertise_host, default_bind, make_endpoint
 from .net.control import ControlEndpoint
 from .net.discovery import Announcer
-from .net.gateway import TcpGateway
 from .net.publisher import StreamPublisher
-from .net.ros2link import Ros2Publishing
 from .net.security import ServerKeys, ZapGuard
-from .net.web import WebViewer
-from .net.zenohlink import ZenohLink, ZenohOptions, ZenohPublishing
+from .outlets.gateway import TcpGateway
+from .outlets.ros2 import Ros2Publishing
+from .outlets.webviewer import WebViewer
+from .outlets.zenoh import ZenohLink, ZenohOptions, ZenohPublishing
 from .protocol.control import PROTOCOL_VERSION, ControlResponder, EndpointType
 
 __all__ = ["Server"]

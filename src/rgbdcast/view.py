@@ -4,9 +4,9 @@ How this works: a :class:`RemoteBackend` keeps a list of sources (servers given 
 line are watched at once; discovered ones are listed for the user to pick in the page). For each
 watched source it holds one :class:`~rgbdcast.client.Client` that subscribes to every stream of
 every device without decoding (``decode=False``, a queue of one); the client's I/O thread hands
-each frame, still encoded, to the :class:`~rgbdcast.net.web.WebViewer`, which decodes only the
-frames a browser is about to get (color JPEG is passed through as the server sent it). A sync
-thread reconciles subscriptions with the servers' device lists twice a second.
+each frame, still encoded, to the :class:`~rgbdcast.outlets.webviewer.WebViewer`, which decodes
+only the frames a browser is about to get (color JPEG is passed through as the server sent it).
+A sync thread reconciles subscriptions with the servers' device lists twice a second.
 """
 
 from __future__ import annotations
@@ -356,7 +356,7 @@ def add_parser(sub: Any) -> None:
 
 def cmd_view(args: argparse.Namespace) -> int:
     from .cli import _install_stop_signals
-    from .net.web import WebViewer
+    from .outlets.webviewer import WebViewer
     from .server import _parse_hostport
 
     host, port = _parse_hostport(args.web, "127.0.0.1")

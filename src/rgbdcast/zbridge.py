@@ -3,7 +3,7 @@
 How the bridge works: for each rgbdcast server (named, or found on Zeroconf) it holds one
 :class:`~rgbdcast.client.Client` subscribed to every stream without decoding; the client's I/O
 thread hands each frame, with the header exactly as received, to that stream's
-:class:`~rgbdcast.net.zenohlink.StreamSender` (a latest-frame slot and its own thread), so a
+:class:`~rgbdcast.outlets.zenoh.StreamSender` (a latest-frame slot and its own thread), so a
 stuck Zenoh link never slows the ZeroMQ side. Devices are announced (liveliness and ``@meta``)
 as their server describes them, and withdrawn when they or their server go away.
 """
@@ -20,8 +20,8 @@ from typing import Any
 from .errors import RgbdcastError, UsageError
 from .frames import StreamKind
 from .net.addresses import make_endpoint, parse_endpoint
-from .net.ros2link import Ros2Publishing
-from .net.zenohlink import ZenohLink, ZenohOptions, ZenohPublishing
+from .outlets.ros2 import Ros2Publishing
+from .outlets.zenoh import ZenohLink, ZenohOptions, ZenohPublishing
 
 __all__ = ["Bridge", "add_parsers", "add_zenoh_options", "zenoh_options"]
 

@@ -24,7 +24,7 @@ from ._clientbase import BlockingSubscription
 from .devices.base import require
 from .errors import ProtocolError, UsageError
 from .frames import StreamKind
-from .net.zenohlink import ZenohLink, ZenohOptions
+from .outlets.zenoh import ZenohLink, ZenohOptions
 from .protocol.envelope import parse_encoded
 from .protocol.session import StreamStats
 from .protocol.zkeys import PREFIX, meta_key

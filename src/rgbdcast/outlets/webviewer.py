@@ -35,6 +35,8 @@ from websockets.http11 import Request, Response
 from .._version import __version__
 from ..errors import ProtocolError
 from ..frames import Frame
+from ..net.counters import Counters
+from ..net.loopthread import start_loop_thread
 from ..protocol.envelope import EncodedFrame
 from ..protocol.viewer import (
     DEFAULT_JPEG_QUALITY,
@@ -45,8 +47,6 @@ from ..protocol.viewer import (
     parse_client_message,
     text_message,
 )
-from .counters import Counters
-from .loopthread import start_loop_thread
 
 __all__ = ["ViewerBackend", "ViewerStats", "WebViewer"]
 
@@ -193,7 +193,7 @@ class WebViewer:
 
     @property
     def url(self) -> str:
-        from .addresses import advertise_host
+        from ..net.addresses import advertise_host
 
         host = advertise_host(self.host)
         query = f"?token={self.token}" if self.token else ""

@@ -29,10 +29,10 @@ import numpy as np
 from .. import codecs
 from ..codecs.body import bodies_to_json
 from ..frames import MAX_BODIES, Frame, StreamKind
+from ..net.counters import Counters
+from ..net.loopthread import start_loop_thread
 from ..protocol.envelope import build_header
 from ..protocol.gateway import SERVICES, Command, CommandParser
-from .counters import Counters
-from .loopthread import start_loop_thread
 
 __all__ = ["GatewayStats", "TcpGateway"]
 

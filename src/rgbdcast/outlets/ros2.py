@@ -27,11 +27,11 @@ from ..codecs.body import bodies_to_json
 from ..codecs.jpeg import JpegCodec
 from ..devices.base import require
 from ..frames import Frame, Intrinsics, StreamKind
+from ..net.slot import LatestSlot
 from ..protocol import ros2
 from ..protocol.envelope import parse_encoded
 from ..protocol.viewer import is_plain_jpeg
-from .slot import LatestSlot
-from .zenohlink import ZenohLink
+from .zenoh import ZenohLink
 
 __all__ = ["QOS", "Ros2Publishing", "Ros2Sender", "ros_name"]
 

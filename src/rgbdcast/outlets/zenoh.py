@@ -23,9 +23,9 @@ from typing import Any
 from ..devices.base import require
 from ..errors import UsageError
 from ..frames import Frame
+from ..net.counters import Counters
+from ..net.slot import LatestSlot
 from ..protocol.zkeys import ENCODING, meta_key, presence_key, stream_key
-from .counters import Counters
-from .slot import LatestSlot
 
 __all__ = [
     "DevicePresence",

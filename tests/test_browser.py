@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from rgbdcast import Server
+from rgbdcast.outlets.web import WebOutlet
 from rgbdcast.testing import UnpluggableMock
 
 CHROMIUM = os.environ.get("RGBDCAST_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
@@ -45,7 +46,9 @@ def browser() -> Iterator[Any]:
 
 
 def _server(port: int = 0) -> Server:
-    srv = Server(address="127.0.0.1", announce=False, name="browser test", web=port)
+    srv = Server(
+        address="127.0.0.1", announce=False, name="browser test", outlets=[WebOutlet(port)]
+    )
     srv.add_device(UnpluggableMock("mock0", color_size=(640, 360), fps=30.0, prerender=30))
     srv.start()
     return srv
@@ -66,13 +69,13 @@ def test_live_streams_skeletons_stats_and_a_server_that_goes_and_comes_back(
     browser: Any, output_dir: Path
 ) -> None:
     srv = _server()
-    assert srv.web is not None
-    port = srv.web.port
+    assert srv.outlet(WebOutlet).viewer is not None
+    port = srv.outlet(WebOutlet).viewer.port
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
     try:
-        page.goto(srv.web.url)
+        page.goto(srv.outlet(WebOutlet).viewer.url)
         for stream in ("color", "depth", "infrared", "body"):
             page.wait_for_function(f"({JS_FRAMES})('mock0/{stream}') >= 5", timeout=20_000)
         for stream in ("color", "depth", "infrared"):
@@ -124,10 +127,10 @@ def test_live_streams_skeletons_stats_and_a_server_that_goes_and_comes_back(
 
 def test_an_unplugged_device_is_shown_as_such(browser: Any, output_dir: Path) -> None:
     srv = _server()
-    assert srv.web is not None
+    assert srv.outlet(WebOutlet).viewer is not None
     page = browser.new_page()
     try:
-        page.goto(srv.web.url)
+        page.goto(srv.outlet(WebOutlet).viewer.url)
         page.wait_for_selector(".device[data-device='mock0'] .state[data-state='live']")
         dev = srv.devices[0]
         assert isinstance(dev, UnpluggableMock)

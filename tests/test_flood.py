@@ -15,6 +15,8 @@ import zmq
 from websockets.sync.client import connect
 
 from rgbdcast import Client, MockDevice, Server, StreamKind
+from rgbdcast.outlets.gateway import TcpGatewayOutlet
+from rgbdcast.outlets.web import WebOutlet
 
 N = 2000
 
@@ -37,7 +39,8 @@ def _garbage(rng: random.Random) -> bytes:
 def test_a_flood_of_garbage_changes_nothing_for_normal_clients() -> None:
     rng = random.Random(7)
     mock = MockDevice("mock0", color_size=(160, 90), streams=["depth"])
-    srv = Server(address="127.0.0.1", announce=False, tcp_gateway="127.0.0.1:0", web=0)
+    gateway, web_outlet = TcpGatewayOutlet("127.0.0.1:0"), WebOutlet(0)
+    srv = Server(address="127.0.0.1", announce=False, outlets=[gateway, web_outlet])
     srv.add_device(mock)
     srv.start()
     proc = psutil.Process(os.getpid())
@@ -78,9 +81,9 @@ def test_a_flood_of_garbage_changes_nothing_for_normal_clients() -> None:
                 raw.sendall(rng.randbytes(300))
 
         # the gateway: garbage commands on a few connections
-        assert srv.gateway is not None
+        assert gateway.gateway is not None
         for _ in range(20):
-            with socket.create_connection(("127.0.0.1", srv.gateway.port), timeout=2) as g:
+            with socket.create_connection(("127.0.0.1", gateway.gateway.port), timeout=2) as g:
                 for _ in range(N // 20):
                     g.sendall(_garbage(rng)[:100] + b"\n")
                 g.settimeout(0.2)
@@ -91,11 +94,11 @@ def test_a_flood_of_garbage_changes_nothing_for_normal_clients() -> None:
                     pass
 
         # the web viewer: garbage messages from a browser
-        assert srv.web is not None
-        with connect(f"ws://127.0.0.1:{srv.web.port}/ws", max_size=None) as ws:
+        assert web_outlet.viewer is not None
+        with connect(f"ws://127.0.0.1:{web_outlet.viewer.port}/ws", max_size=None) as ws:
             for _ in range(N // 4):
                 ws.send(_garbage(rng).decode(errors="replace")[:1000])
-            web = srv.web
+            web = web_outlet.viewer
             errors = 0
             while errors < N // 4:  # each gets its error reply (read them: replies are bounded)
                 msg = ws.recv(timeout=10)

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from rgbdcast import MockDevice, Server, StreamKind
+from rgbdcast.outlets.gateway import TcpGatewayOutlet
 from rgbdcast.protocol.gateway import MAX_COMMAND, CommandParser
 from rgbdcast.testing import recv_exact, wait_for
 
@@ -93,8 +94,7 @@ def gateway_server(still_mock: MockDevice) -> Iterator[Server]:
     srv = Server(
         address="127.0.0.1",
         announce=False,
-        tcp_gateway="127.0.0.1:0",
-        gateway_options={"max_clients": 24, "idle_timeout": 5.0},
+        outlets=[TcpGatewayOutlet("127.0.0.1:0", max_clients=24, idle_timeout=5.0)],
     )
     srv.add_device(still_mock)
     srv.start()
@@ -139,8 +139,8 @@ def _frames(dev: MockDevice) -> dict[StreamKind, np.ndarray]:
 def test_camera2tcp_clients_get_exact_frames(
     gateway_server: Server, still_mock: MockDevice
 ) -> None:
-    assert gateway_server.gateway is not None
-    port = gateway_server.gateway.port
+    assert gateway_server.outlet(TcpGatewayOutlet).gateway is not None
+    port = gateway_server.outlet(TcpGatewayOutlet).gateway.port
     truth = _frames(still_mock)
     for service, request in (("KinectDepth", "KinectDepth"), ("KinectDepth", "Depth")):
         c = Camera2TcpClient(port, service)
@@ -168,8 +168,8 @@ def test_camera2tcp_clients_get_exact_frames(
 
 
 def test_sixteen_clients_at_once(gateway_server: Server, still_mock: MockDevice) -> None:
-    assert gateway_server.gateway is not None
-    port = gateway_server.gateway.port
+    assert gateway_server.outlet(TcpGatewayOutlet).gateway is not None
+    port = gateway_server.outlet(TcpGatewayOutlet).gateway.port
     truth = _frames(still_mock)
     errors: list[str] = []
 
@@ -200,8 +200,8 @@ def test_sixteen_clients_at_once(gateway_server: Server, still_mock: MockDevice)
 
 
 def test_split_merged_and_garbage_on_one_connection(gateway_server: Server) -> None:
-    assert gateway_server.gateway is not None
-    c = Camera2TcpClient(gateway_server.gateway.port, "KinectDepth")
+    assert gateway_server.outlet(TcpGatewayOutlet).gateway is not None
+    c = Camera2TcpClient(gateway_server.outlet(TcpGatewayOutlet).gateway.port, "KinectDepth")
     c.sock.sendall(b"Connecting2Kin")
     time.sleep(0.1)
     c.sock.sendall(b"ectDepth")
@@ -216,19 +216,15 @@ def test_split_merged_and_garbage_on_one_connection(gateway_server: Server) -> N
 
 
 def test_limits_each_get_a_clear_reply_or_close(still_mock: MockDevice) -> None:
-    srv = Server(
-        address="127.0.0.1",
-        announce=False,
-        tcp_gateway="127.0.0.1:0",
-        gateway_options={"max_clients": 2, "idle_timeout": 0.5, "send_timeout": 1.0},
-    )
+    gateway = TcpGatewayOutlet("127.0.0.1:0", max_clients=2, idle_timeout=0.5, send_timeout=1.0)
+    srv = Server(address="127.0.0.1", announce=False, outlets=[gateway])
     srv.add_device(still_mock)
     srv.start()
     try:
-        assert srv.gateway is not None
-        port = srv.gateway.port
+        assert gateway.gateway is not None
+        port = gateway.gateway.port
         a, b = (socket.create_connection(("127.0.0.1", port)) for _ in range(2))
-        assert wait_for(lambda: srv.gateway is not None and srv.gateway.stats.active == 2)
+        assert wait_for(lambda: gateway.gateway is not None and gateway.gateway.stats.active == 2)
         extra = socket.create_connection(("127.0.0.1", port))
         assert extra.recv(100).startswith(b"Server busy") and extra.recv(100) == b""
         extra.close()
@@ -245,19 +241,19 @@ def test_limits_each_get_a_clear_reply_or_close(still_mock: MockDevice) -> None:
             assert ok.depth().shape == (424, 512)
         ok.close()
         stuck.close()
-        assert srv.gateway.stats.timeouts >= 2 and srv.gateway.stats.refused == 1
+        assert gateway.gateway.stats.timeouts >= 2 and gateway.gateway.stats.refused == 1
     finally:
         srv.stop()
 
 
 def test_framed_mode_from_the_standard_library_example(gateway_server: Server) -> None:
-    assert gateway_server.gateway is not None
+    assert gateway_server.outlet(TcpGatewayOutlet).gateway is not None
     res = subprocess.run(
         [
             sys.executable,
             str(EXAMPLES / "gateway_client.py"),
             "127.0.0.1",
-            str(gateway_server.gateway.port),
+            str(gateway_server.outlet(TcpGatewayOutlet).gateway.port),
             "mock0",
             "depth",
             "3",
@@ -274,13 +270,13 @@ def test_framed_mode_from_the_standard_library_example(gateway_server: Server) -
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="Node.js is not installed")
 def test_framed_mode_from_the_node_example(gateway_server: Server) -> None:
-    assert gateway_server.gateway is not None
+    assert gateway_server.outlet(TcpGatewayOutlet).gateway is not None
     res = subprocess.run(
         [
             "node",
             str(EXAMPLES / "gateway_client.js"),
             "127.0.0.1",
-            str(gateway_server.gateway.port),
+            str(gateway_server.outlet(TcpGatewayOutlet).gateway.port),
             "mock0",
             "depth",
             "2",
@@ -299,8 +295,8 @@ def test_framed_get_encodes_with_the_asked_codec(
 ) -> None:
     from rgbdcast import codecs
 
-    assert gateway_server.gateway is not None
-    c = Camera2TcpClient(gateway_server.gateway.port, "")
+    assert gateway_server.outlet(TcpGatewayOutlet).gateway is not None
+    c = Camera2TcpClient(gateway_server.outlet(TcpGatewayOutlet).gateway.port, "")
     for codec in ("grad-zstd", "png", "raw"):
         c.sock.sendall(f"GET mock0 depth {codec}\n".encode())
         (n,) = struct.unpack(">I", c.recv_exact(4))
@@ -320,11 +316,10 @@ def test_gateway_is_advertised_and_a_busy_port_is_a_clear_error(gateway_server: 
 
     with Client(next(iter(gateway_server.endpoints.values()))) as client:
         me = client.who()
-    assert me["endpoints"]["tcp_gateway"] == gateway_server.gateway_endpoint
-    assert gateway_server.gateway is not None
-    other = Server(
-        address="127.0.0.1", announce=False, tcp_gateway=f"127.0.0.1:{gateway_server.gateway.port}"
-    )
+    assert me["endpoints"]["tcp_gateway"] == gateway_server.outlet(TcpGatewayOutlet).endpoint
+    assert gateway_server.outlet(TcpGatewayOutlet).gateway is not None
+    taken = TcpGatewayOutlet(f"127.0.0.1:{gateway_server.outlet(TcpGatewayOutlet).gateway.port}")
+    other = Server(address="127.0.0.1", announce=False, outlets=[taken])
     with pytest.raises(UsageError, match="TCP gateway"):
         other.start()
     assert not other.is_running

@@ -21,6 +21,7 @@ else:
 
 from rgbdcast import Client, DeviceError, Server, StreamKind
 from rgbdcast.devices.opencv import OpenCVDevice
+from rgbdcast.outlets.gateway import TcpGatewayOutlet
 from rgbdcast.testing import check_device, recv_exact, wait_for
 
 
@@ -125,7 +126,8 @@ def test_a_motion_jpeg_file_goes_out_as_its_own_jpeg(tmp_path: Path) -> None:
     dev = OpenCVDevice(str(path), fps=60)
     held: list[Any] = []
     dev.on_frame.connect(lambda d, frame=None: held.append(frame), sender=dev, weak=False)
-    with Server(address="127.0.0.1", announce=False, tcp_gateway="127.0.0.1:0") as srv:
+    gateway = TcpGatewayOutlet("127.0.0.1:0")
+    with Server(address="127.0.0.1", announce=False, outlets=[gateway]) as srv:
         srv.add_device(dev)
         with Client(next(iter(srv.endpoints.values()))) as client:
             (rec,) = client.devices.values()
@@ -134,8 +136,8 @@ def test_a_motion_jpeg_file_goes_out_as_its_own_jpeg(tmp_path: Path) -> None:
             got = [raw.get(timeout=5) for _ in range(8)]
         stats = srv.stats()["streams"][f"{dev.id}/color"]
         # the plain-TCP gateway hands out the same packets for GET ... jpeg
-        assert srv.gateway is not None
-        with socket.create_connection(("127.0.0.1", srv.gateway.port), timeout=10) as tcp:
+        assert gateway.gateway is not None
+        with socket.create_connection(("127.0.0.1", gateway.gateway.port), timeout=10) as tcp:
             tcp.sendall(f"GET {dev.id} color jpeg\n".encode())
             (n,) = struct.unpack(">I", recv_exact(tcp, 4))
             head = json.loads(recv_exact(tcp, n))

@@ -26,6 +26,7 @@ from rgbdcast.testing import wait_for
 zenoh = pytest.importorskip("zenoh", reason="the [zenoh] extra is not installed")
 typesys = pytest.importorskip("rosbags.typesys", reason="rosbags is not installed")
 
+from rgbdcast.outlets.ros2 import Ros2Outlet  # noqa: E402
 from rgbdcast.outlets.zenoh import ZenohLink, ZenohOptions  # noqa: E402
 
 DOC_HASH = "RIHS01_df668c740482bbd48fb39d76a70dfd4bd59db1288021743503259e948f6b1a18"
@@ -145,9 +146,7 @@ def test_a_server_appears_as_ros2_topics(store: Any) -> None:
         address="127.0.0.1",
         announce=False,
         name="lab cam",
-        zenoh=ZenohOptions(listen=[ep]),
-        zenoh_native=False,
-        ros2_domain=3,
+        outlets=[Ros2Outlet(ZenohOptions(listen=[ep]), 3)],
     )
     srv.add_device(MockDevice("mock0", color_size=(160, 90), prerender=30))
     srv.start()
@@ -174,7 +173,9 @@ def test_a_server_appears_as_ros2_topics(store: Any) -> None:
                 str(r.ok.key_expr) for r in link.session.liveliness().get("@ros2_lv/3/**") if r.ok
             ]
             node = [t for t in tokens if "/NN/" in t]
-            assert node == [f"@ros2_lv/3/{srv.ros2.session_id}/0/0/NN/%/%/lab_cam"]
+            assert node == [
+                f"@ros2_lv/3/{srv.outlet(Ros2Outlet).node.session_id}/0/0/NN/%/%/lab_cam"
+            ]
             pubs = {t.split("/")[9]: t.split("/") for t in tokens if "/MP/" in t}
             assert set(pubs) == {
                 "%mock0%color%image_raw%compressed",
@@ -237,7 +238,7 @@ def test_a_server_appears_as_ros2_topics(store: Any) -> None:
 
 
 def test_a_bridge_puts_a_zeromq_server_on_ros2(store: Any) -> None:
-    from rgbdcast.zbridge import Bridge
+    from rgbdcast.bridge import Bridge
 
     ep = f"tcp/127.0.0.1:{_port()}"
     reference = MockDevice("cam", color_size=(160, 90), streams=["depth"])

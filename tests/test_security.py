@@ -19,6 +19,8 @@ import zmq
 from rgbdcast import Client, MockDevice, Server
 from rgbdcast.errors import ServerTimeout, UsageError
 from rgbdcast.net.security import ClientKeys, ServerKeys, keygen
+from rgbdcast.outlets.gateway import TcpGatewayOutlet
+from rgbdcast.outlets.web import WebOutlet
 from rgbdcast.testing import wait_for
 
 CLI = [sys.executable, "-m", "rgbdcast.cli"]
@@ -40,7 +42,7 @@ def secure_server(keys: Path) -> Iterator[Server]:
         announce=False,
         name="vault",
         secure=ServerKeys.from_dir(keys),
-        web=0,
+        outlets=[WebOutlet(0)],
     )
     srv.add_device(MockDevice("mock0", color_size=(160, 90), streams=["depth"]))
     srv.start()
@@ -126,8 +128,8 @@ def test_announcement_web_token_and_gateway_follow_secure_mode(
     txt = secure_server._txt()
     assert txt["security"] == "curve"
     assert txt["fingerprint"] == ServerKeys.from_dir(keys).fingerprint
-    assert secure_server.web is not None
-    url = secure_server.web.url
+    assert secure_server.outlet(WebOutlet).viewer is not None
+    url = secure_server.outlet(WebOutlet).viewer.url
     assert url.startswith("http://127.0.0.1:") and "?token=" in url
     assert b"app.js" in urllib.request.urlopen(url, timeout=5).read()
     bare = url.split("?")[0]
@@ -140,12 +142,15 @@ def test_announcement_web_token_and_gateway_follow_secure_mode(
     )
     assert devices["devices"][0]["id"] == "mock0"
     with pytest.raises(UsageError, match="gateway"):
-        Server(announce=False, secure=ServerKeys.from_dir(keys), tcp_gateway="127.0.0.1:0")
+        Server(
+            announce=False,
+            secure=ServerKeys.from_dir(keys),
+            outlets=[TcpGatewayOutlet("127.0.0.1:0")],
+        )
     Server(
         announce=False,
         secure=ServerKeys.from_dir(keys),
-        tcp_gateway="127.0.0.1:0",
-        gateway_insecure_ok=True,
+        outlets=[TcpGatewayOutlet("127.0.0.1:0", allow_insecure=True)],
     )
 
 
@@ -192,11 +197,15 @@ def test_keygen_serve_and_connect_from_the_command_line(tmp_path: Path) -> None:
 
 
 def test_a_secure_server_does_not_leak_into_plain_zenoh(keys: Path) -> None:
-    from rgbdcast.outlets.zenoh import ZenohOptions
+    from rgbdcast.outlets.ros2 import Ros2Outlet
+    from rgbdcast.outlets.zenoh import ZenohOptions, ZenohOutlet, ZenohSession
 
     server_keys = ServerKeys.from_dir(keys)
     with pytest.raises(UsageError, match="Zenoh"):
-        Server(announce=False, secure=server_keys, zenoh=ZenohOptions())
-    Server(announce=False, secure=server_keys, zenoh=ZenohOptions(), zenoh_insecure_ok=True)
+        Server(announce=False, secure=server_keys, outlets=[ZenohOutlet(ZenohOptions())])
+    with pytest.raises(UsageError, match="Zenoh"):
+        Server(announce=False, secure=server_keys, outlets=[Ros2Outlet(ZenohOptions())])
+    allowed = ZenohSession(ZenohOptions(), allow_insecure=True)
+    Server(announce=False, secure=server_keys, outlets=[ZenohOutlet(allowed), Ros2Outlet(allowed)])
     tls = ZenohOptions(tls={"root_ca_certificate": "ca.pem"})
-    Server(announce=False, secure=server_keys, zenoh=tls)
+    Server(announce=False, secure=server_keys, outlets=[ZenohOutlet(tls)])

@@ -23,6 +23,7 @@ from websockets.sync.client import ClientConnection, connect
 from rgbdcast import MockDevice, Server, StreamKind, codecs
 from rgbdcast.errors import ProtocolError
 from rgbdcast.frames import Body, Frame, Joint, JointType
+from rgbdcast.outlets.web import WebOutlet
 from rgbdcast.protocol.viewer import (
     frame_message,
     parse_client_message,
@@ -118,7 +119,7 @@ def test_truncated_frame_messages_are_refused() -> None:
 
 @pytest.fixture
 def web_server() -> Iterator[Server]:
-    srv = Server(address="127.0.0.1", announce=False, name="web test", web=0)
+    srv = Server(address="127.0.0.1", announce=False, name="web test", outlets=[WebOutlet(0)])
     srv.add_device(UnpluggableMock("mock0", color_size=(320, 180), fps=30.0))
     srv.start()
     yield srv
@@ -127,8 +128,10 @@ def web_server() -> Iterator[Server]:
 
 
 def _ws(srv: Server) -> ClientConnection:
-    assert srv.web is not None
-    return connect(f"ws://127.0.0.1:{srv.web.port}/ws", max_size=None, open_timeout=5)
+    assert srv.outlet(WebOutlet).viewer is not None
+    return connect(
+        f"ws://127.0.0.1:{srv.outlet(WebOutlet).viewer.port}/ws", max_size=None, open_timeout=5
+    )
 
 
 def _frames(
@@ -156,8 +159,8 @@ def _frames(
 
 
 def test_page_and_assets_are_served_from_the_package(web_server: Server) -> None:
-    assert web_server.web is not None
-    base = web_server.web.url
+    assert web_server.outlet(WebOutlet).viewer is not None
+    base = web_server.outlet(WebOutlet).viewer.url
     assert base.startswith("http://127.0.0.1:")
     page = urllib.request.urlopen(base, timeout=5).read().decode()
     script = urllib.request.urlopen(base + "app.js", timeout=5).read().decode()
@@ -180,7 +183,10 @@ def test_every_stream_arrives_and_the_server_advertises_the_viewer(web_server: S
     assert set(got) == {f"mock0/{k}" for k in ("color", "depth", "infrared", "body")}
     assert min(got.values()) >= 10  # acked promptly, each stream keeps flowing
     me = web_server._me_payload()
-    assert web_server.web is not None and me["endpoints"]["web"] == web_server.web.url
+    assert (
+        web_server.outlet(WebOutlet).viewer is not None
+        and me["endpoints"]["web"] == web_server.outlet(WebOutlet).viewer.url
+    )
 
 
 def test_a_page_that_does_not_ack_gets_one_frame_per_stream(web_server: Server) -> None:
@@ -193,8 +199,8 @@ def test_a_page_that_does_not_ack_gets_one_frame_per_stream(web_server: Server) 
 
 
 def test_many_viewers_share_one_rendering_per_frame(web_server: Server) -> None:
-    assert web_server.web is not None
-    web = web_server.web
+    assert web_server.outlet(WebOutlet).viewer is not None
+    web = web_server.outlet(WebOutlet).viewer
     with contextlib.ExitStack() as stack:
         socks = [stack.enter_context(_ws(web_server)) for _ in range(4)]
         total: Counter[str] = Counter()
@@ -215,7 +221,7 @@ def test_many_viewers_share_one_rendering_per_frame(web_server: Server) -> None:
 
 
 def test_bad_messages_are_answered_and_the_viewer_goes_on(web_server: Server) -> None:
-    assert web_server.web is not None
+    assert web_server.outlet(WebOutlet).viewer is not None
     with _ws(web_server) as ws:
         for bad in ("hello?", '{"type": "rm -rf"}', '{"type": "ack", "key": 5}'):
             ws.send(bad)
@@ -226,7 +232,7 @@ def test_bad_messages_are_answered_and_the_viewer_goes_on(web_server: Server) ->
             if isinstance(msg, str) and json.loads(msg)["type"] == "error":
                 errors.append(json.loads(msg)["reason"])
         assert len(errors) == 3 and "unknown message type" in errors[1]
-        assert web_server.web.stats.bad_messages == 3
+        assert web_server.outlet(WebOutlet).viewer.stats.bad_messages == 3
         assert sum(_frames(ws, 0.5).values()) > 0
         ws.send("x" * 10_000)  # over the size limit: the connection is closed, nobody else
         with pytest.raises(Exception):  # noqa: B017 (websockets' ConnectionClosed family)
@@ -283,7 +289,7 @@ def test_serve_prints_the_viewer_address_and_falls_back_from_a_busy_port() -> No
 
 def test_view_command_shows_a_remote_servers_streams(web_server: Server) -> None:
     from rgbdcast.outlets.webviewer import WebViewer
-    from rgbdcast.view import RemoteBackend
+    from rgbdcast.remoteview import RemoteBackend
 
     control = next(iter(web_server.endpoints.values()))
     backend = RemoteBackend([control], discover=False, interfaces=None)
@@ -306,7 +312,7 @@ def test_view_command_shows_a_remote_servers_streams(web_server: Server) -> None
 
 def test_view_lists_discovered_servers_and_watches_the_one_picked() -> None:
     from rgbdcast.outlets.webviewer import WebViewer
-    from rgbdcast.view import RemoteBackend
+    from rgbdcast.remoteview import RemoteBackend
 
     srv = Server(address="127.0.0.1", name="found on zeroconf", interfaces=["127.0.0.1"])
     srv.add_device(MockDevice("cam", color_size=(320, 180), streams=["depth"]))

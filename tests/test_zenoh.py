@@ -26,8 +26,8 @@ from rgbdcast.testing import wait_for
 
 zenoh = pytest.importorskip("zenoh", reason="the [zenoh] extra is not installed")
 
-from rgbdcast.outlets.zenoh import ZenohLink, ZenohOptions  # noqa: E402
-from rgbdcast.zbridge import Bridge  # noqa: E402
+from rgbdcast.bridge import Bridge  # noqa: E402
+from rgbdcast.outlets.zenoh import ZenohLink, ZenohOptions, ZenohOutlet  # noqa: E402
 from rgbdcast.zclient import ZenohClient  # noqa: E402
 
 COLOR = (160, 90)
@@ -107,7 +107,7 @@ def zserver() -> Iterator[tuple[Server, str]]:
         address="127.0.0.1",
         announce=False,
         name="lab one",
-        zenoh=ZenohOptions(listen=[_ep(port)]),
+        outlets=[ZenohOutlet(ZenohOptions(listen=[_ep(port)]))],
     )
     srv.add_device(MockDevice("cam-a", color_size=COLOR))
     srv.add_device(MockDevice("cam-b", color_size=COLOR, streams=["depth"]))
@@ -260,7 +260,7 @@ def test_stats_and_view_accept_zenoh_sources(zserver: tuple[Server, str]) -> Non
 
     from rgbdcast.outlets.webviewer import WebViewer
     from rgbdcast.protocol.viewer import parse_frame_message
-    from rgbdcast.view import ZenohBackend
+    from rgbdcast.remoteview import ZenohBackend
 
     _, ep = zserver
     out = subprocess.run(

@@ -20,13 +20,14 @@ __all__ = [
     "local_ipv4",
     "make_endpoint",
     "parse_endpoint",
+    "parse_hostport",
     "resolvable",
 ]
 
 DEFAULT_CONTROL_PORT = 5606
+"""``rgbdcast serve`` listens for control requests here unless told otherwise."""
 DEFAULT_WEB_PORT = 5680
 """The web viewer's port when ``rgbdcast serve`` is given no ``--web``."""
-"""``rgbdcast serve`` listens for control requests here unless told otherwise."""
 
 
 def default_bind() -> str:
@@ -75,6 +76,20 @@ def parse_endpoint(endpoint: str, default_port: int = DEFAULT_CONTROL_PORT) -> t
     if parts.scheme != "tcp" or not parts.hostname:
         raise UsageError(f"bad endpoint {endpoint!r}: expected tcp://HOST:PORT")
     return parts.hostname, port
+
+
+def parse_hostport(value: str | int, default_host: str) -> tuple[str, int]:
+    """``PORT`` or ``HOST:PORT`` (a gateway's or viewer's address) -> ``(host, port)``, the host
+    being *default_host* when none is given; UsageError if malformed."""
+    text = str(value)
+    host, _, port = text.rpartition(":")
+    try:
+        number = int(port)
+    except ValueError:
+        raise UsageError(f"bad address {text!r}: expected [HOST:]PORT") from None
+    if not 0 <= number < 65536:
+        raise UsageError(f"port must be in 0..65535, got {number}")
+    return host or default_host, number
 
 
 def resolvable(host: str) -> bool:

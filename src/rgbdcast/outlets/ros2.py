@@ -26,14 +26,16 @@ import numpy as np
 from ..codecs.body import bodies_to_json
 from ..codecs.jpeg import JpegCodec
 from ..devices.base import require
+from ..errors import UsageError
 from ..frames import Frame, Intrinsics, StreamKind
 from ..net.slot import LatestSlot
 from ..protocol import ros2
 from ..protocol.envelope import parse_encoded
 from ..protocol.viewer import is_plain_jpeg
-from .zenoh import ZenohLink
+from .base import DevicePort, OutletHost
+from .zenoh import ZenohLink, ZenohOptions, ZenohSession, session_of
 
-__all__ = ["QOS", "Ros2Publishing", "Ros2Sender", "ros_name"]
+__all__ = ["QOS", "Ros2Outlet", "Ros2Publishing", "Ros2Sender", "ros_name"]
 
 log = logging.getLogger(__name__)
 
@@ -240,6 +242,16 @@ class Ros2Publishing:
             self._devices[device] = senders
         return senders
 
+    def stats(self) -> dict[str, dict[str, int]]:
+        """Per ``<device>/<stream>``: messages sent, and those that failed to convert or put."""
+        with self._lock:
+            devices = {d: dict(s) for d, s in self._devices.items()}
+        return {
+            f"{d}/{k.value}": {"sent": s.sent, "errors": s.errors}
+            for d, senders in devices.items()
+            for k, s in senders.items()
+        }
+
     def sender(self, device: str, kind: StreamKind) -> Ros2Sender | None:
         with self._lock:
             return self._devices.get(device, {}).get(kind)
@@ -259,3 +271,70 @@ class Ros2Publishing:
             self._token.undeclare()
         except Exception as exc:
             log.debug("undeclaring the node token: %s", exc)
+
+
+class Ros2Outlet:
+    """``serve --ros2``: the server's streams as ROS 2 topics (rmw_zenoh's format, no ROS needed
+    on this machine), published as node ``<server name>`` on ROS domain *domain*. *zenoh* is
+    where to join (options, or a session shared with
+    :class:`~rgbdcast.outlets.zenoh.ZenohOutlet`); *compressed_depth* (``png`` or ``rvl``) is
+    the method of the ``compressedDepth`` topic. Topics are converted only while subscribed."""
+
+    name = "ros2"
+
+    def __init__(
+        self,
+        zenoh: ZenohSession | ZenohOptions,
+        domain: int = 0,
+        *,
+        compressed_depth: str = "png",
+    ) -> None:
+        if not 0 <= domain <= 232:
+            raise UsageError(f"ROS domain ids are 0..232, got {domain}")
+        if compressed_depth not in ("png", "rvl"):
+            raise UsageError(f"compressedDepth is png or rvl, not {compressed_depth!r}")
+        self.session = session_of(zenoh)
+        self.domain = domain
+        self.compressed_depth = compressed_depth
+        self.node: Ros2Publishing | None = None
+        """The ROS 2 node (None while the server is stopped)."""
+        self._host: OutletHost | None = None
+
+    def attach(self, host: OutletHost) -> None:
+        self.session.check(host)
+        self._host = host
+
+    def start(self) -> None:
+        assert self._host is not None
+        link = self.session.acquire()
+        try:
+            self.node = Ros2Publishing(
+                link, self.domain, self._host.name, compressed_depth=self.compressed_depth
+            )
+        except BaseException:
+            self.session.release()
+            raise
+
+    def stop(self) -> None:
+        node, self.node = self.node, None
+        if node is not None:
+            node.close()
+            self.session.release()
+
+    def device_added(self, device: DevicePort) -> None:
+        if self.node is None:
+            return
+        senders = self.node.add_device(device.id, list(device.streams))
+        for kind, port in device.streams.items():
+            port.tap_encoded(senders[kind].submit, senders[kind].matched)
+
+    def device_removed(self, device_id: str) -> None:
+        if self.node is not None:
+            self.node.remove_device(device_id)
+
+    def endpoints(self) -> dict[str, str]:
+        return {}
+
+    def stats(self) -> dict[str, Any] | None:
+        node = self.node
+        return node.stats() if node is not None else None

@@ -1,4 +1,5 @@
-"""Publishing rgbdcast streams into Zenoh: sessions, per-stream senders, device presence.
+"""Publishing rgbdcast streams into Zenoh: sessions, per-stream senders, device presence, and
+the server's Zenoh outlet.
 
 How this works: one Zenoh session per process (:class:`ZenohLink`). Each device stream gets a
 :class:`StreamSender`: the producer (a publisher tap on the server, or the bridge's client
@@ -18,6 +19,7 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from ..devices.base import require
@@ -26,6 +28,7 @@ from ..frames import Frame
 from ..net.counters import Counters
 from ..net.slot import LatestSlot
 from ..protocol.zkeys import ENCODING, meta_key, presence_key, stream_key
+from .base import DevicePort, OutletHost
 
 __all__ = [
     "DevicePresence",
@@ -33,7 +36,9 @@ __all__ = [
     "StreamSender",
     "ZenohLink",
     "ZenohOptions",
+    "ZenohOutlet",
     "ZenohPublishing",
+    "ZenohSession",
 ]
 
 log = logging.getLogger(__name__)
@@ -264,3 +269,95 @@ class ZenohPublishing:
     def close(self) -> None:
         for device in self.devices:
             self.remove_device(device)
+
+
+class ZenohSession:
+    """One Zenoh session for the outlets of a server that publish over it (``serve --zenoh
+    --ros2`` is one Zenoh participant): opened by the first of them to start, closed by the last
+    to stop. Without TLS settings a secure server refuses to publish into it unless
+    *allow_insecure*."""
+
+    def __init__(self, options: ZenohOptions, *, allow_insecure: bool = False) -> None:
+        self.options = options
+        self.allow_insecure = allow_insecure
+        self._link: ZenohLink | None = None
+        self._users = 0
+        self._lock = threading.Lock()
+
+    def check(self, host: OutletHost) -> None:
+        """Refuse to carry a secure server's streams unencrypted unless allowed."""
+        if host.secure is not None and not self.options.tls and not self.allow_insecure:
+            raise UsageError(
+                "a secure server would publish into Zenoh without encryption: give Zenoh TLS "
+                "settings (--zenoh-tls, tls/ endpoints) or allow it (--zenoh-allow-insecure)"
+            )
+
+    def acquire(self) -> ZenohLink:
+        with self._lock:
+            if self._link is None:
+                self._link = ZenohLink(self.options)
+            self._users += 1
+            return self._link
+
+    def release(self) -> None:
+        with self._lock:
+            self._users -= 1
+            link = self._link if self._users <= 0 else None
+            if link is not None:
+                self._link, self._users = None, 0
+        if link is not None:
+            link.close()
+
+
+def session_of(zenoh: ZenohSession | ZenohOptions) -> ZenohSession:
+    return zenoh if isinstance(zenoh, ZenohSession) else ZenohSession(zenoh)
+
+
+class ZenohOutlet:
+    """``serve --zenoh``: every stream of the server published into Zenoh, already encoded,
+    under ``rgbdcast/<server>/<device>/<stream>``, each device with its presence token and
+    ``@meta`` queryable. *zenoh* is where to join (options, or a session shared with
+    :class:`~rgbdcast.outlets.ros2.Ros2Outlet`). A stream no Zenoh subscriber matches costs
+    nothing; one that only Zenoh wants is encoded for it."""
+
+    name = "zenoh"
+
+    def __init__(self, zenoh: ZenohSession | ZenohOptions) -> None:
+        self.session = session_of(zenoh)
+        self.publishing: ZenohPublishing | None = None
+        """The server's devices in Zenoh (None while the server is stopped)."""
+        self._host: OutletHost | None = None
+
+    def attach(self, host: OutletHost) -> None:
+        self.session.check(host)
+        self._host = host
+
+    def start(self) -> None:
+        assert self._host is not None
+        self.publishing = ZenohPublishing(self.session.acquire(), self._host.name)
+
+    def stop(self) -> None:
+        publishing, self.publishing = self.publishing, None
+        if publishing is not None:
+            publishing.close()
+            self.session.release()
+
+    def device_added(self, device: DevicePort) -> None:
+        host, publishing = self._host, self.publishing
+        if publishing is None or host is None:
+            return
+        kinds = [k.value for k in device.streams]
+        senders = publishing.add_device(device.id, kinds, partial(host.device_record, device.id))
+        for kind, port in device.streams.items():
+            sender = senders[kind.value]
+            port.tap_encoded(partial(sender.submit, codec=port.codec), sender.matched)
+
+    def device_removed(self, device_id: str) -> None:
+        if self.publishing is not None:
+            self.publishing.remove_device(device_id)
+
+    def endpoints(self) -> dict[str, str]:
+        return {}
+
+    def stats(self) -> dict[str, Any] | None:
+        return self.publishing.stats() if self.publishing is not None else None

@@ -13,6 +13,7 @@ from typing import Any
 
 from ..errors import UsageError
 from ..frames import StreamKind
+from .common import client_keys, install_stop_signals, streams_type
 
 __all__ = ["add_parsers"]
 
@@ -20,7 +21,7 @@ QUEUE_FRAMES = 64
 """Frames waiting for the writer at most; more are dropped and counted (a disk too slow)."""
 
 
-def add_parsers(sub: Any, streams_type: Any) -> None:
+def add_parsers(sub: Any) -> None:
     p = sub.add_parser(
         "record",
         help="record a server's streams to an MCAP file",
@@ -72,15 +73,14 @@ def _find_server(interfaces: list[str] | None) -> str:
 
 
 def cmd_record(args: argparse.Namespace) -> int:
-    from ..cli import _install_stop_signals
     from ..client import Client
-    from .writer import McapRecorder
+    from ..record.writer import McapRecorder
 
     endpoint = args.endpoint or _find_server(args.interface)
     if args.chunk_mb <= 0 or (args.duration is not None and args.duration <= 0):
         raise UsageError("--chunk-mb and --duration must be positive")
     stop = threading.Event()
-    _install_stop_signals(stop)
+    install_stop_signals(stop)
     pending: queue.Queue[Any] = queue.Queue(QUEUE_FRAMES)
     dropped = [0]
 
@@ -90,8 +90,6 @@ def cmd_record(args: argparse.Namespace) -> int:
             pending.put_nowait(frame)
         except queue.Full:
             dropped[0] += 1
-
-    from ..cli import client_keys
 
     with Client(endpoint, reconnect=True, curve=client_keys(args)) as client:
         me = client.who(timeout=3.0)
@@ -157,7 +155,7 @@ def _progress(recorder: Any, subs: list[Any], writer_drops: int, elapsed: float)
 def cmd_inspect(args: argparse.Namespace) -> int:
     import json
 
-    from .reader import Recording
+    from ..record.reader import Recording
 
     summary = Recording(args.file).scan().summary()
     if args.json:

@@ -8,15 +8,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .codecs.png import encode_png
-from .errors import UsageError
-from .frames import StreamKind
-from .net.addresses import DEFAULT_CONTROL_PORT, DEFAULT_WEB_PORT
+from ..codecs.png import encode_png
+from ..errors import UsageError
+from ..frames import StreamKind
+from ..net.addresses import DEFAULT_CONTROL_PORT, DEFAULT_WEB_PORT
+from ..outlets.web import WebOutlet
+from .common import install_stop_signals
 
-__all__ = ["add_parser"]
+__all__ = ["add_parsers"]
 
 
-def add_parser(sub: Any) -> None:
+def add_parsers(sub: Any) -> None:
     p = sub.add_parser(
         "demo",
         help="serve the mock device and show that every stream arrives",
@@ -34,16 +36,17 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(func=cmd_demo)
 
 
-def _start_server(port: int) -> Any:
-    from .devices.mock import MockDevice
-    from .server import Server
+def _start_server(port: int) -> tuple[Any, WebOutlet]:
+    from ..devices.mock import MockDevice
+    from ..server import Server
 
     for attempt in (port, 0):
-        server = Server(port=attempt, name="rgbdcast demo", web=DEFAULT_WEB_PORT, web_fallback=True)
+        web = WebOutlet(DEFAULT_WEB_PORT, fallback=True)
+        server = Server(port=attempt, name="rgbdcast demo", outlets=[web])
         server.add_device(MockDevice("mock0"))
         try:
             server.start()
-            return server
+            return server, web
         except UsageError:
             if attempt == 0:
                 raise
@@ -52,8 +55,8 @@ def _start_server(port: int) -> Any:
 
 
 def _snapshots(client: Any, out: Path) -> list[Path]:
-    from .save import frame_to_file
-    from .viz import colorize_depth, draw_skeletons
+    from ..save import frame_to_file
+    from ..viz import colorize_depth, draw_skeletons
 
     subs = {k: client.subscribe("mock0", k) for k in StreamKind}
     time.sleep(2.0)
@@ -84,17 +87,16 @@ def _snapshots(client: Any, out: Path) -> list[Path]:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .cli import _install_stop_signals
-    from .client import Client
+    from ..client import Client
 
     stop = threading.Event()
-    _install_stop_signals(stop)
-    server = _start_server(args.port)
+    install_stop_signals(stop)
+    server, web = _start_server(args.port)
     try:
         control = next(iter(server.endpoints.values()))
         print(f"serving the mock device at {control}  (announced on Zeroconf)", flush=True)
-        if server.web is not None:
-            print(f"\n  >>> live viewer: open {server.web.url} in a browser <<<\n", flush=True)
+        if web.url:
+            print(f"\n  >>> live viewer: open {web.url} in a browser <<<\n", flush=True)
         print("receiving every stream with a local client for 2 s ...", flush=True)
         out = Path(args.out)
         with Client(control) as client:
@@ -103,8 +105,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         for p in paths:
             print(f"  {p.name}")
         print("\nwhere to look:")
-        if server.web is not None:
-            print(f"  live viewer      {server.web.url}")
+        if web.url:
+            print(f"  live viewer      {web.url}")
         print(f"  live figures     rgbdcast stats {control}")
         print(f"  devices/streams  rgbdcast info {control}")
         print("  find servers     rgbdcast discover")

@@ -1,4 +1,5 @@
-"""``rgbdcast view``: the web viewer for servers elsewhere (named, or found on Zeroconf).
+"""What ``rgbdcast view`` shows: the web viewer's backends for servers elsewhere (named, or found
+on Zeroconf) and for streams in Zenoh.
 
 How this works: a :class:`RemoteBackend` keeps a list of sources (servers given on the command
 line are watched at once; discovered ones are listed for the user to pick in the page). For each
@@ -11,7 +12,6 @@ A sync thread reconciles subscriptions with the servers' device lists twice a se
 
 from __future__ import annotations
 
-import argparse
 import logging
 import threading
 import time
@@ -20,9 +20,9 @@ from typing import Any
 
 from .errors import RgbdcastError, UsageError
 from .frames import StreamKind
-from .net.addresses import DEFAULT_WEB_PORT, make_endpoint, parse_endpoint
+from .net.addresses import make_endpoint, parse_endpoint
 
-__all__ = ["RemoteBackend", "ZenohBackend", "add_parser"]
+__all__ = ["RemoteBackend", "ZenohBackend"]
 
 log = logging.getLogger(__name__)
 
@@ -324,73 +324,3 @@ def _source_state(src: _Source) -> str:
     if src.client is None:
         return src.error or "connecting"
     return "connected" if src.client.is_connected else "not answering"
-
-
-def add_parser(sub: Any) -> None:
-    p = sub.add_parser(
-        "view",
-        help="watch servers in a web browser",
-        description="Serve the web viewer for the servers given, or for servers found on the "
-        "network (pick them in the page). Open the printed address in a browser.",
-    )
-    p.add_argument("endpoint", nargs="*", help="servers to watch, e.g. tcp://host:5606")
-    p.add_argument(
-        "--web",
-        metavar="[HOST:]PORT",
-        default=f"127.0.0.1:{DEFAULT_WEB_PORT + 1}",
-        help=f"where to serve the page (default 127.0.0.1:{DEFAULT_WEB_PORT + 1})",
-    )
-    p.add_argument(
-        "--no-discover",
-        action="store_true",
-        help="do not look for servers on Zeroconf (default: look when no endpoint is given)",
-    )
-    p.add_argument("--interface", action="append", metavar="IP", help="discover on this address")
-    from .zbridge import add_zenoh_source
-
-    add_zenoh_source(p)
-    p.add_argument("--secure", metavar="DIR", default=None, help="client keys for --secure servers")
-    p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
-    p.set_defaults(func=cmd_view)
-
-
-def cmd_view(args: argparse.Namespace) -> int:
-    from .cli import _install_stop_signals
-    from .outlets.webviewer import WebViewer
-    from .server import _parse_hostport
-
-    host, port = _parse_hostport(args.web, "127.0.0.1")
-    discover = not args.endpoint and not args.no_discover and not args.zenoh
-    backend: RemoteBackend | ZenohBackend
-    if args.zenoh:
-        if args.endpoint:
-            raise UsageError("give either server endpoints or --zenoh KEYEXPR, not both")
-        backend = ZenohBackend(args.zenoh, args.connect)
-    else:
-        from .cli import client_keys
-
-        backend = RemoteBackend(list(args.endpoint), discover, args.interface, client_keys(args))
-    viewer = WebViewer(host, port, backend)
-    try:
-        viewer.start()
-    except OSError as exc:
-        if isinstance(backend, ZenohBackend):
-            backend.stop()
-        raise UsageError(
-            f"cannot listen on {host}:{port}: {exc.strerror} (choose another --web port)"
-        ) from exc
-    stop = threading.Event()
-    _install_stop_signals(stop)
-    backend.start(viewer)
-    try:
-        print(f"web viewer at {viewer.url}  (open it in a browser)", flush=True)
-        if discover:
-            print("looking for servers on the network; pick them in the page", flush=True)
-        started = time.monotonic()
-        while not stop.wait(0.2):
-            if args.duration is not None and time.monotonic() - started >= args.duration:
-                break
-    finally:
-        backend.stop()
-        viewer.stop()
-    return 0

@@ -1,0 +1,161 @@
+"""The bridge behind ``rgbdcast bridge``: rgbdcast servers republished into Zenoh and ROS 2.
+
+How it works: for each rgbdcast server (named, or found on Zeroconf) it holds one
+:class:`~rgbdcast.client.Client` subscribed to every stream without decoding; the client's I/O
+thread hands each frame, with the header exactly as received, to that stream's
+:class:`~rgbdcast.outlets.zenoh.StreamSender` (a latest-frame slot and its own thread), so a
+stuck Zenoh link never slows the ZeroMQ side. Devices are announced (liveliness and ``@meta``)
+as their server describes them, and withdrawn when they or their server go away.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from .errors import RgbdcastError
+from .frames import StreamKind
+from .net.addresses import make_endpoint, parse_endpoint
+from .outlets.ros2 import Ros2Publishing
+from .outlets.zenoh import ZenohLink, ZenohPublishing
+
+__all__ = ["Bridge"]
+
+log = logging.getLogger(__name__)
+
+SYNC_S = 0.5
+
+
+class Bridge:
+    """Republish rgbdcast servers into Zenoh."""
+
+    def __init__(
+        self,
+        link: ZenohLink,
+        endpoints: list[str],
+        interfaces: list[str] | None = None,
+        *,
+        native: bool = True,
+        ros2_domain: int | None = None,
+    ) -> None:
+        self.link = link
+        self._native = native
+        self._ros2_domain = ros2_domain
+        self._ros: dict[str, Ros2Publishing] = {}
+        self._endpoints = [make_endpoint(*parse_endpoint(ep)) for ep in endpoints]
+        self._interfaces = interfaces
+        self._clients: dict[str, Any] = {}
+        self._publishing: dict[str, ZenohPublishing] = {}
+        self._subs: dict[str, dict[tuple[str, StreamKind], Any]] = {}
+        self._browser: Any = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="rgbdcast-bridge-sync")
+
+    def start(self) -> None:
+        if not self._endpoints:
+            from .net.discovery import ServerBrowser
+
+            self._browser = ServerBrowser(interfaces=self._interfaces)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(5.0)
+        if self._browser is not None:
+            self._browser.close()
+        for endpoint in list(self._clients):
+            self._drop(endpoint)
+
+    @property
+    def bridged(self) -> dict[str, list[str]]:
+        """Server endpoint -> device ids published."""
+        return {ep: pub.devices for ep, pub in self._publishing.items()}
+
+    def _loop(self) -> None:
+        while not self._stop.wait(SYNC_S):
+            wanted = list(self._endpoints)
+            if self._browser is not None:
+                wanted += [s.endpoint for s in self._browser.servers]
+            for endpoint in wanted:
+                try:
+                    self._sync(endpoint)
+                except RgbdcastError as exc:
+                    log.debug("bridging %s: %s", endpoint, exc)
+            for endpoint in set(self._clients) - set(wanted):
+                self._drop(endpoint)
+
+    def _sync(self, endpoint: str) -> None:
+        from .client import Client
+
+        client = self._clients.get(endpoint)
+        if client is None:
+            client = Client(endpoint, reconnect=True)
+            client.connect(timeout=2.0)
+            client.on_frame.connect(self._on_frame, sender=client, weak=False)
+            self._clients[endpoint] = client
+            self._subs[endpoint] = {}
+            log.info("bridging %s (%s) into Zenoh", endpoint, client.server_name)
+        pub = self._publishing.get(endpoint)
+        if pub is None and client.server_name:
+            pub = self._publishing[endpoint] = ZenohPublishing(self.link, client.server_name)
+            if self._ros2_domain is not None:
+                self._ros[endpoint] = Ros2Publishing(
+                    self.link, self._ros2_domain, client.server_name
+                )
+        if pub is None:
+            return
+        ros = self._ros.get(endpoint)
+        devices = client.devices if client.is_connected else {}
+        for dev_id in set(pub.devices) - set(devices):  # unplugged, or its server went away
+            pub.remove_device(dev_id)
+            if ros is not None:
+                ros.remove_device(dev_id)
+            for key in [k for k in self._subs[endpoint] if k[0] == dev_id]:
+                self._subs[endpoint].pop(key).close()
+        for dev_id, record in devices.items():
+            if dev_id not in pub.devices:
+                info = {"id": dev_id, "name": record.name, "streams": record.streams, **record.info}
+                # a presence entry even when only ROS 2 is asked for: it tracks what is bridged
+                pub.add_device(dev_id, list(record.streams) if self._native else [], _const(info))
+                if ros is not None:
+                    ros.add_device(dev_id, [StreamKind(k) for k in record.streams])
+            for stream in record.streams:
+                key = (dev_id, StreamKind(stream))
+                if key not in self._subs[endpoint]:
+                    self._subs[endpoint][key] = client.subscribe(
+                        dev_id, stream, decode=False, queue_size=1
+                    )
+
+    def _on_frame(self, client: Any, frame: Any = None, subscription: Any = None) -> None:
+        """On the client's I/O thread: hand the frame on as received; never wait."""
+        subscription.latest(timeout=0)  # keep its queue empty: the sender has the newest
+        endpoint = client.control_endpoint
+        pub = self._publishing.get(endpoint)
+        sender = pub.sender(frame.device_id, frame.kind.value) if pub is not None else None
+        if sender is not None:
+            sender.submit(None, frame.raw_header, frame.payload, codec=frame.header.codec)
+        ros = self._ros.get(endpoint)
+        ros_sender = ros.sender(frame.device_id, frame.kind) if ros is not None else None
+        if ros_sender is not None:
+            ros_sender.submit(None, frame.raw_header, frame.payload)
+
+    def _drop(self, endpoint: str) -> None:
+        client = self._clients.pop(endpoint, None)
+        pub = self._publishing.pop(endpoint, None)
+        if pub is not None:
+            pub.close()
+        ros = self._ros.pop(endpoint, None)
+        if ros is not None:
+            ros.close()
+        self._subs.pop(endpoint, None)
+        if client is not None:
+            client.on_frame.disconnect(self._on_frame, sender=client)
+            client.disconnect()
+
+
+def _const(value: dict[str, Any]) -> Callable[[], dict[str, Any]]:
+    return lambda: value

@@ -235,7 +235,7 @@ def test_bench_replays_a_recording_and_keeps_the_source_cpu_apart(tmp_path: Path
 
 
 def test_the_server_cpu_by_thread_sums_each_kind_of_thread() -> None:
-    from rgbdcast.bench_source import cpu_by_thread, format_cpu_by_thread, median_cpu_by_thread
+    from rgbdcast.bench.harness import cpu_by_thread, format_cpu_by_thread, median_cpu_by_thread
 
     before = {1: ("ZMQbg/IO/0", 1.0), 2: ("codec-cpu0", 0.0), 3: ("codec-cpu1", 0.5)}
     before[4] = ("pub-color-mock0", 2.0)
@@ -308,7 +308,7 @@ def test_discover_lists_a_server_announced_on_loopback() -> None:
 
 @pytest.mark.parametrize("transport", ["rgbdcast", "pyzmq", "imagezmq-reqrep", "netgear"])
 def test_saturation_harness_measures_each_transport(transport: str) -> None:
-    from rgbdcast.bench_peers import run_peer
+    from rgbdcast.bench.peerrun import run_peer
 
     r = run_peer(transport, "depth", duration=1.0, warmup=0.5)
     assert r["frames"] > 30 and r["fps"] > 30

@@ -12,10 +12,9 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
-from .. import bench
 from .._version import __version__
 from ..errors import RgbdcastError
-from . import admin, bridge, demo, record, serve, view, watch
+from . import admin, bench, bridge, demo, record, serve, view, watch
 from .common import OneLineParser
 
 __all__ = ["build_parser", "main"]
@@ -30,9 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"rgbdcast {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for group in (serve, watch, admin, demo, view, record, bridge):
+    for group in (serve, watch, admin, demo, view, record, bridge, bench):
         group.add_parsers(sub)
-    bench.add_parser(sub)
     return parser
 
 

@@ -1,7 +1,7 @@
 """``rgbdcast bench --suite peers``: rgbdcast next to the tools users would otherwise pick, in
 the same run, written to BENCHMARKS.md.
 
-How this works: :mod:`rgbdcast.bench_peers` runs one sender and one receiver process per
+How this works: :mod:`rgbdcast.bench.peerrun` runs one sender and one receiver process per
 transport and returns the receiver's figures; this module repeats those runs (alternating
 transports so the host's noise falls on all alike), takes medians and each run's own ratio to
 plain pyzmq, and writes two sections: 1080p JPEG at a camera's 30 fps, and saturated throughput
@@ -14,9 +14,9 @@ import argparse
 import statistics
 from typing import Any
 
-from .bench import section_head, write_section
-from .bench_source import format_cpu_by_thread, median_cpu_by_thread
-from .errors import UsageError
+from ..errors import UsageError
+from .harness import format_cpu_by_thread, median_cpu_by_thread, section_head, write_section
+from .peerrun import PACED_RUNS, PEER_RUNS, run_peer
 
 __all__ = ["cmd_peers"]
 
@@ -29,7 +29,6 @@ def cmd_peers(args: argparse.Namespace) -> None:
         raise UsageError(
             "the peers suite needs imagezmq and vidgear: pip install 'rgbdcast[bench]'"
         ) from None
-    from .bench_peers import PEER_RUNS, run_peer
 
     _paced_peers(args)
     results = []  # (run, label, payload, figures); each run measures every transport once
@@ -207,7 +206,6 @@ def _median_figures(rs: list[dict[str, Any]]) -> dict[str, float]:
 
 def _paced_peers(args: argparse.Namespace) -> None:
     """1080p color JPEG at 30 fps to one decoding receiver: rgbdcast next to imagezmq."""
-    from .bench_peers import PACED_RUNS, run_peer
 
     rows = [
         "| transport | run | fps received | latency p50 | latency p99 | CPU sender / receiver "

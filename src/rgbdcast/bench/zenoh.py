@@ -21,7 +21,7 @@ from typing import Any
 
 import psutil
 
-from .bench import section_head, stop_processes
+from .harness import free_port, section_head, stop_processes, write_section
 
 __all__ = ["cmd_zenoh", "sub_main"]
 
@@ -35,7 +35,7 @@ def _pct(values: list[float], q: float) -> float:
 
 def sub_main(argv: Sequence[str]) -> int:
     """A subscriber process: ``--sessions`` subscribers of one kind; prints one JSON line."""
-    p = argparse.ArgumentParser(prog="rgbdcast.bench_zenoh sub")
+    p = argparse.ArgumentParser(prog="rgbdcast.bench.zenoh sub")
     p.add_argument("--zenoh", metavar="ENDPOINT")
     p.add_argument("--zmq", metavar="ENDPOINT")
     p.add_argument("--key", default="rgbdcast/**")
@@ -88,7 +88,7 @@ def sub_main(argv: Sequence[str]) -> int:
     threads = []
     for _ in range(a.sessions):
         if a.zenoh:
-            from .zclient import ZenohClient
+            from ..zclient import ZenohClient
 
             zc = ZenohClient(connect=[a.zenoh])
             closers.append(zc)
@@ -101,7 +101,7 @@ def sub_main(argv: Sequence[str]) -> int:
             sub = zc.subscribe(a.key, decode=False, queue_size=4)
             take = (lambda s: lambda: s.get(timeout=0.5))(sub)
         else:
-            from .client import Client
+            from ..client import Client
 
             client = Client(a.zmq)
             client.connect(timeout=10)
@@ -160,9 +160,7 @@ class _Run:
 
 
 def _free_ep() -> tuple[int, str]:
-    from .bench import _free_port
-
-    port = _free_port()
+    port = free_port()
     return port, f"tcp/127.0.0.1:{port}"
 
 
@@ -218,9 +216,7 @@ def _server(
     extra: Sequence[str] = (),
 ) -> subprocess.Popen[str]:
     """``rgbdcast serve --zenoh`` of *mocks* pre-rendered mock devices, connected to *router*."""
-    from .bench import _free_port
-
-    cmd = _py("rgbdcast", "serve", "--bind", "127.0.0.1", "--port", str(port or _free_port()))
+    cmd = _py("rgbdcast", "serve", "--bind", "127.0.0.1", "--port", str(port or free_port()))
     cmd += ["--no-announce", "--no-web", "--quiet", "--streams", streams, "--prerender", "10"]
     cmd += ["--depth-size", size, "--color-size", "480x270", "--zenoh", "--zenoh-connect", router]
     return run.start(cmd + [*extra] + ["--mock"] * mocks, "serving")
@@ -232,8 +228,6 @@ def _router(run: _Run, listen: str, connect: str | None = None) -> subprocess.Po
 
 
 def cmd_zenoh(args: argparse.Namespace) -> None:
-    from .bench import _free_port, write_section
-
     try:
         import zenoh  # noqa: F401
     except ImportError:
@@ -256,7 +250,7 @@ def cmd_zenoh(args: argparse.Namespace) -> None:
             f"{cpu} |"
         )
 
-    sub = _py("rgbdcast.bench_zenoh", "sub", "--duration", str(dur), "--warmup", str(warm))
+    sub = _py("rgbdcast.bench.zenoh", "sub", "--duration", str(dur), "--warmup", str(warm))
     # 1. fan-out: one camera (depth, grad-zstd) to 8 and 32 subscribers, Zenoh via a router
     #    and ZeroMQ direct, in the same run (same server process)
     for n in (8, 32):
@@ -264,7 +258,7 @@ def cmd_zenoh(args: argparse.Namespace) -> None:
         try:
             _, rep = _free_ep()
             router = _router(run, rep)
-            zport = _free_port()
+            zport = free_port()
             server = _server(run, rep, 1, "depth", "512x424", zport)
             per = max(1, n // 8)
             procs = n // per
@@ -395,5 +389,5 @@ def cmd_zenoh(args: argparse.Namespace) -> None:
 if __name__ == "__main__":
     if sys.argv[1:2] == ["sub"]:
         sys.exit(sub_main(sys.argv[2:]))
-    print("usage: python -m rgbdcast.bench_zenoh sub [...]", file=sys.stderr)
+    print("usage: python -m rgbdcast.bench.zenoh sub [...]", file=sys.stderr)
     sys.exit(2)

@@ -9,63 +9,16 @@ latency, the server's CPU, and the frames per second each viewer got.
 from __future__ import annotations
 
 import argparse
-import json
-import struct
-import sys
-import time
-from collections import Counter
-from collections.abc import Sequence
 
-__all__ = ["cmd_web", "viewer_main"]
+from .e2erun import run_e2e
+from .harness import free_port, section_head, write_section
+
+__all__ = ["cmd_web"]
 
 VIEWER_COUNTS = (0, 1, 4)
 
 
-def viewer_main(argv: Sequence[str]) -> int:
-    """One viewer process: receive for --duration after --warmup, print one JSON line."""
-    from websockets.sync.client import connect
-
-    p = argparse.ArgumentParser(prog="rgbdcast.bench viewer")
-    p.add_argument("url")
-    p.add_argument("--duration", type=float, default=10.0)
-    p.add_argument("--warmup", type=float, default=2.0)
-    args = p.parse_args(argv)
-    counts: Counter[str] = Counter()
-    nbytes = 0
-    deadline = time.monotonic() + 20.0
-    while True:  # the server may still be starting
-        try:
-            ws = connect(args.url, max_size=None, open_timeout=5)
-            break
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
-    with ws:
-        start = time.monotonic() + args.warmup
-        end = start + args.duration
-        while (now := time.monotonic()) < end:
-            try:
-                msg = ws.recv(timeout=end - now)
-            except TimeoutError:
-                break
-            if isinstance(msg, str):
-                continue
-            (n,) = struct.unpack_from(">I", msg)
-            head = json.loads(msg[4 : 4 + n])
-            key = f"{head['device']}/{head['stream']}"
-            ws.send(json.dumps({"type": "ack", "key": key}))
-            if now >= start:
-                counts[key] += 1
-                nbytes += len(msg)
-    fps = {k.split("/")[-1]: v / args.duration for k, v in counts.items()}
-    print(json.dumps({"fps": fps, "mbit_s": nbytes * 8 / 1e6 / args.duration}), flush=True)
-    return 0
-
-
 def cmd_web(args: argparse.Namespace) -> None:
-    from .bench import _free_port, run_e2e, section_head, write_section
-
     rows = [
         "| viewers | stream | subscriber fps (mean / min) | subscriber p50 | subscriber p99 "
         "| server CPU | frames/s each viewer got | Mbit/s to each viewer |",
@@ -73,7 +26,7 @@ def cmd_web(args: argparse.Namespace) -> None:
     ]
     for viewers in VIEWER_COUNTS:
         print(f"web suite: 2 subscribers, {viewers} viewer(s), color+depth ...", flush=True)
-        web_port = _free_port()
+        web_port = free_port()
         r = run_e2e(
             2,
             "color,depth",
@@ -117,10 +70,3 @@ def cmd_web(args: argparse.Namespace) -> None:
         ]
     )
     write_section(args.write, "web", body)
-
-
-if __name__ == "__main__":
-    if sys.argv[1:2] == ["viewer"]:
-        sys.exit(viewer_main(sys.argv[2:]))
-    print("usage: python -m rgbdcast.bench_web viewer URL [...]", file=sys.stderr)
-    sys.exit(2)

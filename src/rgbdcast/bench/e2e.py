@@ -1,10 +1,10 @@
 """``rgbdcast bench --suite e2e``: the end-to-end runs from a mock (or a replayed recording) to
 N subscriber processes, repeated, with medians, written to BENCHMARKS.md.
 
-How this works: :func:`rgbdcast.bench.run_e2e` runs one configuration (a server process and its
-subscribers) and returns every stream's figures; this module checks the options, prepares the
-source (records the mock first for ``--source replay``), alternates rgbdcast and bare-pyzmq
-subscribers over ``--repeat`` runs and writes the section (medians, every run, and with
+How this works: :func:`rgbdcast.bench.e2erun.run_e2e` runs one configuration (a server process
+and its subscribers) and returns every stream's figures; this module checks the options,
+prepares the source (records the mock first for ``--source replay``), alternates rgbdcast and
+bare-pyzmq subscribers over ``--repeat`` runs and writes the section (medians, every run, and with
 ``--slow-compare`` the fast subscribers' figures next to a run without the slow one).
 """
 
@@ -16,18 +16,15 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .bench import (
-    PRERENDER,
-    _free_port,
-    _print_run,
-    run_e2e,
+from ..errors import UsageError
+from .e2erun import PRERENDER, describe_source, print_run, record_mock, run_e2e, serve_command
+from .harness import (
+    format_cpu_by_thread,
+    free_port,
+    median_cpu_by_thread,
     section_head,
-    serve_command,
     write_section,
 )
-from .bench_source import describe as describe_source
-from .bench_source import format_cpu_by_thread, median_cpu_by_thread, record_mock
-from .errors import UsageError
 
 __all__ = ["cmd_e2e"]
 
@@ -70,7 +67,7 @@ def _prepare_source(args: argparse.Namespace, tmp: Path) -> tuple[dict[str, Any]
         if not 1 <= seconds <= 600:
             raise UsageError("--replay-seconds must be between 1 and 600")
         print(f"recording {seconds:g} s of the mock to replay ...", flush=True)
-        port = _free_port()
+        port = free_port()
         serve = serve_command(
             port, args.streams, args.fps, seconds + 30, PRERENDER, _serve_args(args)
         )
@@ -113,7 +110,7 @@ def _e2e_runs(
             )
             r["run"] = i + 1
             runs.append(r)
-            _print_run(r)
+            print_run(r)
     return runs
 
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import psutil
 
-from .bench import section_head, stop_processes
+from .harness import free_port, section_head, stop_processes, write_section
 
 __all__ = ["cmd_soak", "sub_main"]
 
@@ -36,9 +36,9 @@ _SERVE += ["--no-web", "--quiet", "--prerender", "10", "--checksums"]
 
 
 def sub_main(argv: Sequence[str]) -> int:
-    from .client import Client
+    from ..client import Client
 
-    p = argparse.ArgumentParser(prog="rgbdcast.bench_soak sub")
+    p = argparse.ArgumentParser(prog="rgbdcast.bench.soak sub")
     p.add_argument("endpoint")
     p.add_argument("--duration", type=float, required=True)
     p.add_argument("--reconnect", action="store_true")
@@ -84,10 +84,8 @@ def sub_main(argv: Sequence[str]) -> int:
 
 
 def cmd_soak(args: argparse.Namespace) -> None:
-    from .bench import _free_port, write_section
-
     seconds = float(args.soak)
-    port = _free_port()
+    port = free_port()
     endpoint = f"tcp://127.0.0.1:{port}"
     server = subprocess.Popen(
         [*_SERVE, "--port", str(port), "--duration", str(seconds + 60)],
@@ -104,7 +102,7 @@ def cmd_soak(args: argparse.Namespace) -> None:
         proc = psutil.Process(server.pid)
         subs = [
             subprocess.Popen(
-                [sys.executable, "-m", "rgbdcast.bench_soak", "sub", endpoint]
+                [sys.executable, "-m", "rgbdcast.bench.soak", "sub", endpoint]
                 + ["--duration", str(seconds)]
                 + (["--reconnect"] if i < RECONNECTING else []),
                 stdout=subprocess.PIPE,
@@ -130,7 +128,7 @@ def cmd_soak(args: argparse.Namespace) -> None:
             if not lines:
                 raise RuntimeError(f"soak subscriber failed: {err[-300:]}")
             results.append(json.loads(lines[-1]))
-        from .client import Client
+        from ..client import Client
 
         with Client(endpoint) as c:
             stats = c.server_stats(timeout=5)
@@ -189,5 +187,5 @@ def cmd_soak(args: argparse.Namespace) -> None:
 if __name__ == "__main__":
     if sys.argv[1:2] == ["sub"]:
         sys.exit(sub_main(sys.argv[2:]))
-    print("usage: python -m rgbdcast.bench_soak sub ENDPOINT --duration S", file=sys.stderr)
+    print("usage: python -m rgbdcast.bench.soak sub ENDPOINT --duration S", file=sys.stderr)
     sys.exit(2)

@@ -1,40 +1,70 @@
-"""What the bench serves, and what the source itself costs.
-
-``rgbdcast bench --source replay`` serves a recording instead of the pre-rendered mock: the
-bench first records a few seconds of that mock (color as the server's JPEG, depth and infrared
-raw) and the server replays it in a loop, so color is passed through as recorded rather than
-encoded on the server, as with a camera that delivers MJPEG. Either way the device thread (the
-source: drawing, or reading the file) is named ``src-<device>`` on Linux, and its CPU is kept
-apart from the cost of serving.
-"""
+"""The bench's harness: processes and ports, CPU over a span (whole and by OS thread), the
+machine, and sections of BENCHMARKS.md. Every suite uses it; it uses no suite."""
 
 from __future__ import annotations
 
+import os
+import platform
+import re
 import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import psutil
 
-from .errors import UsageError
+from ..errors import UsageError
 
 __all__ = [
     "SOURCE_THREAD_PREFIX",
     "CpuSpan",
+    "command_line",
     "cpu_by_thread",
+    "data_dir",
     "format_cpu_by_thread",
+    "free_port",
+    "machine_description",
     "median_cpu_by_thread",
-    "describe",
-    "record_mock",
+    "pct",
+    "section_head",
     "source_share",
+    "stop_processes",
     "thread_times",
+    "write_section",
 ]
 
+
+def stop_processes(procs: Sequence[subprocess.Popen[str]]) -> None:
+    """Terminate the processes of a run, then kill those that do not end within 10 s."""
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()
+    for p in procs:
+        try:
+            p.wait(10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    return s[min(len(s) - 1, round(q * (len(s) - 1)))]
+
+
 SOURCE_THREAD_PREFIX = "src-"
-RECORD = [sys.executable, "-m", "rgbdcast", "record"]
 
 
 def thread_times(proc: psutil.Process) -> dict[int, tuple[str, float]]:
@@ -111,44 +141,62 @@ def format_cpu_by_thread(shares: dict[str, float], smallest: float = 0.5) -> str
     return ", ".join(shown + ([f"other {rest:.1f}%"] if rest >= 0.05 else []))
 
 
-def record_mock(out: Path, serve: list[str], endpoint: str, seconds: float) -> Path:
-    """Record *seconds* of the server that the ``serve`` command line starts on *endpoint*."""
-    server = subprocess.Popen(serve, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def machine_description() -> str:
+    cpu = platform.processor() or platform.machine()
     try:
-        assert server.stdout is not None
-        line = server.stdout.readline()
-        if "serving" not in line:
-            raise UsageError(f"bench server did not start: {line.strip()}")
-        done = subprocess.run(
-            [*RECORD, endpoint, "--out", str(out), "--duration", str(seconds)],
-            capture_output=True,
-            text=True,
-            timeout=seconds + 60,
-        )
-        if done.returncode != 0 or not out.exists():
-            raise UsageError(f"recording the bench source failed: {done.stderr.strip()[-300:]}")
-    finally:
-        from .bench import stop_processes  # bench imports this module
+        text = Path("/proc/cpuinfo").read_text()
+        m = re.search(r"model name\s*:\s*(.+)", text)
+        if m:
+            cpu = m.group(1).strip()
+    except OSError:
+        pass
+    import zmq
 
-        stop_processes([server])
-    return out
-
-
-def describe(info: dict[str, Any]) -> str:
-    """One sentence for BENCHMARKS.md on what was served."""
-    if info.get("replay"):
-        what = (
-            f"a {info['seconds']:g} s recording of the pre-rendered mock"
-            if info["seconds"]
-            else f"the recording `{Path(info['replay']).name}`"
-        )
-        return (
-            f"The server is its own process replaying {what} in a loop "
-            "(`serve --replay FILE --loop`): color goes out as "
-            "the recorded JPEG (passed through, not encoded on the server, as from a camera "
-            "delivering MJPEG), depth and infrared are encoded from the recorded raw frames."
-        )
+    mem = psutil.virtual_memory().total / 2**30
     return (
-        f"The server is its own process serving a mock device that pre-renders "
-        f"{info['prerender']} framesets and loops them (its RSS includes that cache)."
+        f"{cpu}, {psutil.cpu_count()} cores, {mem:.0f} GiB; {platform.system()} "
+        f"{platform.release()}; Python {platform.python_version()}; pyzmq {zmq.__version__} "
+        f"(libzmq {zmq.zmq_version()})"
     )
+
+
+def section_head(heading: str) -> list[str]:
+    """The first lines of every BENCHMARKS.md section: the heading, the machine and date, and
+    the exact command that produced it."""
+    return [
+        heading,
+        "",
+        f"Measured {time.strftime('%Y-%m-%d')} on: {machine_description()}.",
+        "",
+        f"Command: `{command_line()}`",
+        "",
+    ]
+
+
+def write_section(path: str | Path, key: str, body: str) -> None:
+    """Replace (or append) the section marked ``<!-- bench:KEY -->`` in *path*."""
+    file = Path(path)
+    text = file.read_text() if file.exists() else "# Benchmarks\n"
+    begin, end = f"<!-- bench:{key} -->", f"<!-- /bench:{key} -->"
+    block = f"{begin}\n{body.rstrip()}\n{end}"
+    if begin in text and end in text:
+        text = text[: text.index(begin)] + block + text[text.index(end) + len(end) :]
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    file.write_text(text)
+
+
+def command_line() -> str:
+    cmd = "rgbdcast bench"
+    if sys.argv[1:2] == ["bench"]:
+        cmd += " " + " ".join(sys.argv[2:])
+    return cmd.strip()
+
+
+def data_dir(arg: str | None) -> Path | None:
+    for cand in (arg, os.environ.get("RGBDCAST_DATA"), "../shared/data/depth"):
+        if cand and Path(cand).is_dir() and any(Path(cand).glob("*.npy")):
+            return Path(cand)
+    if arg:
+        raise UsageError(f"no .npy depth frames in {arg}")
+    return None

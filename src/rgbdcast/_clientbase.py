@@ -11,7 +11,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, Generic, TypeVar, cast
 
 from blinker import Signal
 
@@ -19,11 +19,13 @@ from .devices.mock import DepthFrame
 from .errors import ProtocolError, UsageError
 from .frames import Frame, StreamKind
 from .net.addresses import make_endpoint, parse_endpoint, resolvable
-from .protocol.control import EndpointType
+from .protocol.control import EndpointType, MessageType, parse_msg
 from .protocol.envelope import EncodedFrame, parse_encoded
 from .protocol.session import DeviceRecord, ServerView, StatsSnapshot, StreamStats
 
-__all__ = ["ClientBase", "SubscriptionBase"]
+__all__ = ["BlockingSubscription", "ClientBase", "Subscription", "SubscriptionBase"]
+
+T = TypeVar("T", Frame, EncodedFrame)
 
 log = logging.getLogger("rgbdcast.client")
 
@@ -153,6 +155,45 @@ class BlockingSubscription(SubscriptionBase):
             self._cond.notify_all()
 
 
+class Subscription(BlockingSubscription, Generic[T]):
+    """Frames of one device stream. Iterate over it, or ask for :meth:`latest` / :meth:`get`.
+
+    >>> # for frame in client.subscribe("mock0", "depth"): print(frame.array.mean())
+    """
+
+    def __init__(
+        self,
+        client: Any,
+        device_id: str,
+        kind: StreamKind,
+        queue_size: int,
+        strict: bool,
+        decode: bool = True,
+    ) -> None:
+        super().__init__(device_id, kind, queue_size, strict, decode)
+        self._client = client
+
+    def get(self, timeout: float | None = None) -> T:
+        """The next frame (oldest in the small queue); ``TimeoutError`` after *timeout* s.
+
+        With ``strict=True`` a malformed frame from the network raises :class:`ProtocolError`.
+        """
+        return cast(T, super().get(timeout))
+
+    def latest(self, timeout: float | None = None) -> T | None:
+        """The newest frame received so far (waiting up to *timeout* s for a first one)."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._latest is not None or self.closed, timeout)
+        return cast("T | None", self._resolve_latest())
+
+    def __iter__(self) -> Iterator[T]:
+        return cast(Iterator[T], super().__iter__())
+
+    def close(self) -> None:
+        """Stop receiving this stream."""
+        self._client.unsubscribe(self)
+
+
 class ClientBase:
     on_connect = Signal()
     """Emitted when the client connects (or reconnects) to a server: ``handler(client)``."""
@@ -264,6 +305,25 @@ class ClientBase:
             self.on_remove_device.send(self, device_id=dev)
             self.on_remove_kinect.send(self, kinect_id=dev)
         return added + changed
+
+    def _reply(
+        self, sent: MessageType, frames: Sequence[bytes]
+    ) -> tuple[MessageType, Any, list[str]]:
+        """Digest the server's reply to a *sent* request: its type, its payload, and (for a
+        me) the ids of the devices whose endpoints changed. ``ProtocolError`` for an error
+        reply, or one that does not answer *sent*."""
+        rtype, payload = parse_msg(frames)
+        changed: list[str] = []
+        if rtype is MessageType.error:
+            raise ProtocolError(f"server error: {(payload or {}).get('reason', 'unknown error')}")
+        if rtype is MessageType.me:
+            changed = self._apply_me(payload)
+            self._set_connected(True)
+        elif rtype is MessageType.pong:
+            self._set_connected(True)
+        elif rtype is not MessageType.stats_reply:
+            raise ProtocolError(f"unexpected reply {rtype.name} to {sent.name}")
+        return rtype, payload, changed
 
     def _handle_frame(self, sub: SubscriptionBase, parts: Sequence[Any]) -> None:
         """On the I/O side: check the header, count, queue. Decoding waits for whoever takes

@@ -23,7 +23,7 @@ from .errors import ProtocolError, ServerTimeout, UsageError
 from .frames import Frame, StreamKind
 from .net.security import ClientKeys
 from .net.sockets import open_control, open_subscriber
-from .protocol.control import MessageType, make_msg, parse_msg
+from .protocol.control import MessageType, make_msg
 from .protocol.envelope import EncodedFrame
 
 T = TypeVar("T", Frame, EncodedFrame)
@@ -243,19 +243,10 @@ class AsyncClient(ClientBase):
                 raise ServerTimeout(
                     f"{self.control_endpoint} did not answer {mtype.name}"
                 ) from None
-        rtype, payload = parse_msg(frames)
-        if rtype is MessageType.error:
-            raise ProtocolError(f"server error: {(payload or {}).get('reason', 'unknown')}")
-        if rtype is MessageType.me:
-            changed = self._apply_me(payload)
-            self._set_connected(True)
-            for sub in list(self._subs):
-                if sub.device_id in changed:
-                    await self._reattach(sub)
-        elif rtype is MessageType.pong:
-            self._set_connected(True)
-        elif rtype is not MessageType.stats_reply:
-            raise ProtocolError(f"unexpected reply {rtype.name} to {mtype.name}")
+        _, payload, changed = self._reply(mtype, frames)
+        for sub in list(self._subs):
+            if sub.device_id in changed:
+                await self._reattach(sub)
         return payload
 
     async def _beat(self) -> None:

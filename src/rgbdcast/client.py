@@ -4,10 +4,12 @@ How this works: ``connect()`` starts one I/O thread that owns every socket of th
 control REQ socket and one SUB socket per subscription). Calls from other threads reach it as
 small commands on a queue, with a socketpair byte to wake its poller, and wait on a future.
 The I/O thread sends a who every ``heartbeat_period`` ms; a request unanswered after
-``response_timeout`` ms closes and reopens the REQ socket (the "lazy pirate" pattern), marks
-the server gone (``on_disconnect``) and, with ``reconnect`` on, keeps asking until it answers
-again (``on_connect``). Frames are decoded on the I/O thread into each subscription's small
-newest-wins queue; signals fire on the I/O thread.
+``response_timeout`` ms closes and reopens the REQ socket (the "lazy pirate" pattern,
+:mod:`rgbdcast._requests`), marks the server gone (``on_disconnect``) and, with ``reconnect``
+on, keeps asking until it answers again (``on_connect``). Frames are checked on the I/O thread
+into each subscription's small newest-wins queue (:class:`Subscription`, shared with the other
+clients in :mod:`rgbdcast._clientbase`) and decoded by whoever takes them; signals fire on the
+I/O thread.
 """
 
 from __future__ import annotations
@@ -18,79 +20,28 @@ import queue
 import socket
 import threading
 import time
-from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass
-from typing import Any, Generic, Literal, TypeVar, cast, overload
+from typing import Any, Literal, overload
 
 import zmq
 
-from ._clientbase import BlockingSubscription, ClientBase
+from ._clientbase import ClientBase, Subscription
 from ._osthreads import name_native_thread
+from ._requests import ControlChannel, Request
 from .errors import ProtocolError, ServerTimeout, UsageError
 from .frames import Frame, StreamKind
 from .net.security import ClientKeys
-from .net.sockets import open_control, open_subscriber
-from .protocol.control import MessageType, make_msg, parse_msg
+from .net.sockets import open_subscriber
+from .protocol.control import MessageType
 from .protocol.envelope import EncodedFrame
-
-T = TypeVar("T", Frame, EncodedFrame)
 
 __all__ = ["Client", "Subscription"]
 
 log = logging.getLogger("rgbdcast.client")
 
-MAX_PENDING = 64
 SEND_RETRY_MS = 20  # how often a request waiting for a connection to the server is retried
-
-
-class Subscription(BlockingSubscription, Generic[T]):
-    """Frames of one device stream. Iterate over it, or ask for :meth:`latest` / :meth:`get`.
-
-    >>> # for frame in client.subscribe("mock0", "depth"): print(frame.array.mean())
-    """
-
-    def __init__(
-        self,
-        client: Client,
-        device_id: str,
-        kind: StreamKind,
-        queue_size: int,
-        strict: bool,
-        decode: bool = True,
-    ) -> None:
-        super().__init__(device_id, kind, queue_size, strict, decode)
-        self._client = client
-
-    def get(self, timeout: float | None = None) -> T:
-        """The next frame (oldest in the small queue); ``TimeoutError`` after *timeout* s.
-
-        With ``strict=True`` a malformed frame from the network raises :class:`ProtocolError`.
-        """
-        return cast(T, super().get(timeout))
-
-    def latest(self, timeout: float | None = None) -> T | None:
-        """The newest frame received so far (waiting up to *timeout* s for a first one)."""
-        with self._cond:
-            self._cond.wait_for(lambda: self._latest is not None or self.closed, timeout)
-        return cast("T | None", self._resolve_latest())
-
-    def __iter__(self) -> Iterator[T]:
-        return cast(Iterator[T], super().__iter__())
-
-    def close(self) -> None:
-        """Stop receiving this stream."""
-        self._client.unsubscribe(self)
-
-
-@dataclass
-class _Request:
-    mtype: MessageType
-    future: Future[Any]
-    sent_at: float = 0.0
-    heartbeat: bool = False
 
 
 class Client(ClientBase):
@@ -296,9 +247,9 @@ class Client(ClientBase):
         return fut
 
     def _submit(self, mtype: MessageType) -> Future[Any]:
-        fut: Future[Any] = Future()
-        self._command(lambda: self._enqueue(_Request(mtype, fut)))
-        return fut
+        request = Request(mtype)
+        self._command(lambda: self._channel.add(request))
+        return request.future
 
     def _call(self, mtype: MessageType, timeout: float | None) -> Any:
         if threading.current_thread() is self._thread:
@@ -313,42 +264,35 @@ class Client(ClientBase):
     # -- the I/O thread -------------------------------------------------------------------
     def _run(self) -> None:
         name_native_thread("client-io")  # top -H, py-spy: apart from the caller's threads
-        self._pending: deque[_Request] = deque()
-        self._inflight: _Request | None = None
-        self._req: zmq.Socket[Any] | None = None
         self._sockets: dict[Any, Subscription[Any]] = {}
         self._poller = zmq.Poller()
         assert self._wake_r is not None
         self._poller.register(self._wake_r.fileno(), zmq.POLLIN)
-        self._open_req()
+        channel = self._channel = ControlChannel(
+            self._ctx, self.control_endpoint, self.curve, self.response_timeout, self._poller
+        )
         next_beat = time.monotonic() + self.heartbeat_period / 1000
         try:
             while not self._stop.is_set():
                 now = time.monotonic()
                 if now >= next_beat:
                     next_beat = now + self.heartbeat_period / 1000
-                    if not any(r.heartbeat for r in self._pending) and not (
-                        self._inflight and self._inflight.heartbeat
-                    ):
-                        self._enqueue(_Request(MessageType.who, Future(), heartbeat=True))
-                unsent = self._send_next()
-                deadline = next_beat
-                if self._inflight is not None:
-                    deadline = min(deadline, self._inflight.sent_at + self.response_timeout / 1000)
+                    if not channel.beating:
+                        channel.add(Request(MessageType.who, heartbeat=True))
+                unsent = channel.send_next()
+                deadline = min(next_beat, channel.deadline() or next_beat)
                 wait_ms = max(0, int((deadline - time.monotonic()) * 1000) + 1)
                 if unsent:
                     wait_ms = min(wait_ms, SEND_RETRY_MS)
                 events = dict(self._poller.poll(wait_ms))
                 if self._wake_r.fileno() in events:
                     self._drain_commands()
-                if self._req is not None and self._req in events:
-                    self._on_reply(self._req.recv_multipart())
+                if channel.sock is not None and channel.sock in events:
+                    self._on_reply(*channel.reply())
                 for sock, sub in list(self._sockets.items()):
                     if sock in events:
                         self._drain_sub(sock, sub)
-                if self._inflight is not None and time.monotonic() >= (
-                    self._inflight.sent_at + self.response_timeout / 1000
-                ):
+                if channel.expired() is not None:
                     self._on_timeout()
         except Exception:
             log.exception("client I/O thread failed")
@@ -372,79 +316,25 @@ class Client(ClientBase):
             except Exception as exc:
                 fut.set_exception(exc)
 
-    def _open_req(self) -> None:
-        if self._req is not None:
-            self._poller.unregister(self._req)
-            self._req.close(0)
-        req = open_control(self._ctx, self.control_endpoint, self.curve)
-        self._poller.register(req, zmq.POLLIN)
-        self._req = req
-
-    def _enqueue(self, request: _Request) -> None:
-        if len(self._pending) >= MAX_PENDING:
-            request.future.set_exception(UsageError("too many requests waiting"))
-            return
-        self._pending.append(request)
-
-    def _send_next(self) -> bool:
-        """Send the next request if none is in flight; True if one waits for the socket (REQ
-        has no connection to the server right now: sending would block this thread)."""
-        if self._inflight is not None or not self._pending or self._req is None:
-            return False
-        request = self._pending[0]
-        now = time.monotonic()
-        if not request.sent_at:
-            request.sent_at = now  # the reply timeout counts from the first attempt
-        try:
-            self._req.send_multipart(make_msg(request.mtype), zmq.NOBLOCK)
-        except zmq.Again:
-            if now - request.sent_at < self.response_timeout / 1000:
-                return True
-            self._inflight = self._pending.popleft()
-            self._on_timeout()
-            return False
-        self._inflight = self._pending.popleft()
-        return False
-
-    def _on_reply(self, frames: list[bytes]) -> None:
-        request, self._inflight = self._inflight, None
+    def _on_reply(self, request: Request | None, frames: list[bytes]) -> None:
         if request is None:
             return
         rtt = time.monotonic() - request.sent_at
         try:
-            mtype, payload = parse_msg(frames)
-            if mtype is MessageType.error:
-                reason = (payload or {}).get("reason", "unknown error")
-                raise ProtocolError(f"server error: {reason}")
-            if mtype is MessageType.me:
-                changed = self._apply_me(payload)
-                self._set_connected(True)
-                for sub in self._subs:
-                    if sub.device_id in changed:
-                        self._reattach(sub)
-                request.future.set_result(payload)
-            elif mtype is MessageType.pong:
-                self._set_connected(True)
-                request.future.set_result(rtt)
-            elif mtype is MessageType.stats_reply:
-                request.future.set_result(payload)
-            else:
-                raise ProtocolError(f"unexpected reply {mtype.name} to {request.mtype.name}")
+            rtype, payload, changed = self._reply(request.mtype, frames)
         except ProtocolError as exc:
             if not request.future.done():
                 request.future.set_exception(exc)
             if request.heartbeat:
                 log.warning("bad heartbeat reply: %s", exc)
+            return
+        for sub in self._subs:
+            if sub.device_id in changed:
+                self._reattach(sub)
+        request.future.set_result(rtt if rtype is MessageType.pong else payload)
 
     def _on_timeout(self) -> None:
-        request, self._inflight = self._inflight, None
-        assert request is not None
-        request.future.set_exception(
-            ServerTimeout(
-                f"{self.control_endpoint} did not answer within {self.response_timeout} ms"
-            )
-        )
-        self._open_req()  # a REQ socket that lost its reply can never send again
+        """The request in flight got no reply (it failed, the socket was reopened)."""
         if self.is_connected:
             log.warning("server %s stopped answering", self.control_endpoint)
         self._set_connected(False)
@@ -488,16 +378,9 @@ class Client(ClientBase):
             self._handle_frame(sub, [p.buffer for p in parts])
 
     def _shutdown(self) -> None:
-        for request in ([self._inflight] if self._inflight else []) + list(self._pending):
-            if not request.future.done():
-                request.future.set_exception(ServerTimeout("client disconnected"))
-        self._inflight = None
-        self._pending.clear()
+        self._channel.close("client disconnected")
         for sub in list(self._subs):
             self._detach(sub)
-        if self._req is not None:
-            self._req.close(0)
-            self._req = None
         self._drain_commands_on_exit()
         self._set_connected(False)
         self._thread = None

@@ -3,11 +3,15 @@ server's insides, sees every device come and go and every frame of the stream it
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import pytest
 
@@ -158,3 +162,61 @@ def test_outlets_refuse_a_configuration_and_a_failed_start_leaves_nothing_runnin
     port = srv.port
     with Server(address="127.0.0.1", announce=False, port=port) as again:  # the port is free
         assert again.port == port
+
+
+class _Buggy(CountingOutlet):
+    """Raises wherever an outlet can: its taps, wanted(), device_added, stats."""
+
+    name = "buggy"
+
+    def device_added(self, device: DevicePort) -> None:
+        for port in device.streams.values():
+            port.tap_frames(self._raise)
+            port.tap_encoded(self._raise, self._raise)
+        raise RuntimeError("buggy outlet: device_added")
+
+    def _raise(self, *args: Any) -> bool:
+        raise RuntimeError("buggy outlet: tap")
+
+    def stats(self) -> dict[str, Any]:
+        raise RuntimeError("buggy outlet: stats")
+
+
+def test_an_outlet_that_raises_is_counted_and_nobody_else_loses_a_frame() -> None:
+    counting = CountingOutlet("depth")
+    srv = Server(address="127.0.0.1", announce=False, outlets=[_Buggy(), counting])
+    srv.add_device(_mock("mock0"))
+    with srv:
+        assert counting.events == ["attach", "start", "+mock0"]  # the next outlet still heard
+        with Client(next(iter(srv.endpoints.values()))) as client:
+            sub = client.subscribe("mock0", "depth", queue_size=64)
+            got = [sub.get(timeout=5) for _ in range(10)]  # the stream goes on
+        assert all(g.kind is StreamKind.depth for g in got)
+        assert wait_for(lambda: len(counting.delivered["mock0"]) >= 20, 10.0)
+        stats = srv.stats()
+        assert stats["buggy"] is None and stats["counting"]["mock0"] >= 20
+        assert stats["outlet_errors"]["buggy"] >= 2  # device_added, then stats
+        depth = stats["streams"]["mock0/depth"]
+        # each frame's tap raised once on the device thread and once on the publisher's
+        assert depth["tap_errors"] >= depth["frames_in"] // 2 > 0
+        assert depth["sent"] >= 10
+
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "snapshot_outlet.py"
+
+
+def test_the_documented_example_outlet_keeps_a_current_picture(tmp_path: Path) -> None:
+    """docs/architecture.md's example: an outlet in a file of its own, run as a user would."""
+    res = subprocess.run(
+        [sys.executable, str(EXAMPLE), str(tmp_path), "--every", "0.3", "--duration", "2"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert res.returncode == 0, res.stderr
+    picture = cv2.imread(str(tmp_path / "mock0.jpg"))
+    assert picture is not None and picture.shape == (360, 640, 3)
+    assert picture.std() > 5  # the mock's scene, not a blank
+    assert "'not_jpeg': 0" in res.stdout and not list(tmp_path.glob("*.partial"))
+    written = int(res.stdout.split()[0])
+    assert 2 <= written <= 8  # about every 0.3 s for 2 s, never once per frame

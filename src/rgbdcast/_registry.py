@@ -133,7 +133,13 @@ class DeviceRegistry:
         entry.publishers = pubs
         entry.ports = {
             kind: StreamPort(
-                dev.id, kind, dev.streams[kind], pub.codec_name, pub.submit, pub.add_tap
+                dev.id,
+                kind,
+                dev.streams[kind],
+                pub.codec_name,
+                pub.submit,
+                pub.add_tap,
+                pub.tap_failed,
             )
             for kind, pub in pubs.items()
         }

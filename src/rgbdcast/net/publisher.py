@@ -58,6 +58,7 @@ class PublisherStats(Counters):
     waited_for_source: int = 0
     skipped_idle: int = 0
     encode_errors: int = 0
+    tap_errors: int = 0
     passed_through: int = 0
     passthrough_refused: int = 0
     bytes_sent: int = 0
@@ -112,6 +113,7 @@ class StreamPublisher:
         self._topics: set[bytes] = set()
         self._stop = threading.Event()
         self._taps: tuple[tuple[Tap, Callable[[], bool]], ...] = ()
+        self._failed_taps: set[int] = set()
         sock = ctx.socket(zmq.XPUB)
         secure_server(sock, secure)
         sock.setsockopt(zmq.LINGER, 0)
@@ -142,6 +144,18 @@ class StreamPublisher:
         publisher thread; it must not block), and encode even with no ZeroMQ subscriber while
         *wanted()* says someone consumes the tap (the web viewer, Zenoh)."""
         self._taps = (*self._taps, (tap, wanted))
+
+    def tap_failed(self, tap: object) -> None:
+        """Count a tap of this stream that raised (call it from the ``except`` block): the
+        frame still goes on to the other taps and the subscribers. Logged once per tap."""
+        self._stats.tap_errors += 1
+        if id(tap) not in self._failed_taps:
+            self._failed_taps.add(id(tap))
+            log.exception(
+                "a tap of %s/%s failed (counted as tap_errors; logged once)",
+                self.device_id,
+                self.kind.value,
+            )
 
     @property
     def tapped(self) -> bool:
@@ -182,12 +196,21 @@ class StreamPublisher:
                 self._drain_subscriptions()
                 if frame is None:
                     continue
-                if not self._topics and not any(wanted() for _, wanted in self._taps):
+                if not self._topics and not self._tap_wanted():
                     self._stats.skipped_idle += 1
                     continue
                 self._publish(sock, frame)
         finally:
             sock.close(0)
+
+    def _tap_wanted(self) -> bool:
+        for tap, wanted in self._taps:
+            try:
+                if wanted():
+                    return True
+            except Exception:
+                self.tap_failed(tap)
+        return False
 
     def _passes(self, source: Encoded | None) -> bool:
         """Whether a source's own encoding can be sent as it is (counts a refusal)."""
@@ -220,7 +243,10 @@ class StreamPublisher:
         crc = zlib.crc32(payload) if self.checksums else None
         header = build_header(frame, self.codec_name, size, time.time_ns(), shape, crc)
         for tap, _ in self._taps:
-            tap(frame, header, payload)
+            try:
+                tap(frame, header, payload)
+            except Exception:  # an outlet's bug must not stop the stream for everyone else
+                self.tap_failed(tap)
         try:
             sock.send_multipart([header, payload], copy=False)
         except zmq.ZMQError as exc:  # only on shutdown; XPUB drops rather than blocks

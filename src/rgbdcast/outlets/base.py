@@ -23,6 +23,7 @@ tap only hands a frame on and never waits:
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
@@ -58,7 +59,16 @@ bytes (:mod:`rgbdcast.protocol.envelope`). *frame* is None where the frame was n
 class StreamPort:
     """One stream of one device, as outlets plug into it."""
 
-    __slots__ = ("_add_encoded", "_sink", "codec", "device_id", "frame_taps", "info", "kind")
+    __slots__ = (
+        "_add_encoded",
+        "_failed",
+        "_sink",
+        "codec",
+        "device_id",
+        "frame_taps",
+        "info",
+        "kind",
+    )
 
     def __init__(
         self,
@@ -68,6 +78,7 @@ class StreamPort:
         codec: str,
         sink: FrameTap,
         add_encoded_tap: Callable[[EncodedTap, Callable[[], bool]], None],
+        tap_failed: Callable[[object], None],
     ) -> None:
         self.device_id = device_id
         self.kind = kind
@@ -77,6 +88,7 @@ class StreamPort:
         self.frame_taps: tuple[FrameTap, ...] = ()
         self._sink = sink
         self._add_encoded = add_encoded_tap
+        self._failed = tap_failed
 
     def tap_frames(self, tap: FrameTap) -> None:
         """Also hand every frame the device delivers to *tap*, on the device's thread."""
@@ -91,7 +103,10 @@ class StreamPort:
         """The producer's side: a new frame for the stream's publisher and every frame tap."""
         self._sink(frame)
         for tap in self.frame_taps:
-            tap(frame)
+            try:
+                tap(frame)
+            except Exception:  # an outlet's bug must not stop the device for everyone else
+                self._failed(tap)
 
 
 @dataclass(frozen=True)
@@ -170,6 +185,7 @@ class Outlet(Protocol):
 
 
 OutletT = TypeVar("OutletT", bound=Outlet)
+R = TypeVar("R")
 
 
 class OutletSet:
@@ -185,6 +201,9 @@ class OutletSet:
         for outlet in self._outlets:
             outlet.attach(host)
         self._started: tuple[Outlet, ...] = ()
+        self.errors: Counter[str] = Counter()
+        """How often each outlet raised in a call that must not fail (by outlet name)."""
+        self._logged: set[tuple[str, str]] = set()
 
     def __iter__(self) -> Iterator[Outlet]:
         return iter(self._outlets)
@@ -212,17 +231,37 @@ class OutletSet:
 
     def device_added(self, device: DevicePort) -> None:
         for outlet in self._started:
-            outlet.device_added(device)
+            self._call(outlet, f"taking device {device.id}", outlet.device_added, device)
 
     def device_removed(self, device_id: str) -> None:
         for outlet in self._started:
-            outlet.device_removed(device_id)
+            self._call(outlet, f"letting device {device_id} go", outlet.device_removed, device_id)
 
     def endpoints(self) -> dict[str, str]:
         out: dict[str, str] = {}
         for outlet in self._started:
-            out.update(outlet.endpoints())
+            out.update(self._call(outlet, "naming its endpoints", outlet.endpoints) or {})
         return out
 
     def stats(self) -> dict[str, Any]:
-        return {o.name: o.stats() for o in self._started}
+        """Each started outlet's counters under its name, and ``outlet_errors``: how often each
+        outlet raised where it must not (it is then skipped for that call; the server and the
+        other outlets go on)."""
+        out: dict[str, Any] = {}
+        for outlet in self._started:
+            out[outlet.name] = self._call(outlet, "reporting its stats", outlet.stats)
+        return {**out, "outlet_errors": dict(self.errors)}
+
+    def _call(self, outlet: Outlet, doing: str, method: Callable[..., R], *args: Any) -> R | None:
+        """*method(*args)*, or None if it raised: an outlet's bug is counted and logged (once per
+        outlet and kind of call), never passed on to the device or client that caused the call."""
+        try:
+            return method(*args)
+        except Exception:
+            self.errors[outlet.name] += 1
+            if (outlet.name, doing.split()[0]) not in self._logged:
+                self._logged.add((outlet.name, doing.split()[0]))
+                log.exception(
+                    "the %s outlet failed %s (counted in outlet_errors)", outlet.name, doing
+                )
+            return None

@@ -11,7 +11,7 @@ DEMO_INTERFACES ?= 127.0.0.1
 
 .PHONY: demo test lint bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py src/rgbdcast/codecs/_native.c src/rgbdcast/geometry/_native.c
 	@# pyrealsense2 needs libusb-1.0 (Debian: libusb-1.0-0); install it where we can
 	@if ! ldconfig -p 2>/dev/null | grep -q 'libusb-1.0.so.0'; then \
 	  if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \

@@ -22,6 +22,8 @@ ASSEMBLY = {
     "_whome",
     "client",
     "_clientbase",
+    "_clientgeo",
+    "framesets",
     "_requests",
     "aio",
     "bridge",

@@ -19,7 +19,7 @@ from .devices.mock import DepthFrame
 from .errors import ProtocolError, UsageError
 from .frames import Frame, StreamKind
 from .net.addresses import make_endpoint, parse_endpoint, resolvable
-from .protocol.control import EndpointType, MessageType, parse_msg
+from .protocol.control import EndpointType, MessageType, parse_reply
 from .protocol.envelope import EncodedFrame, parse_encoded
 from .protocol.session import DeviceRecord, ServerView, StatsSnapshot, StreamStats
 
@@ -312,7 +312,7 @@ class ClientBase:
         """Digest the server's reply to a *sent* request: its type, its payload, and (for a
         me) the ids of the devices whose endpoints changed. ``ProtocolError`` for an error
         reply, or one that does not answer *sent*."""
-        rtype, payload = parse_msg(frames)
+        rtype, payload, parts = parse_reply(frames)
         changed: list[str] = []
         if rtype is MessageType.error:
             raise ProtocolError(f"server error: {(payload or {}).get('reason', 'unknown error')}")
@@ -321,6 +321,8 @@ class ClientBase:
             self._set_connected(True)
         elif rtype is MessageType.pong:
             self._set_connected(True)
+        elif rtype is MessageType.calibration_reply and sent is MessageType.calibration:
+            return rtype, (payload, parts), changed
         elif rtype is not MessageType.stats_reply:
             raise ProtocolError(f"unexpected reply {rtype.name} to {sent.name}")
         return rtype, payload, changed

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._whome import checked_calibration
 from .devices.base import Device
 from .errors import DeviceError, UsageError
 from .frames import Frame, StreamKind
@@ -39,6 +40,7 @@ class _Entry:
     publishers: dict[StreamKind, StreamPublisher] = field(default_factory=dict)
     started_here: bool = False
     failed: bool = False
+    calibration_error: str | None = None
 
 
 class DeviceRegistry:
@@ -148,8 +150,10 @@ class DeviceRegistry:
             for pub in pubs.values():
                 pub.start()
             self._routes = {**self._routes, dev.id: entry.ports}
+            self._stamp_calibration(entry)
             Device.on_frame.connect(self._on_frame, sender=dev, weak=False)
             Device.on_error.connect(self._on_error, sender=dev, weak=False)
+            Device.on_calibration.connect(self._on_calibration, sender=dev, weak=False)
             if not dev.is_running:
                 dev.start()
                 entry.started_here = True
@@ -161,6 +165,7 @@ class DeviceRegistry:
         dev = entry.device
         Device.on_frame.disconnect(self._on_frame, sender=dev)
         Device.on_error.disconnect(self._on_error, sender=dev)
+        Device.on_calibration.disconnect(self._on_calibration, sender=dev)
         self._routes = {k: v for k, v in self._routes.items() if k != dev.id}
         if entry.started_here:
             dev.stop()
@@ -171,6 +176,29 @@ class DeviceRegistry:
             self._outlets.device_removed(dev.id)
         entry.publishers = {}
         entry.ports = {}
+
+    def _stamp_calibration(self, entry: _Entry) -> None:
+        """Every header of the device's streams names its calibration's revision; a refused
+        calibration is logged (once per reason) and the streams go out without one."""
+        cal, error = checked_calibration(entry.device)
+        if error is not None and error != entry.calibration_error:
+            log.error(
+                "device %s offers a calibration that is refused (%s); it is served without one",
+                entry.device.id,
+                error,
+            )
+        entry.calibration_error = error
+        for pub in entry.publishers.values():
+            pub.calibration = cal.revision if cal is not None else None
+
+    def _on_calibration(self, device: Device, **_: Any) -> None:
+        """The device's calibration changed (on any thread): new headers, and clients told."""
+        with self.lock:
+            entry = self._entries.get(device.id)
+            if entry is None or not entry.publishers:
+                return
+            self._stamp_calibration(entry)
+        self._changed()
 
     def _on_frame(self, device: Device, frame: Frame | None = None, **_: Any) -> None:
         ports = self._routes.get(device.id)

@@ -32,6 +32,7 @@ MAX_PENDING = 64
 @dataclass
 class Request:
     mtype: MessageType
+    payload: dict[str, Any] | None = None
     future: Future[Any] = field(default_factory=Future)
     sent_at: float = 0.0
     heartbeat: bool = False
@@ -88,7 +89,7 @@ class ControlChannel:
         if not request.sent_at:
             request.sent_at = now  # the reply timeout counts from the first attempt
         try:
-            self.sock.send_multipart(make_msg(request.mtype), zmq.NOBLOCK)
+            self.sock.send_multipart(make_msg(request.mtype, request.payload), zmq.NOBLOCK)
         except zmq.Again:
             if now - request.sent_at < self.timeout_s:
                 return True

@@ -7,26 +7,99 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import psutil
 
 from ._version import __version__
 from .devices.base import Device
+from .errors import UsageError
 from .frames import StreamKind
+from .geometry.calibration import Calibration
 from .net.addresses import make_endpoint
 from .net.publisher import StreamPublisher
 from .net.security import ServerKeys
-from .protocol.control import PROTOCOL_VERSION
+from .protocol.control import PROTOCOL_VERSION, ErrorCode, RequestRefused
 
-__all__ = ["OpenDevice", "device_record", "me_payload", "stats_payload", "txt_record"]
+__all__ = [
+    "OpenDevice",
+    "calibration_answer",
+    "checked_calibration",
+    "device_record",
+    "me_payload",
+    "stats_payload",
+    "txt_record",
+]
 
 OpenDevice = tuple[Device, Mapping[StreamKind, StreamPublisher]]
 """A device clients may see, with the publishers of its open streams."""
 
 
+def checked_calibration(device: Device) -> tuple[Calibration | None, str | None]:
+    """The device's calibration if it is one we can stand behind, else None and why (None and
+    None: the device claims none). A refused calibration is never sent."""
+    try:
+        cal = device.calibration()
+    except UsageError as exc:
+        return None, str(exc)
+    except Exception as exc:  # a device bug must not break who/me
+        return None, f"calibration() failed: {exc!r}"
+    if cal is None:
+        return None, None
+    if not isinstance(cal, Calibration):
+        return None, f"calibration() returned {type(cal).__name__}, not a Calibration"
+    if cal.device_id != device.id:
+        return None, f"the calibration is for device {cal.device_id!r}, not {device.id!r}"
+    streams = device.streams
+    for kind, intr in ((StreamKind.depth, cal.depth), (StreamKind.color, cal.color)):
+        info = streams.get(kind)
+        if info is None or intr is None or not (info.width and info.height):
+            continue
+        if (info.width, info.height) != (intr.width, intr.height):
+            return None, (
+                f"the calibration's {kind.value} camera is {intr.width}x{intr.height} but "
+                f"the {kind.value} stream is {info.width}x{info.height}"
+            )
+    return cal, None
+
+
+def calibration_answer(
+    devices: Sequence[OpenDevice], device_id: str, tables: Sequence[str]
+) -> tuple[dict[str, Any], list[bytes]]:
+    """The calibration reply: the device's calibration (``null`` and the reason if it has none
+    we can send) and each requested per-pixel table as one binary part (little-endian)."""
+    device = next((dev for dev, _ in devices if dev.id == device_id), None)
+    if device is None:
+        known = ", ".join(dev.id for dev, _ in devices) or "none"
+        raise RequestRefused(
+            ErrorCode.unknown_device, f"no device {device_id!r} here (devices: {known})"
+        )
+    cal, error = checked_calibration(device)
+    answer: dict[str, Any] = {"device": device_id, "calibration": None, "tables": {}}
+    if cal is None:
+        answer["error"] = error or f"device {device_id} offers no calibration"
+        return answer, []
+    answer["calibration"] = cal.to_dict()
+    parts: list[bytes] = []
+    for name in dict.fromkeys(tables):
+        if name not in cal.tables:
+            have = ", ".join(cal.tables) or "none"
+            raise RequestRefused(
+                ErrorCode.bad_request, f"device {device_id} has no table {name!r} (it has: {have})"
+            )
+        table = device.calibration_table(name)
+        if table is None:
+            raise RequestRefused(ErrorCode.internal, f"device {device_id} lost its table {name!r}")
+        arr = np.ascontiguousarray(table, dtype="<f4")
+        answer["tables"][name] = {"shape": list(arr.shape), "dtype": "<f4", "part": len(parts)}
+        parts.append(arr.tobytes())
+    return answer, parts
+
+
 def device_record(
     device: Device, publishers: Mapping[StreamKind, StreamPublisher], host: str
 ) -> dict[str, Any]:
-    """One device as who/me lists it: its stream endpoints (on *host*), streams and details."""
+    """One device as who/me lists it: its stream endpoints (on *host*), streams and details,
+    and its calibration (or why it was refused)."""
     endpoints = {}
     streams = {}
     for kind, info in device.streams.items():
@@ -35,7 +108,13 @@ def device_record(
             continue
         endpoints[kind.value] = make_endpoint(host, pub.port)
         streams[kind.value] = {**info.to_dict(), "codec": pub.codec_name}
-    return {"id": device.id, "endpoints": endpoints, "streams": streams, **device.describe()}
+    record = {"id": device.id, "endpoints": endpoints, "streams": streams, **device.describe()}
+    cal, error = checked_calibration(device)
+    if cal is not None:
+        record["calibration"] = cal.to_dict()
+    elif error is not None:
+        record["calibration_error"] = error
+    return record
 
 
 def me_payload(

@@ -28,6 +28,7 @@ from typing import Any, Literal, overload
 import zmq
 
 from ._clientbase import ClientBase, Subscription
+from ._clientgeo import ClientGeometry
 from ._osthreads import name_native_thread
 from ._requests import ControlChannel, Request
 from .errors import ProtocolError, ServerTimeout, UsageError
@@ -44,7 +45,7 @@ log = logging.getLogger("rgbdcast.client")
 SEND_RETRY_MS = 20  # how often a request waiting for a connection to the server is retried
 
 
-class Client(ClientBase):
+class Client(ClientGeometry, ClientBase):
     """Blocking client for an rgbdcast (or streamkinect2) server.
 
     ::
@@ -83,6 +84,7 @@ class Client(ClientBase):
         self._wake_r: socket.socket | None = None
         self._wake_w: socket.socket | None = None
         self._subs: list[Subscription[Any]] = []
+        self._init_geometry()
         if connect_immediately:
             self.connect()
 
@@ -246,15 +248,17 @@ class Client(ClientBase):
         self._wake()
         return fut
 
-    def _submit(self, mtype: MessageType) -> Future[Any]:
-        request = Request(mtype)
+    def _submit(self, mtype: MessageType, payload: dict[str, Any] | None = None) -> Future[Any]:
+        request = Request(mtype, payload)
         self._command(lambda: self._channel.add(request))
         return request.future
 
-    def _call(self, mtype: MessageType, timeout: float | None) -> Any:
+    def _call(
+        self, mtype: MessageType, timeout: float | None, payload: dict[str, Any] | None = None
+    ) -> Any:
         if threading.current_thread() is self._thread:
             raise UsageError("blocking calls cannot be made from a signal handler")
-        fut = self._submit(mtype)
+        fut = self._submit(mtype, payload)
         wait = timeout if timeout is not None else self.response_timeout / 1000 * 3 + 1
         try:
             return fut.result(timeout=wait)

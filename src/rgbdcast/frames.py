@@ -296,6 +296,8 @@ class Frame:
     frameset_id: int = 0
     units: str = ""
     intrinsics: Intrinsics | None = None
+    calibration: str | None = field(default=None, compare=False)
+    """The revision of the device calibration this frame was taken under (from the header)."""
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
     encoded: Encoded | None = field(default=None, compare=False, repr=False)
 

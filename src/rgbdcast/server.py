@@ -100,7 +100,13 @@ class Server:
         self._ctx: zmq.Context[Any] | None = None
         self._lock = threading.RLock()
         self._control: ControlEndpoint | None = None
-        self._responder = ControlResponder(me=self._me_payload, stats=self.stats)
+        self._responder = ControlResponder(
+            me=self._me_payload,
+            stats=self.stats,
+            calibration=lambda dev, tables: _whome.calibration_answer(
+                self._registry.open_streams(), dev, tables
+            ),
+        )
         self._announcer: Announcer | None = None
         self._guard: ZapGuard | None = None
         self._host = advertise_host(self.address)

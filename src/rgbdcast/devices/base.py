@@ -22,6 +22,7 @@ from blinker import Signal
 from .._osthreads import name_native_thread, precise_timers
 from ..errors import DeviceError
 from ..frames import Frame, Intrinsics, StreamKind
+from ..geometry.calibration import Calibration
 
 __all__ = ["Device", "StreamInfo", "ThreadedDevice", "name_native_thread", "precise_timers"]
 
@@ -64,6 +65,9 @@ class Device(ABC):
     on_error = Signal()
     """Emitted once when the device fails: ``handler(device, error=Exception)``."""
 
+    on_calibration = Signal()
+    """Emitted when :meth:`calibration` has changed: ``handler(device)``."""
+
     id: str
     name: str
     kind: str = "device"
@@ -88,6 +92,15 @@ class Device(ABC):
     def describe(self) -> dict[str, Any]:
         """Extra who/me fields for this device (kind, name, capabilities)."""
         return {"name": self.name, "kind": self.kind}
+
+    def calibration(self) -> Calibration | None:
+        """What makes this device's pixels 3-D (None: nothing is known, nothing is claimed).
+        May change while running (a fit finishing, a file reloaded); clients see the new one."""
+        return None
+
+    def calibration_table(self, name: str) -> Any:
+        """A per-pixel table named in ``calibration().tables`` as a numpy array, or None."""
+        return None
 
     def __enter__(self) -> Device:
         self.start()

@@ -18,8 +18,9 @@ from blinker import Signal
 
 from ..errors import UsageError
 from ..frames import Frame, StreamKind
+from ..geometry.calibration import Calibration, Extrinsics
 from .base import StreamInfo, ThreadedDevice, make_frameset, wait_until
-from .scene import KINECT_COLOR, KINECT_DEPTH, Scene, scaled
+from .scene import KINECT_COLOR, KINECT_DEPTH, Scene, mock_depth_to_color, scaled
 
 __all__ = ["DepthFrame", "MockDevice", "MockKinect"]
 
@@ -88,7 +89,16 @@ class MockDevice(ThreadedDevice):
         self.max_frames = max_frames
         self._depth_intr = scaled(KINECT_DEPTH, *depth_size)
         self._color_intr = scaled(KINECT_COLOR, *color_size)
-        self._scene = Scene(self._depth_intr, self._color_intr, seed)
+        rot, tr = mock_depth_to_color()
+        self._scene = Scene(self._depth_intr, self._color_intr, seed, (rot, tr))
+        self._calibration = Calibration(
+            device_id=self.id,
+            depth=self._depth_intr,
+            color=self._color_intr,
+            depth_to_color=Extrinsics.from_matrix(rot, tr),
+            depth_units=0.001,
+            source="mock ground truth",
+        )
         self._cache: list[list[Frame]] = []
         self._index = 0
         self._t0 = 0
@@ -140,6 +150,15 @@ class MockDevice(ThreadedDevice):
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "body_tracking": StreamKind.body in self.kinds}
+
+    def calibration(self) -> Calibration:
+        """The exact geometry the scene is rendered with."""
+        return self._calibration
+
+    @property
+    def scene(self) -> Scene:
+        """The synthetic room (its ground truth: ``depth_m(t)``, ``color_and_z(t)``)."""
+        return self._scene
 
     def render(self, index: int) -> list[Frame]:
         """The frameset with number *index* (deterministic pixels; host time is when done)."""

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..frames import Body, HandState, Intrinsics, Joint, JointType, TrackingState
 
-__all__ = ["KINECT_COLOR", "KINECT_DEPTH", "Scene", "scaled"]
+__all__ = ["KINECT_COLOR", "KINECT_DEPTH", "Scene", "mock_depth_to_color", "scaled"]
 
 KINECT_DEPTH = Intrinsics(width=512, height=424, fx=365.5, fy=365.5, cx=256.0, cy=212.0)
 KINECT_COLOR = Intrinsics(width=1920, height=1080, fx=1081.4, fy=1081.4, cx=959.5, cy=539.5)
@@ -80,15 +80,49 @@ def _add(a: Vec3, b: Vec3) -> Vec3:
     return (a[0] + b[0], a[1] + b[1], a[2] + b[2])
 
 
-class Scene:
-    """The synthetic room; ``pose(t)``, ``depth(t)``, ``color(t)``, ``infrared(depth)``."""
+MOCK_DEPTH_TO_COLOR_ROTATION_DEG = (0.35, -0.25, 0.15)
+"""The mock color camera's small rotation about x, y, z (degrees), as a real rig's would be."""
+MOCK_COLOR_CENTER = (-0.052, 0.0015, 0.0008)
+"""Where the mock color camera sits in the depth camera's optical frame (metres): 5.2 cm to the
+side, as on a Kinect v2."""
 
-    def __init__(self, depth_intr: Intrinsics, color_intr: Intrinsics, seed: int = 0) -> None:
+
+def mock_depth_to_color() -> tuple[np.ndarray, np.ndarray]:
+    """The mock's ground truth ``(R, t)``: ``p_color = R @ p_depth + t`` in OpenCV optical axes."""
+    ax, ay, az = (math.radians(a) for a in MOCK_DEPTH_TO_COLOR_ROTATION_DEG)
+    rx = np.array([[1, 0, 0], [0, math.cos(ax), -math.sin(ax)], [0, math.sin(ax), math.cos(ax)]])
+    ry = np.array([[math.cos(ay), 0, math.sin(ay)], [0, 1, 0], [-math.sin(ay), 0, math.cos(ay)]])
+    rz = np.array([[math.cos(az), -math.sin(az), 0], [math.sin(az), math.cos(az), 0], [0, 0, 1]])
+    r = rz @ ry @ rx
+    return r, -r @ np.asarray(MOCK_COLOR_CENTER)
+
+
+_FLIP = np.diag([1.0, -1.0, 1.0])  # scene axes (y up) <-> optical axes (y down)
+
+
+class Scene:
+    """The synthetic room; ``pose(t)``, ``depth(t)``, ``color(t)``, ``infrared(depth)``.
+
+    The depth camera sits at the scene's origin; the color camera at ``color_pose``: a point
+    ``p`` in the scene (y up) is ``M @ p + T`` in the color camera (y up too). Both images are
+    ray-cast or stamped from the same 3-D geometry, so registration has an exact answer.
+    """
+
+    def __init__(
+        self,
+        depth_intr: Intrinsics,
+        color_intr: Intrinsics,
+        seed: int = 0,
+        depth_to_color: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> None:
         self.depth_intr = depth_intr
         self.color_intr = color_intr
+        rot, tr = depth_to_color if depth_to_color is not None else (np.eye(3), np.zeros(3))
+        self.color_pose = (_FLIP @ rot @ _FLIP, _FLIP @ np.asarray(tr, np.float64))
+        self._ident = (np.eye(3), np.zeros(3))
         rng = np.random.default_rng(seed)
-        self._bg_depth = self._background_depth(depth_intr)
-        self._bg_color = self._background_color(color_intr, rng)
+        self._bg_depth = self._background_z(depth_intr, self._ident)[0] * 1000.0
+        self._bg_color, self._bg_color_z = self._background_color(color_intr, rng)
         h, w = depth_intr.height, depth_intr.width
         self._noise = rng.normal(0.0, 1.0, (4, h, w)).astype(np.float32)
         self._albedo = (0.75 + 0.25 * rng.random((h, w))).astype(np.float32)
@@ -100,43 +134,61 @@ class Scene:
         v = (intr.cy - np.arange(intr.height, dtype=np.float32)) / intr.fy
         return u[None, :], v[:, None]
 
-    def _background_z(self, intr: Intrinsics) -> np.ndarray:
-        dx, dy = self._rays(intr)
-        wall = WALL_Z + 0.15 * dx + 0.0 * dy
-        with np.errstate(divide="ignore"):
-            floor = np.where(dy < 0, CAMERA_HEIGHT / np.maximum(-dy, 1e-6), np.inf)
-        z = np.minimum(wall, floor).astype(np.float32)
-        # A shelf on the left: a box face at 3.2 m from x=-1.9..-1.2, y=-1.0..0.4
-        shelf = (dx * 3.2 > -1.9) & (dx * 3.2 < -1.2) & (dy * 3.2 > -1.0) & (dy * 3.2 < 0.4)
-        return np.where(shelf, np.float32(3.2), z)
+    @staticmethod
+    def _to_cam(pose: tuple[np.ndarray, np.ndarray], p: tuple[float, ...]) -> Vec3:
+        q = pose[0] @ np.asarray(p[:3], np.float64) + pose[1]
+        return (float(q[0]), float(q[1]), float(q[2]))
 
-    def _background_depth(self, intr: Intrinsics) -> np.ndarray:
-        return self._background_z(intr) * 1000.0
+    def _cast(
+        self, intr: Intrinsics, pose: tuple[np.ndarray, np.ndarray], rows: slice, cols: slice
+    ) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+        """The origin and per-pixel direction (scene axes) of the rays of pixels [rows, cols]:
+        a hit at parameter ``s`` lies at camera depth ``s``."""
+        m, tr = pose
+        u, v = self._rays(intr)
+        u, v = u[:, cols], v[rows, :]
+        mt = m.T.astype(np.float32)
+        d = np.broadcast_arrays(*(mt[i, 0] * u + mt[i, 1] * v + mt[i, 2] for i in range(3)))
+        return (-m.T @ tr).astype(np.float32), tuple(d)
 
-    def _background_color(self, intr: Intrinsics, rng: np.random.Generator) -> np.ndarray:
-        z = self._background_z(intr)
-        dx, dy = self._rays(intr)
+    def _background_z(
+        self, intr: Intrinsics, pose: tuple[np.ndarray, np.ndarray]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Camera depth (m) of the wall (tilted plane), floor and shelf, and the scene point hit."""
+        o, (dx, dy, dz) = self._cast(intr, pose, slice(None), slice(None))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            wall = (WALL_Z + 0.05 * o[0] - o[2]) / (dz - 0.05 * dx)
+            floor = np.where(dy < 0, (-CAMERA_HEIGHT - o[1]) / np.minimum(dy, -1e-9), np.inf)
+            s = np.minimum(np.where(wall > 0, wall, np.inf), floor)
+            sh = (3.2 - o[2]) / dz
+        hx, hy = o[0] + sh * dx, o[1] + sh * dy
+        shelf = (hx > -1.9) & (hx < -1.2) & (hy > -1.0) & (hy < 0.4) & (sh < s)
+        s = np.where(shelf, sh, s).astype(np.float32)
+        pts = np.stack([o[0] + s * dx, o[1] + s * dy, o[2] + s * dz])
+        return s, pts, shelf
+
+    def _background_color(
+        self, intr: Intrinsics, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
+        z, (px, py, pz), is_shelf = self._background_z(intr, self.color_pose)
         img = np.empty((intr.height, intr.width, 3), np.uint8)
-        is_floor = np.broadcast_to(dy < 0, z.shape) & (z < WALL_Z + 0.15 * dx - 1e-3)
-        is_shelf = np.isclose(z, 3.2)
-        # wall: warm beige with a soft vertical gradient and a framed picture
-        shade = (1.0 - 0.25 * np.clip(np.abs(dx), 0, 1)).astype(np.float32)
+        is_floor = py < -CAMERA_HEIGHT + 1e-3
+        # wall: warm beige with a soft horizontal gradient and a framed picture
+        shade = (1.0 - 0.25 * np.clip(np.abs(px / np.maximum(pz, 1e-3)), 0, 1)).astype(np.float32)
         wall = np.stack([170 * shade, 190 * shade, 205 * shade], axis=-1)
-        px, py = dx * z, dy * z
         picture = (px > 0.4) & (px < 1.4) & (py > 0.3) & (py < 1.0)
         stripes = (px * 8).astype(np.int32) % 2 == 0
         wall = np.where(
             picture[..., None], np.where(stripes[..., None], [40, 120, 60], [200, 200, 80]), wall
         )
         # floor: wooden boards
-        fx_, fz = dx * z, z
-        board = ((fz * 4).astype(np.int32) % 2 == 0) ^ ((fx_ * 1.5).astype(np.int32) % 2 == 0)
+        board = ((pz * 4).astype(np.int32) % 2 == 0) ^ ((px * 1.5).astype(np.int32) % 2 == 0)
         floor = np.where(board[..., None], [60, 100, 140], [50, 85, 125])
         shelf = np.array([40, 60, 90])
         img[:] = np.where(is_shelf[..., None], shelf, np.where(is_floor[..., None], floor, wall))
         # a little sensor grain so JPEG has something real to do
         grain = rng.integers(-6, 7, img.shape[:2], dtype=np.int16)[..., None]
-        return np.clip(img.astype(np.int16) + grain, 0, 255).astype(np.uint8)
+        return np.clip(img.astype(np.int16) + grain, 0, 255).astype(np.uint8), z
 
     # -- the person -------------------------------------------------------------------------
     def pose(self, t: float) -> dict[JointType, tuple[float, float, float]]:
@@ -191,7 +243,7 @@ class Scene:
                     type=jt,
                     position=(x, y, z),
                     state=state,
-                    color_xy=self.color_intr.project(x, y, z),
+                    color_xy=self.color_intr.project(*self._to_cam(self.color_pose, (x, y, z))),
                     depth_xy=self.depth_intr.project(x, y, z),
                 )
             )
@@ -242,11 +294,12 @@ class Scene:
         zbuf: np.ndarray,
         img: np.ndarray | None,
         intr: Intrinsics,
-        c: tuple[float, ...],
+        c: Vec3,
         r: float,
         color: tuple[int, int, int] | None,
         scale: float,
     ) -> None:
+        """Draw a sphere of radius *r* at *c* (camera axes, y up) into *zbuf* (and *img*)."""
         x, y, z = c
         if z <= r:
             return
@@ -268,47 +321,81 @@ class Scene:
             shade = (1.0 - 0.45 * d2[closer])[:, None] * np.asarray(color, np.float32)
             img[y0:y1, x0:x1][closer] = shade.astype(np.uint8)
 
+    def _box(
+        self,
+        box: tuple[float, ...],
+        zbuf: np.ndarray,
+        img: np.ndarray | None,
+        intr: Intrinsics,
+        pose: tuple[np.ndarray, np.ndarray],
+        scale: float,
+    ) -> None:
+        """Ray-cast the box's front face (a rectangle at z = bz) inside its projected bounds."""
+        x0, x1, y0, y1, bz = box
+        corners = [self._to_cam(pose, (x, y, bz)) for x in (x0, x1) for y in (y0, y1)]
+        us, vs = zip(*(intr.project(*c) for c in corners), strict=True)
+        cols = slice(max(int(min(us)) - 1, 0), min(int(max(us)) + 2, intr.width))
+        rows = slice(max(int(min(vs)) - 1, 0), min(int(max(vs)) + 2, intr.height))
+        if cols.start >= cols.stop or rows.start >= rows.stop:
+            return
+        o, (dx, dy, dz) = self._cast(intr, pose, rows, cols)
+        sz = (bz - o[2]) / dz
+        hx, hy = o[0] + sz * dx, o[1] + sz * dy
+        region = zbuf[rows, cols]
+        closer = (hx >= x0) & (hx < x1) & (hy >= y0) & (hy < y1) & (sz * scale < region)
+        region[closer] = (sz * scale)[closer]
+        if img is not None:
+            img[rows, cols][closer] = (30, 140, 230)
+
     def _draw(
-        self, t: float, zbuf: np.ndarray, img: np.ndarray | None, intr: Intrinsics, scale: float
+        self,
+        t: float,
+        zbuf: np.ndarray,
+        img: np.ndarray | None,
+        intr: Intrinsics,
+        scale: float,
+        pose: tuple[np.ndarray, np.ndarray],
     ) -> None:
         box, ball = self._objects(t)
-        x0, x1, y0, y1, bz = box
-        u0, v1 = intr.project(x0, y0, bz)
-        u1, v0 = intr.project(x1, y1, bz)
-        sl = (slice(max(int(v0), 0), max(int(v1), 0)), slice(max(int(u0), 0), max(int(u1), 0)))
-        region = zbuf[sl]
-        closer = region > bz * scale
-        region[closer] = bz * scale
-        if img is not None:
-            img[sl][closer] = (30, 140, 230)
+        self._box(box, zbuf, img, intr, pose, scale)
         bx, by, bzz, br = ball
-        self._stamp(zbuf, img, intr, (bx, by, bzz), br, (40, 40, 220), scale)
+        self._stamp(zbuf, img, intr, self._to_cam(pose, (bx, by, bzz)), br, (40, 40, 220), scale)
         for a, b, r, col in self._capsules(t):
-            length = math.dist(a, b)
-            zmid = max((a[2] + b[2]) / 2, 0.3)
-            step_px = max(r * intr.fx / zmid * 0.7, 1.0)
-            n = max(int(length * intr.fx / zmid / step_px), 1)
+            a, b = self._to_cam(pose, a), self._to_cam(pose, b)
+            # spheres 0.7 radii apart, whatever the camera: both see the same solid
+            n = max(int(math.dist(a, b) / (0.7 * r)), 1)
             for k in range(n + 1):
                 f = k / n
                 c = (a[0] + (b[0] - a[0]) * f, a[1] + (b[1] - a[1]) * f, a[2] + (b[2] - a[2]) * f)
                 self._stamp(zbuf, img, intr, c, r, col, scale)
 
+    def depth_m(self, t: float) -> np.ndarray:
+        """The exact depth image (metres along the depth camera's axis, float32; inf = none)."""
+        z = self._bg_depth.copy()
+        self._draw(t, z, None, self.depth_intr, 1000.0, self._ident)
+        return z / 1000.0
+
     def depth(self, t: float, index: int = 0) -> np.ndarray:
         """Depth in millimetres (uint16), with distance-dependent sensor noise."""
         z = self._bg_depth.copy()
-        self._draw(t, z, None, self.depth_intr, 1000.0)
+        self._draw(t, z, None, self.depth_intr, 1000.0, self._ident)
         noise = self._noise[index % len(self._noise)]
         z += noise * (z * z) * 0.5e-6  # ~0.8 mm at 4 m, growing with distance like ToF
         out = z.astype(np.uint16)
         out[z > 8000] = 0
         return out
 
-    def color(self, t: float) -> np.ndarray:
-        """BGR uint8."""
+    def color_and_z(self, t: float) -> tuple[np.ndarray, np.ndarray]:
+        """The color image (BGR uint8) and its exact depth (metres along the color camera's
+        axis): the ground truth a registration is measured against."""
         img = self._bg_color.copy()
-        zbuf = np.full(img.shape[:2], np.inf, np.float32)
-        self._draw(t, zbuf, img, self.color_intr, 1.0)
-        return img
+        zbuf = self._bg_color_z.copy()
+        self._draw(t, zbuf, img, self.color_intr, 1.0, self.color_pose)
+        return img, zbuf
+
+    def color(self, t: float) -> np.ndarray:
+        """BGR uint8, seen from the color camera."""
+        return self.color_and_z(t)[0]
 
     def infrared(self, depth: np.ndarray) -> np.ndarray:
         """Active infrared (uint16): reflected light falls with the square of distance."""

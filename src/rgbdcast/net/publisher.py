@@ -102,6 +102,9 @@ class StreamPublisher:
         checksums: bool = False,
     ) -> None:
         self.checksums = checksums
+        self.calibration: str | None = None
+        """The revision of the device's calibration, sent in every header (set by the server;
+        one assignment, read once per frame)."""
         self.device_id = device_id
         self.kind = kind
         self.codec_name = codec or codecs.default_codec(kind)
@@ -241,7 +244,9 @@ class StreamPublisher:
         self._stats.encode_ns += time.perf_counter_ns() - t0
         size = memoryview(payload).nbytes
         crc = zlib.crc32(payload) if self.checksums else None
-        header = build_header(frame, self.codec_name, size, time.time_ns(), shape, crc)
+        header = build_header(
+            frame, self.codec_name, size, time.time_ns(), shape, crc, self.calibration
+        )
         for tap, _ in self._taps:
             try:
                 tap(frame, header, payload)

@@ -25,9 +25,12 @@ __all__ = [
     "ControlResponder",
     "ControlStats",
     "ErrorCode",
+    "MAX_REPLY_BYTES",
     "MessageType",
+    "RequestRefused",
     "make_msg",
     "parse_msg",
+    "parse_reply",
 ]
 
 PROTOCOL_VERSION = 1
@@ -47,9 +50,17 @@ class MessageType(enum.IntEnum):
     stats = 0x10
     """Extension: ask the server for its counters. Reply: ``stats_reply``."""
     stats_reply = 0x11
+    calibration = 0x12
+    """Extension: ask for one device's calibration, and its per-pixel tables (``{"device": id,
+    "tables": [name, ...]}``). Reply: ``calibration_reply``, each table one binary frame."""
+    calibration_reply = 0x13
 
 
-CLIENT_TYPES = frozenset({MessageType.ping, MessageType.who, MessageType.stats})
+CLIENT_TYPES = frozenset(
+    {MessageType.ping, MessageType.who, MessageType.stats, MessageType.calibration}
+)
+MAX_REPLY_BYTES = 64 << 20
+"""A reply with binary parts (a calibration's tables) larger than this is refused."""
 
 
 class ErrorCode(enum.IntEnum):
@@ -61,9 +72,14 @@ class ErrorCode(enum.IntEnum):
     too_large = 4
     not_a_request = 5
     internal = 6
+    unknown_device = 7
+    bad_request = 8
+    """A request whose payload lacks or mistypes a field it needs."""
 
 
-class _BadMessage(ProtocolError):
+class RequestRefused(ProtocolError):
+    """A request the responder will not answer: an error reply with *code* and *reason*."""
+
     def __init__(self, code: ErrorCode, reason: str) -> None:
         super().__init__(reason)
         self.code = code
@@ -96,27 +112,41 @@ def _depth(obj: Any, limit: int) -> int:
 def parse_msg(frames: Sequence[bytes]) -> tuple[MessageType, dict[str, Any] | None]:
     """Parse the frames of a control message; :class:`ProtocolError` (with ``.code``) if bad."""
     if not 1 <= len(frames) <= 2:
-        raise _BadMessage(ErrorCode.bad_message, f"expected 1 or 2 frames, got {len(frames)}")
+        raise RequestRefused(ErrorCode.bad_message, f"expected 1 or 2 frames, got {len(frames)}")
     if sum(len(f) for f in frames) > MAX_CONTROL_BYTES:
-        raise _BadMessage(ErrorCode.too_large, f"message exceeds {MAX_CONTROL_BYTES} bytes")
+        raise RequestRefused(ErrorCode.too_large, f"message exceeds {MAX_CONTROL_BYTES} bytes")
     head = frames[0]
     if len(head) != 1:
-        raise _BadMessage(ErrorCode.bad_message, f"type frame must be 1 byte, got {len(head)}")
+        raise RequestRefused(ErrorCode.bad_message, f"type frame must be 1 byte, got {len(head)}")
     try:
         mtype = MessageType(head[0])
     except ValueError:
-        raise _BadMessage(ErrorCode.unknown_type, f"unknown message type 0x{head[0]:02x}") from None
+        raise RequestRefused(
+            ErrorCode.unknown_type, f"unknown message type 0x{head[0]:02x}"
+        ) from None
     if len(frames) == 1:
         return mtype, None
     try:
         payload = json.loads(bytes(frames[1]).decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise _BadMessage(ErrorCode.bad_json, f"payload is not valid JSON: {exc}") from None
+        raise RequestRefused(ErrorCode.bad_json, f"payload is not valid JSON: {exc}") from None
     if not isinstance(payload, dict):
-        raise _BadMessage(ErrorCode.bad_json, "payload must be a JSON object")
+        raise RequestRefused(ErrorCode.bad_json, "payload must be a JSON object")
     if _depth(payload, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
-        raise _BadMessage(ErrorCode.bad_json, f"payload nests deeper than {MAX_JSON_DEPTH}")
+        raise RequestRefused(ErrorCode.bad_json, f"payload nests deeper than {MAX_JSON_DEPTH}")
     return mtype, payload
+
+
+def parse_reply(frames: Sequence[bytes]) -> tuple[MessageType, dict[str, Any] | None, list[bytes]]:
+    """Parse a reply: like :func:`parse_msg`, except that a ``calibration_reply`` carries its
+    tables as binary frames after the JSON (all of it at most :data:`MAX_REPLY_BYTES`)."""
+    if len(frames) > 2 and frames[0][:1] == bytes([MessageType.calibration_reply]):
+        if sum(len(f) for f in frames) > MAX_REPLY_BYTES:
+            raise RequestRefused(ErrorCode.too_large, f"reply exceeds {MAX_REPLY_BYTES} bytes")
+        mtype, payload = parse_msg(frames[:2])
+        return mtype, payload, [bytes(f) for f in frames[2:]]
+    mtype, payload = parse_msg(frames)
+    return mtype, payload, []
 
 
 def error_msg(code: ErrorCode, reason: str) -> list[bytes]:
@@ -146,9 +176,11 @@ class ControlResponder:
         self,
         me: Callable[[], dict[str, Any]],
         stats: Callable[[], dict[str, Any]] | None = None,
+        calibration: Callable[[str, list[str]], tuple[dict[str, Any], list[bytes]]] | None = None,
     ) -> None:
         self._me = me
         self._stats = stats or (lambda: {})
+        self._calibration = calibration
         self.counters = ControlStats()
         self.last_error: str | None = None
 
@@ -157,13 +189,15 @@ class ControlResponder:
         try:
             mtype, _payload = parse_msg(frames)
             if mtype not in CLIENT_TYPES:
-                raise _BadMessage(ErrorCode.not_a_request, f"{mtype.name} is not a request")
+                raise RequestRefused(ErrorCode.not_a_request, f"{mtype.name} is not a request")
             if mtype is MessageType.ping:
                 return make_msg(MessageType.pong)
             if mtype is MessageType.who:
                 return make_msg(MessageType.me, self._me())
+            if mtype is MessageType.calibration:
+                return self._answer_calibration(_payload)
             return make_msg(MessageType.stats_reply, self._stats())
-        except _BadMessage as exc:
+        except RequestRefused as exc:
             self.counters.count_error(exc.code)
             self.last_error = exc.reason
             return error_msg(exc.code, exc.reason)
@@ -171,6 +205,20 @@ class ControlResponder:
             self.counters.count_error(ErrorCode.internal)
             self.last_error = f"internal error: {exc!r}"
             return error_msg(ErrorCode.internal, self.last_error)
+
+    def _answer_calibration(self, payload: dict[str, Any] | None) -> list[bytes]:
+        device = (payload or {}).get("device")
+        tables = (payload or {}).get("tables", [])
+        if not isinstance(device, str) or not device:
+            raise RequestRefused(ErrorCode.bad_request, 'calibration needs {"device": id}')
+        if not isinstance(tables, list) or not all(isinstance(t, str) for t in tables):
+            raise RequestRefused(
+                ErrorCode.bad_request, "calibration tables must be a list of names"
+            )
+        if self._calibration is None:
+            raise RequestRefused(ErrorCode.unknown_type, "this server has no calibrations")
+        answer, parts = self._calibration(device, tables)
+        return [*make_msg(MessageType.calibration_reply, answer), *parts]
 
 
 class EndpointType(enum.Enum):

@@ -52,6 +52,8 @@ class FrameHeader:
     units: str
     size: int
     intrinsics: dict[str, Any] | None = None
+    calib: str | None = None
+    """The revision of the device's calibration (``Calibration.revision``), if it has one."""
 
 
 def build_header(
@@ -61,12 +63,14 @@ def build_header(
     send_time_ns: int,
     shape: tuple[int, ...] | None = None,
     crc: int | None = None,
+    calib: str | None = None,
 ) -> bytes:
     """The header part for *frame* encoded with *codec* into *size* payload bytes.
 
     *shape* is what the payload decodes to, when the codec changes it (JPEG from BGRA is BGR).
     *crc* (test mode, ``serve --checksums``) is the CRC-32 of the payload, for receivers to
-    check that what arrived is what was sent.
+    check that what arrived is what was sent. *calib* is the revision of the device's
+    calibration, so that a receiver knows when to fetch a new one.
     """
     template = _header_template(
         frame.device_id,
@@ -76,6 +80,7 @@ def build_header(
         codec,
         frame.units,
         frame.intrinsics,
+        calib,
     )
     text = template % (
         frame.seq,
@@ -102,6 +107,7 @@ def _header_template(
     codec: str,
     units: str,
     intrinsics: Intrinsics | None,
+    calib: str | None,
 ) -> str:
     """The JSON of a header with ``%d`` where the per-frame integers go: what stays the same
     for every frame of a stream is serialized once, not per frame (ASCII, like json.dumps)."""
@@ -116,6 +122,8 @@ def _header_template(
     )
     if intrinsics is not None:
         text += f',"intrinsics":{js(intrinsics.to_dict())}'
+    if calib is not None:
+        text += f',"calib":{js(calib)}'
     return text
 
 
@@ -151,6 +159,9 @@ def parse_header(raw: bytes | memoryview) -> FrameHeader:
         for name in ("device", "dtype", "codec", "units"):
             if not isinstance(f[name], str):
                 raise ProtocolError(f"frame header field {name!r} must be a string")
+        calib = f.get("calib")
+        if calib is not None and (not isinstance(calib, str) or len(calib) > 64):
+            raise ProtocolError("frame header field 'calib' must be a short string")
         return FrameHeader(
             device_id=f["device"],
             stream=StreamKind(f["stream"]),
@@ -165,6 +176,7 @@ def parse_header(raw: bytes | memoryview) -> FrameHeader:
             units=f["units"],
             size=f["size"],
             intrinsics=intr,
+            calib=calib,
         )
     except KeyError as exc:
         raise ProtocolError(f"frame header lacks field {exc}") from None
@@ -204,6 +216,7 @@ def decode_parts(header: FrameHeader, payload: Any) -> Frame:
             frameset_id=header.frameset_id,
             units=header.units,
             intrinsics=intrinsics,
+            calibration=header.calib,
         )
     except ValueError as exc:
         raise ProtocolError(f"frame does not match its header: {exc}") from None

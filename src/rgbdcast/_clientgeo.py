@@ -1,0 +1,223 @@
+"""What a client knows about its devices' geometry: calibrations, per-pixel tables, clouds.
+
+How this works: who/me carries each device's calibration, and every frame header names the
+revision it was taken under. A client parses (and validates) a calibration when first asked,
+and asks the server again (the ``calibration`` control request) when a frame names a revision
+it does not hold: a calibration that changes while streaming (a fit finishing on the sensor's
+host) reaches the consumer with the first frame taken under it. Per-pixel tables (Kinect v2's
+depth-to-camera-space table, ~1.7 MB) are fetched once per revision, on first use.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+
+from .errors import ProtocolError, UsageError
+from .frames import Frame, StreamKind
+from .framesets import FramesetSubscription
+from .geometry.calibration import TABLE_DEPTH_TO_CAMERA, Calibration
+from .geometry.camera import check_table
+from .geometry.pointcloud import PointCloud, point_cloud
+from .protocol.control import MessageType
+
+__all__ = ["ClientGeometry", "FramesetMismatch"]
+
+
+class FramesetMismatch(UsageError):
+    """Frames handed to one point cloud come from different devices or framesets."""
+
+
+class ClientGeometry:
+    """Mixed into :class:`~rgbdcast.client.Client`: calibration and point clouds."""
+
+    _view: Any
+
+    def _call(
+        self, mtype: MessageType, timeout: float | None, payload: dict[str, Any] | None = None
+    ) -> Any:
+        raise NotImplementedError
+
+    def _init_geometry(self) -> None:
+        self._geo_lock = threading.Lock()
+        self._calibrations: dict[str, Calibration] = {}
+        self._tables: dict[tuple[str, str, str], np.ndarray] = {}
+        self.frameset_mismatches = 0
+        """Point clouds refused because their frames came from different framesets."""
+        self.bad_calibrations = 0
+        """Calibrations the server sent that were malformed or implausible (refused)."""
+
+    # -- calibration --------------------------------------------------------------------------
+    def _parse(self, device_id: str, raw: Any) -> Calibration:
+        try:
+            cal = Calibration.from_dict(raw)
+        except UsageError as exc:
+            with self._geo_lock:
+                self.bad_calibrations += 1
+            raise ProtocolError(
+                f"the server sent an invalid calibration for {device_id}: {exc}"
+            ) from None
+        if cal.device_id != device_id:
+            with self._geo_lock:
+                self.bad_calibrations += 1
+            raise ProtocolError(f"the server sent {cal.device_id}'s calibration for {device_id}")
+        return cal
+
+    def calibration(
+        self, device_id: str, revision: str | None = None, timeout: float | None = None
+    ) -> Calibration:
+        """The device's calibration (from who/me; asked again if *revision*, a frame's
+        ``calibration``, names another). :class:`UsageError` saying why if it has none."""
+        with self._geo_lock:
+            held = self._calibrations.get(device_id)
+        if held is not None and (revision is None or held.revision == revision):
+            return held
+        record = self._view.devices.get(device_id)
+        if record is None:
+            known = ", ".join(self._view.devices) or "none"
+            raise UsageError(f"device {device_id!r} is not on this server (devices: {known})")
+        raw = record.info.get("calibration")
+        cal = self._parse(device_id, raw) if raw is not None else None
+        if cal is None or (revision is not None and cal.revision != revision):
+            cal = self._fetch(device_id, (), timeout)[0]
+        with self._geo_lock:
+            self._calibrations[device_id] = cal
+        return cal
+
+    def _fetch(
+        self, device_id: str, tables: Iterable[str], timeout: float | None
+    ) -> tuple[Calibration, dict[str, np.ndarray]]:
+        answer, parts = self._call(
+            MessageType.calibration, timeout, {"device": device_id, "tables": list(tables)}
+        )
+        if not isinstance(answer, dict):
+            raise ProtocolError("calibration reply must be an object")
+        if answer.get("calibration") is None:
+            reason = answer.get("error") or "it offers none"
+            raise UsageError(
+                f"device {device_id} has no calibration ({reason}); point clouds need one "
+                "(for a webcam: serve --calibration FILE)"
+            )
+        cal = self._parse(device_id, answer["calibration"])
+        got: dict[str, np.ndarray] = {}
+        metas = answer.get("tables") or {}
+        if not isinstance(metas, dict):
+            raise ProtocolError("calibration reply: tables must be an object")
+        for name, meta in metas.items():
+            got[name] = self._table(cal, name, meta, parts)
+        return cal, got
+
+    def _table(self, cal: Calibration, name: str, meta: Any, parts: list[bytes]) -> np.ndarray:
+        if name != TABLE_DEPTH_TO_CAMERA or cal.depth is None:
+            raise ProtocolError(f"calibration reply: unexpected table {name!r}")
+        try:
+            part = parts[int(meta["part"])]
+            shape = tuple(int(v) for v in meta["shape"])
+        except (KeyError, IndexError, TypeError, ValueError) as exc:
+            raise ProtocolError(f"calibration reply: bad table {name!r}: {exc}") from None
+        want = (cal.depth.height, cal.depth.width, 2)
+        if shape != want or meta.get("dtype") != "<f4" or len(part) != 4 * int(np.prod(want)):
+            raise ProtocolError(f"calibration reply: table {name!r} is not float32 {want}")
+        table = np.frombuffer(part, "<f4").reshape(want)
+        if not np.isfinite(table).all() or np.abs(table).max() > 10:
+            with self._geo_lock:
+                self.bad_calibrations += 1
+            raise ProtocolError(f"calibration reply: table {name!r} holds implausible rays")
+        check_table(table, cal.depth.width, cal.depth.height)
+        return table
+
+    def calibration_table(
+        self, device_id: str, name: str = TABLE_DEPTH_TO_CAMERA, timeout: float | None = None
+    ) -> np.ndarray | None:
+        """A per-pixel table of the device's calibration (fetched once per revision), or None
+        if its calibration has no such table."""
+        cal = self.calibration(device_id, timeout=timeout)
+        if name not in cal.tables:
+            return None
+        key = (device_id, cal.revision, name)
+        with self._geo_lock:
+            table = self._tables.get(key)
+        if table is None:
+            fresh, tables = self._fetch(device_id, [name], timeout)
+            table = tables[name]
+            with self._geo_lock:
+                self._tables = {k: v for k, v in self._tables.items() if k[0] != device_id}
+                self._tables[(device_id, fresh.revision, name)] = table
+                self._calibrations[device_id] = fresh
+        return table
+
+    # -- framesets and point clouds ------------------------------------------------------
+    def subscribe_frameset(
+        self,
+        device_id: str,
+        streams: Iterable[StreamKind | str] = (StreamKind.depth, StreamKind.color),
+        *,
+        queue_size: int = 2,
+    ) -> FramesetSubscription:
+        """Receive several streams of one device matched by frameset id (default depth and
+        color: what :meth:`point_cloud` takes)::
+
+            for frameset in client.subscribe_frameset("mock0"):
+                cloud = client.point_cloud(frameset)
+        """
+        kinds = list(dict.fromkeys(StreamKind(s) for s in streams))
+        subs: list[Any] = []
+        try:
+            for kind in kinds:
+                subs.append(self.subscribe(device_id, kind, queue_size=queue_size))  # type: ignore[attr-defined]
+        except BaseException:
+            for sub in subs:
+                sub.close()
+            raise
+        return FramesetSubscription(self, device_id, subs)
+
+    # -- point clouds -------------------------------------------------------------------------
+    def point_cloud(
+        self,
+        frames: Mapping[Any, Frame] | Iterable[Frame],
+        *,
+        organized: bool = False,
+        decimate: int = 1,
+        z_range: tuple[float, float] | None = None,
+        box: tuple[tuple[float, float, float], tuple[float, float, float]] | None = None,
+        keep_uncolored: bool = False,
+        timeout: float | None = None,
+    ) -> PointCloud:
+        """The colored point cloud of one frameset (its depth and color frames): float32
+        metres in the depth camera's optical frame, uint8 RGB, occlusion-tested. Uses the
+        device's exact per-pixel table where it has one. See
+        :func:`rgbdcast.geometry.point_cloud` for the options."""
+        items = list(frames.values()) if isinstance(frames, Mapping) else list(frames)
+        by_kind = {f.kind: f for f in items}
+        depth, color = by_kind.get(StreamKind.depth), by_kind.get(StreamKind.color)
+        if depth is None or color is None:
+            raise UsageError("a point cloud needs a depth frame and a color frame of one frameset")
+        if depth.device_id != color.device_id or depth.frameset_id != color.frameset_id:
+            with self._geo_lock:
+                self.frameset_mismatches += 1
+            raise FramesetMismatch(
+                f"depth {depth.device_id}#{depth.frameset_id} and color "
+                f"{color.device_id}#{color.frameset_id} are not one frameset; match them by "
+                "frameset id (Client.subscribe_frameset does)"
+            )
+        cal = self.calibration(depth.device_id, depth.calibration, timeout)
+        rays = None
+        if TABLE_DEPTH_TO_CAMERA in cal.tables:
+            rays = self.calibration_table(depth.device_id, TABLE_DEPTH_TO_CAMERA, timeout)
+        img = color.array
+        if img.ndim == 3 and img.shape[2] == 4:  # BGRA from a raw Kinect color stream
+            img = np.ascontiguousarray(img[..., :3])
+        return point_cloud(
+            depth.array,
+            img,
+            cal,
+            rays=rays,
+            organized=organized,
+            decimate=decimate,
+            z_range=z_range,
+            box=box,
+            keep_uncolored=keep_uncolored,
+        )

@@ -138,6 +138,30 @@ def test_save_writes_readable_files(served: Serve, tmp_path: Path) -> None:
     assert len(body["bodies"][0]["joints"]) == 25 and "Head" in body["bodies"][0]["joints"]
 
 
+def test_save_ply_writes_colored_clouds_that_other_tools_read(
+    served: Serve, tmp_path: Path
+) -> None:
+    import plyfile  # a dev dependency: the reader other tools' users have
+
+    from rgbdcast.geometry import Calibration
+
+    res = run("save", served.endpoint, "--out", str(tmp_path), "-n", "2", "--ply")
+    assert res.returncode == 0, res.stderr
+    folder = tmp_path / "mock0"
+    clouds = sorted(folder.glob("cloud_*.ply"))
+    assert len(clouds) == 2 and "points" in res.stdout
+    ply = plyfile.PlyData.read(str(clouds[0]))
+    assert ply.header.count("binary_little_endian") == 1
+    v = ply["vertex"]
+    assert [p.name for p in v.properties] == ["x", "y", "z", "red", "green", "blue"]
+    assert v["x"].dtype == np.float32 and v["red"].dtype == np.uint8
+    assert len(v) > 150_000  # 512x424 less what the color camera does not see
+    assert v["z"].min() > 1.0 and v["z"].max() < 5.0  # metres
+    assert np.mean(v["red"]) > 20 and np.std(v["green"]) > 5
+    cal = Calibration.from_dict(json.loads((folder / "calibration.json").read_text()))
+    assert cal.device_id == "mock0" and cal.color is not None and cal.color.width == 320
+
+
 @pytest.mark.parametrize(
     "args,needle",
     [

@@ -60,10 +60,21 @@ def add_parsers(sub: Any) -> None:
         "save",
         help="save frames of every stream to disk",
         description="Save N frames of each stream: PNG images, 16-bit PNG depth "
-        "and infrared, JSON bodies; one folder per device.",
+        "and infrared, JSON bodies; one folder per device, with the device's calibration.json. "
+        "With --ply, N colored point clouds per device instead (binary PLY: Open3D, "
+        "CloudCompare, MeshLab).",
     )
     endpoint_arg(p)
     p.add_argument("--out", required=True, help="output folder")
+    p.add_argument(
+        "--ply",
+        action="store_true",
+        help="save registered, colored point clouds (needs the device's calibration)",
+    )
+    p.add_argument(
+        "--decimate", type=int, default=1, help="with --ply: every Nth pixel of every Nth row"
+    )
+    p.add_argument("--device", action="append", help="only this device (repeatable)")
     p.add_argument("-n", "--frames", type=int, default=1, help="frames per stream (default 1)")
     p.add_argument(
         "--streams", type=streams_type, default=None, help="streams to save (default all)"
@@ -204,11 +215,21 @@ def _stats_zenoh(args: argparse.Namespace) -> int:
 
 
 def cmd_save(args: argparse.Namespace) -> int:
-    from ..save import save_frames
+    from ..save import save_calibration, save_frames, save_point_clouds
 
     with connect(args.endpoint, client_keys(args)) as client:
-        subs = _subscribe_all(client, args.streams)
-        written = save_frames(subs, args.out, args.frames, args.timeout, progress=print)
+        if args.ply:
+            devices = args.device or list(client.devices)
+            written = save_point_clouds(
+                client, devices, args.out, args.frames, args.timeout, args.decimate, print
+            )
+        else:
+            subs = _subscribe_all(client, args.streams, args.device)
+            written = save_frames(subs, args.out, args.frames, args.timeout, progress=print)
+            devices = sorted({sub.device_id for sub in subs})
+        for device_id in devices:
+            if save_calibration(client, device_id, args.out) is not None:
+                written += 1
     print(f"saved {written} files under {args.out}")
     return 0
 

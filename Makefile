@@ -46,6 +46,7 @@ test: lint
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[bench3d]'
 	RGBDCAST_BIND=127.0.0.1 RGBDCAST_INTERFACES=127.0.0.1 $(BIN)/rgbdcast bench --write BENCHMARKS.md
 
 clean:

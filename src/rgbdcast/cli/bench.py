@@ -1,5 +1,6 @@
 """``rgbdcast bench``: the runner. It parses the options and runs the suites asked for; each
-suite is a module of :mod:`rgbdcast.bench` (codecs, e2e, peers, gateway, web, zenoh, soak)."""
+suite is a module of :mod:`rgbdcast.bench` (codecs, e2e, peers, gateway, web, zenoh,
+geometry, soak)."""
 
 from __future__ import annotations
 
@@ -112,7 +113,7 @@ def add_parsers(sub: Any) -> None:
     p.set_defaults(func=cmd_bench)
 
 
-SUITES = ("codecs", "e2e", "peers", "gateway", "web", "zenoh")
+SUITES = ("codecs", "e2e", "peers", "gateway", "web", "zenoh", "geometry")
 """What ``--suite all`` runs, in order; each is ``rgbdcast.bench.<suite>.cmd_<suite>``."""
 
 

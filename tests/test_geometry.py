@@ -256,3 +256,15 @@ def test_extrinsics_compose_and_invert() -> None:
     back = e.inverse().apply(e.apply(p))
     np.testing.assert_allclose(back, p, atol=1e-6)
     np.testing.assert_allclose(e.matrix() @ e.inverse().matrix(), np.eye(4), atol=1e-12)
+
+
+def test_the_geometry_bench_measures_what_it_reports() -> None:
+    """The figures `rgbdcast bench --suite geometry` writes come from these functions."""
+    from rgbdcast.bench.geometry import accuracy, speed
+
+    acc = accuracy(frames=2)
+    assert acc["mean_px"] <= 0.5 and acc["edge_fail_pct"] <= 0.5
+    assert acc["edge_fail_plain_pct"] > 5 * max(acc["edge_fail_pct"], 0.1)
+    times, _ = speed(reps=2, rounds=1)
+    assert {"ours", "ours (numpy reference)", "numpy back-projection (no color)"} <= set(times)
+    assert all(ms > 0 for ms in times.values())

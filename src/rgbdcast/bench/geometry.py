@@ -39,6 +39,15 @@ def _edges(z: np.ndarray, step: float = 0.1, grow: int = 3) -> np.ndarray:
     return cv2.dilate(((gx > step) | (gy > step)).astype(np.uint8), k).astype(bool)
 
 
+def _other_surface(reg: Any, color_z: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """For the points in *mask*: does the color pixel they take show another surface (the
+    color camera's true depth there differs from the point's by more than 5 cm or 2%)?"""
+    ui = np.floor(reg.u[mask] + 0.5).astype(int)
+    vi = np.floor(reg.v[mask] + 0.5).astype(int)
+    zc = reg.zc[mask]
+    return np.asarray(np.abs(color_z[vi, ui] - zc) > np.maximum(0.05, 0.02 * zc))
+
+
 def accuracy(frames: int = 12) -> dict[str, float]:
     """Registration on the mock against its ground truth, over *frames* framesets."""
     from ..devices.mock import MockDevice
@@ -63,18 +72,12 @@ def accuracy(frames: int = 12) -> dict[str, float]:
         errs.append(np.hypot(reg.u - ut, reg.v - vt)[vis])
         edge = _edges(z)
 
-        def bad(mask: np.ndarray) -> np.ndarray:
-            ui = np.floor(reg.u[mask] + 0.5).astype(int)
-            vi = np.floor(reg.v[mask] + 0.5).astype(int)
-            zc = reg.zc[mask]
-            return np.asarray(np.abs(color_z[vi, ui] - zc) > np.maximum(0.05, 0.02 * zc))
-
-        b = bad(vis)
+        b = _other_surface(reg, color_z, vis)
         wrong += int(b[edge[vis]].sum())
         near += int(edge[vis].sum())
         inside = reg.valid & (reg.u >= -0.5) & (reg.u < cal.color.width - 0.5)
         inside &= (reg.v >= -0.5) & (reg.v < cal.color.height - 0.5)
-        bp = bad(inside)
+        bp = _other_surface(reg, color_z, inside)
         wrong_plain += int(bp[edge[inside]].sum())
         near_plain += int(edge[inside].sum())
         visible += int(vis.sum())
@@ -130,8 +133,11 @@ def speed(reps: int = 30, rounds: int = 5) -> tuple[dict[str, float], str]:
     }
     note = "" if native() else "the C path was not built: 'ours' is the numpy path. "
     try:
+        import importlib
+
         import cv2
-        import open3d as o3d
+
+        o3d: Any = importlib.import_module("open3d")  # untyped where it is not installed
 
         d = cal.depth
         pinhole = o3d.camera.PinholeCameraIntrinsic(d.width, d.height, d.fx, d.fy, d.cx, d.cy)

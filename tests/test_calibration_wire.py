@@ -4,8 +4,11 @@ each header, a calibration that changes while streaming, and refusals at both ed
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,6 +21,8 @@ from rgbdcast.framesets import FramesetSubscription
 from rgbdcast.geometry import Calibration, point_cloud, ray_table
 from rgbdcast.geometry.calibration import TABLE_DEPTH_TO_CAMERA
 from rgbdcast.protocol.control import MessageType, make_msg
+
+RECORD = [sys.executable, "-m", "rgbdcast", "record"]
 
 
 def _control(endpoint: str, frames: list[bytes]) -> list[bytes]:
@@ -275,3 +280,79 @@ def test_framesets_match_by_id_count_what_cannot_match_and_survive_a_restart() -
     assert got == [2, 4, 7, 3]
     assert sets.matched == 4
     assert sets.unmatched == {"depth": 3, "color": 3}
+
+
+def test_the_calibration_is_recorded_for_foxglove_and_replayed(
+    served: tuple[Server, str], tmp_path: Path
+) -> None:
+    """record writes the calibration (JSON, CameraCalibration with the optical frame ids, a
+    FrameTransform between them, the table as an attachment); rosbags reads the Foxglove
+    messages; a replay of the file serves the same calibration and table to a client."""
+    from mcap.reader import make_reader
+    from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+
+    from rgbdcast.protocol import cdr
+    from rgbdcast.record.replay import ReplayDevice
+
+    srv, endpoint = served
+    dev = next(d for d in srv.devices if d.id == "cal0")
+    assert isinstance(dev, TableMock)
+    out = tmp_path / "cal.mcap"
+    res = subprocess.run(
+        [*RECORD, endpoint, "--out", str(out), "--duration", "1.5", "--device", "cal0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert res.returncode == 0, res.stderr
+    text = subprocess.run(
+        [sys.executable, "-m", "rgbdcast", "inspect", str(out)], capture_output=True, text=True
+    ).stdout
+    assert f"calibration cal0 {dev.calibration().revision}: registered depth and color" in text
+    assert "tables: depth_to_camera_space" in text
+
+    store = get_typestore(Stores.ROS2_HUMBLE)
+    for name, msg in (cdr.CALIBRATION, cdr.FRAME_TRANSFORM, cdr.COMPRESSED_IMAGE):
+        store.register(get_types_from_msg(msg.split("=" * 80)[0], name))
+    seen: dict[str, Any] = {}
+    with open(out, "rb") as f:
+        reader = make_reader(f)
+        for _, channel, message in reader.iter_messages():
+            if channel.topic in ("/cal0/color/calibration", "/tf", "/cal0/calibration"):
+                seen.setdefault(channel.topic, message.data)
+            if channel.topic == "/cal0/color":
+                seen.setdefault("image", message.data)
+        attachments = list(reader.iter_attachments())
+    color = store.deserialize_cdr(seen["/cal0/color/calibration"], cdr.CALIBRATION[0])
+    cal = dev.calibration()
+    assert cal.color is not None and cal.depth_to_color is not None
+    assert color.frame_id == "cal0_color_optical_frame"
+    assert (color.width, color.height) == (cal.color.width, cal.color.height)
+    assert color.k[0] == cal.color.fx and color.k[2] == cal.color.cx
+    tf = store.deserialize_cdr(seen["/tf"], cdr.FRAME_TRANSFORM[0])
+    assert (tf.parent_frame_id, tf.child_frame_id) == (cal.depth_frame, cal.color_frame)
+    # the color camera's pose in the depth camera: where the mock put it
+    from rgbdcast.devices.scene import MOCK_COLOR_CENTER
+
+    t = (tf.translation.x, tf.translation.y, tf.translation.z)
+    np.testing.assert_allclose(t, MOCK_COLOR_CENTER, atol=1e-9)
+    q = np.array([tf.rotation.x, tf.rotation.y, tf.rotation.z, tf.rotation.w])
+    assert abs(np.linalg.norm(q) - 1) < 1e-9 and 0.99999 < q[3] < 1.0
+    image = store.deserialize_cdr(seen["image"], "foxglove_msgs/msg/CompressedImage")
+    assert image.frame_id == "cal0_color_optical_frame"  # what the transform and camera name
+    assert Calibration.from_dict(json.loads(seen["/cal0/calibration"])) == cal
+    (table,) = [a for a in attachments if a.name.endswith("/depth_to_camera_space")]
+    assert np.array_equal(np.frombuffer(table.data, "<f4").reshape(424, 512, 2), dev.table)
+
+    replay = ReplayDevice(out, "cal0")
+    assert replay.calibration() == cal
+    with Server("127.0.0.1", announce=False, name="replay") as rs:
+        rs.add_device(replay)
+        with Client(f"tcp://127.0.0.1:{rs.port}", connect_immediately=True) as client:
+            assert client.calibration("cal0") == cal
+            got = client.calibration_table("cal0")
+            assert got is not None and np.array_equal(got, dev.table)
+            with client.subscribe_frameset("cal0") as sets:
+                frames = sets.get(timeout=5)
+                assert frames[StreamKind.depth].calibration == cal.revision
+                assert len(client.point_cloud(frames)) > 100_000

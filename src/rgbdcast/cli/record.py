@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..errors import UsageError
+from ..errors import RgbdcastError, UsageError
 from ..frames import StreamKind
 from .common import client_keys, install_stop_signals, streams_type
 
@@ -111,6 +111,7 @@ def cmd_record(args: argparse.Namespace) -> int:
             chunk_bytes=int(args.chunk_mb * (1 << 20)),
             compression=args.compression,
         )
+        calibrations = _CalibrationWriter(client)
         client.on_frame.connect(on_frame, sender=client, weak=False)
         subs = [client.subscribe(d, k, decode=False, queue_size=1) for d, k in chosen]
         print(f"recording {len(subs)} streams of {client.server_name!r} to {out}", flush=True)
@@ -123,7 +124,7 @@ def cmd_record(args: argparse.Namespace) -> int:
                 if args.duration is not None and now - started >= args.duration:
                     break
                 with contextlib.suppress(queue.Empty):
-                    recorder.write(pending.get(timeout=0.1))
+                    calibrations.write(recorder, pending.get(timeout=0.1))
                 if now >= next_line:
                     next_line = now + (1.0 if tty else 5.0)
                     line = _progress(recorder, subs, dropped[0], now - started)
@@ -132,7 +133,7 @@ def cmd_record(args: argparse.Namespace) -> int:
             client.on_frame.disconnect(on_frame, sender=client)
             while recorder.failed is None:  # what already arrived is kept
                 try:
-                    recorder.write(pending.get_nowait())
+                    calibrations.write(recorder, pending.get_nowait())
                 except queue.Empty:
                     break
             recorder.close()
@@ -141,6 +142,29 @@ def cmd_record(args: argparse.Namespace) -> int:
             line = _progress(recorder, subs, dropped[0], time.monotonic() - started)
             print(("\n" if tty else "") + "done: " + line, flush=True)
     return 0
+
+
+class _CalibrationWriter:
+    """Writes each device's calibration (and its tables) into the recording before the first
+    frame that names it, so a calibration fitted or changed while recording is recorded too."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.seen: set[tuple[str, str]] = set()
+
+    def write(self, recorder: Any, encoded: Any) -> None:
+        h = encoded.header
+        if h.calib is not None and (h.device_id, h.calib) not in self.seen:
+            self.seen.add((h.device_id, h.calib))
+            try:
+                cal = self.client.calibration(h.device_id, h.calib, timeout=3.0)
+                tables = {n: self.client.calibration_table(h.device_id, n, 5.0) for n in cal.tables}
+                recorder.write_calibration(
+                    cal, h.host_time_ns, {n: t for n, t in tables.items() if t is not None}
+                )
+            except (RgbdcastError, TimeoutError) as exc:
+                print(f"\nnote: {h.device_id}'s calibration is not recorded: {exc}", flush=True)
+        recorder.write(encoded)
 
 
 def _progress(recorder: Any, subs: list[Any], writer_drops: int, elapsed: float) -> str:
@@ -178,4 +202,10 @@ def cmd_inspect(args: argparse.Namespace) -> int:
             f"{s['device']:<12}{s['stream']:<10}{s['frames']:>8}{s['fps']:>7.1f}"
             f"{s['bytes'] / 1e6:>9.1f}  {size:<11}{s['schema']} ({s['codec']})"
         )
+    for c in summary["calibrations"]:
+        what = "registered depth and color" if c["registered"] else "intrinsics only"
+        tables = f", tables: {', '.join(c['tables'])}" if c["tables"] else ""
+        print(f"calibration {c['device']} {c['revision']}: {what} ({c['source']}){tables}")
+    for reason in summary["bad_calibrations"]:
+        print(f"calibration refused: {reason}")
     return 0

@@ -122,6 +122,32 @@ class Extrinsics:
         m[:3, 3] = self.t
         return m
 
+    def quaternion(self) -> tuple[float, float, float, float]:
+        """The rotation as a unit quaternion ``(x, y, z, w)``, w >= 0 (ROS and Foxglove order)."""
+        m = self.R
+        tr = m[0, 0] + m[1, 1] + m[2, 2]
+        if tr > 0:
+            s = 2.0 * np.sqrt(tr + 1.0)
+            q = (
+                (m[2, 1] - m[1, 2]) / s,
+                (m[0, 2] - m[2, 0]) / s,
+                (m[1, 0] - m[0, 1]) / s,
+                0.25 * s,
+            )
+        else:
+            i = int(np.argmax(np.diag(m)))
+            j, k = (i + 1) % 3, (i + 2) % 3
+            s = 2.0 * np.sqrt(1.0 + m[i, i] - m[j, j] - m[k, k])
+            v = [0.0, 0.0, 0.0]
+            v[i] = 0.25 * s
+            v[j] = (m[j, i] + m[i, j]) / s
+            v[k] = (m[k, i] + m[i, k]) / s
+            q = (v[0], v[1], v[2], (m[k, j] - m[j, k]) / s)
+        n = float(np.linalg.norm(q))
+        sign = -1.0 if q[3] < 0 else 1.0
+        x, y, z, w = (float(c) * sign / n for c in q)
+        return (x, y, z, w)
+
     def inverse(self) -> Extrinsics:
         r = self.R.T
         return Extrinsics(tuple(r.ravel()), tuple(-r @ self.t))  # type: ignore[arg-type]

@@ -3,7 +3,8 @@
 How this works: a :class:`Writer` appends primitives with the alignment CDR asks for (relative
 to the end of the 4-byte encapsulation header); a :class:`Reader` reads them back and refuses
 anything that runs past the buffer. The message types are Foxglove's well-known schemas in their
-ROS 2 form (``foxglove_msgs/msg/CompressedImage``, ``RawImage``, ``CameraCalibration``), which
+ROS 2 form (``foxglove_msgs/msg/CompressedImage``, ``RawImage``, ``CameraCalibration``,
+``FrameTransform``), which
 Foxglove opens natively; their ``ros2msg`` definitions are below, for MCAP schema records.
 """
 
@@ -18,6 +19,7 @@ from ..frames import Intrinsics
 __all__ = [
     "CALIBRATION",
     "COMPRESSED_IMAGE",
+    "FRAME_TRANSFORM",
     "RAW_IMAGE",
     "Reader",
     "Writer",
@@ -26,6 +28,7 @@ __all__ = [
     "decode_raw_image",
     "encode_calibration",
     "encode_compressed_image",
+    "encode_frame_transform",
     "encode_raw_image",
     "write_pinhole",
 ]
@@ -51,6 +54,17 @@ CALIBRATION = (
     "string distortion_model\nfloat64[] d\nfloat64[9] k\nfloat64[9] r\nfloat64[12] p\n"
     + _SEP
     + _TIME,
+)
+FRAME_TRANSFORM = (
+    "foxglove_msgs/msg/FrameTransform",
+    "builtin_interfaces/Time timestamp\nstring parent_frame_id\nstring child_frame_id\n"
+    "geometry_msgs/Vector3 translation\ngeometry_msgs/Quaternion rotation\n"
+    + _SEP
+    + _TIME
+    + _SEP
+    + "MSG: geometry_msgs/Vector3\nfloat64 x\nfloat64 y\nfloat64 z\n"
+    + _SEP
+    + "MSG: geometry_msgs/Quaternion\nfloat64 x\nfloat64 y\nfloat64 z\nfloat64 w\n",
 )
 
 
@@ -201,6 +215,22 @@ def encode_calibration(t_ns: int, frame_id: str, intr: Intrinsics) -> bytes:
     w.u32(intr.height)
     w.string(intr.model)
     write_pinhole(w, intr)
+    return w.getvalue()
+
+
+def encode_frame_transform(
+    t_ns: int,
+    parent: str,
+    child: str,
+    translation: tuple[float, float, float],
+    rotation: tuple[float, float, float, float],
+) -> bytes:
+    """``FrameTransform``: the pose of *child* in *parent*, rotation as a quaternion x y z w."""
+    w = Writer()
+    w.time(t_ns)
+    w.string(parent)
+    w.string(child)
+    w.f64s([float(v) for v in (*translation, *rotation)], fixed=7)
     return w.getvalue()
 
 

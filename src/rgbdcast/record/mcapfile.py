@@ -1,10 +1,12 @@
-"""Frames to and from MCAP messages: topics, schemas and conversions (no file handling here).
+r"""Frames to and from MCAP messages: topics, schemas and conversions (no file handling here).
 
 How this works: each device stream is one MCAP channel on topic ``/<device>/<stream>``; images
 use Foxglove's well-known schemas in their ROS 2 form, CDR-encoded (color as it was sent: a JPEG
 in ``CompressedImage``; otherwise ``RawImage`` ``bgr8``; depth ``RawImage`` ``16UC1``, infrared
 ``mono16``, both little-endian and lossless), calibration goes to
-``/<device>/<stream>/calibration`` (``CameraCalibration``) whenever it changes, and bodies are
+``/<device>/<stream>/calibration`` (``CameraCalibration``) whenever it changes, a device's whole
+calibration to ``/<device>/calibration`` (JSON) with a ``FrameTransform`` on ``/tf`` between its
+optical frames (the images' ``frame_id``\ s), its per-pixel tables to attachments, and bodies are
 JSON messages with the schema :data:`BODIES_SCHEMA`. Message ``log_time`` is the capture time on
 the host, ``publish_time`` the device's own time, ``sequence`` the frame's sequence number.
 """
@@ -31,6 +33,7 @@ from ..frames import (
     StreamKind,
     TrackingState,
 )
+from ..geometry.calibration import Calibration
 from ..protocol import cdr
 from ..protocol.envelope import EncodedFrame
 from ..protocol.viewer import is_plain_jpeg
@@ -38,8 +41,12 @@ from ..protocol.viewer import is_plain_jpeg
 __all__ = [
     "BODIES_SCHEMA",
     "PROFILE",
+    "CALIBRATION_SCHEMA",
+    "TABLE_ATTACHMENT",
     "ChannelSpec",
     "calibration_message",
+    "full_calibration_messages",
+    "optical_frame",
     "frame_message",
     "message_frame",
 ]
@@ -94,6 +101,51 @@ def _ros(schema: tuple[str, str]) -> tuple[str, str, bytes]:
     return (schema[0], "ros2msg", schema[1].encode())
 
 
+CALIBRATION_SCHEMA = {
+    "title": "rgbdcast.Calibration",
+    "description": "A device's calibration, version 1: docs/protocol.md, section Calibration",
+    "type": "object",
+}
+TRANSFORMS_TOPIC = "/tf"
+TABLE_ATTACHMENT = "rgbdcast/{device}/{revision}/{table}"
+"""The name of an attachment holding a per-pixel table (float32 little-endian, [H, W, 2])."""
+
+
+def optical_frame(device: str, kind: StreamKind) -> str:
+    """The frame id of a stream's pixels: the color camera, or the depth camera (depth and
+    infrared), as in the device's calibration."""
+    cam = "color" if kind is StreamKind.color else "depth"
+    return f"{device}_{cam}_optical_frame"
+
+
+def full_calibration_messages(cal: Calibration, t_ns: int) -> list[tuple[ChannelSpec, bytes]]:
+    """What a device's calibration becomes in a recording: itself (JSON, on
+    ``/<device>/calibration``, what a replay reads back), Foxglove ``CameraCalibration`` for
+    depth, infrared and color (with distortion), and a ``FrameTransform`` on ``/tf`` placing the
+    color camera in the depth camera, so that Foxglove's 3-D panel can put them together."""
+    device = cal.device_id
+    schema = ("rgbdcast.Calibration", "jsonschema", json.dumps(CALIBRATION_SCHEMA).encode())
+    out = [
+        (
+            ChannelSpec(f"/{device}/calibration", schema, "json"),
+            json.dumps(cal.to_dict(), separators=(",", ":")).encode(),
+        )
+    ]
+    for kind in (StreamKind.depth, StreamKind.infrared, StreamKind.color):
+        intr = cal.intrinsics_of(kind)
+        if intr is not None:
+            msg = cdr.encode_calibration(t_ns, optical_frame(device, kind), intr)
+            out.append((channel_spec(device, kind, "calibration"), msg))
+    if cal.depth_to_color is not None:
+        pose = cal.depth_to_color.inverse()  # the color camera's pose in the depth camera
+        tx, ty, tz = pose.translation
+        msg = cdr.encode_frame_transform(
+            t_ns, cal.depth_frame, cal.color_frame, (tx, ty, tz), pose.quaternion()
+        )
+        out.append((ChannelSpec(TRANSFORMS_TOPIC, _ros(cdr.FRAME_TRANSFORM), "cdr"), msg))
+    return out
+
+
 def channel_spec(device: str, kind: StreamKind, fmt: str) -> ChannelSpec:
     """The channel of a device stream written as *fmt* (``jpeg``, ``raw`` or ``calibration``)."""
     topic = f"/{device}/{kind.value}"
@@ -112,7 +164,7 @@ def frame_message(encoded: EncodedFrame) -> tuple[ChannelSpec, bytes]:
     h = encoded.header
     device, kind, t = h.device_id, h.stream, h.host_time_ns
     if kind is StreamKind.color and h.codec == "jpeg" and is_plain_jpeg(encoded.payload):
-        msg = cdr.encode_compressed_image(t, device, encoded.payload, "jpeg")
+        msg = cdr.encode_compressed_image(t, optical_frame(device, kind), encoded.payload, "jpeg")
         return channel_spec(device, kind, "jpeg"), msg
     frame = encoded.decode()
     if kind is StreamKind.body:
@@ -125,7 +177,8 @@ def frame_message(encoded: EncodedFrame) -> tuple[ChannelSpec, bytes]:
     else:
         arr = arr.astype("<u2", copy=False)
         enc, step = ("16UC1" if kind is StreamKind.depth else "mono16"), arr.shape[1] * 2
-    msg = cdr.encode_raw_image(t, device, arr.shape[1], arr.shape[0], enc, step, arr.data)
+    frame_id = optical_frame(device, kind)
+    msg = cdr.encode_raw_image(t, frame_id, arr.shape[1], arr.shape[0], enc, step, arr.data)
     return channel_spec(device, kind, "raw"), msg
 
 
@@ -136,7 +189,7 @@ def calibration_message(encoded: EncodedFrame) -> tuple[ChannelSpec, bytes] | No
     from ..frames import Intrinsics
 
     intr = Intrinsics.from_dict(h.intrinsics)
-    msg = cdr.encode_calibration(h.host_time_ns, h.device_id, intr)
+    msg = cdr.encode_calibration(h.host_time_ns, optical_frame(h.device_id, h.stream), intr)
     return channel_spec(h.device_id, h.stream, "calibration"), msg
 
 

@@ -17,12 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
+import numpy as np
 from mcap import records as rec
 from mcap.exceptions import McapError
 from mcap.stream_reader import StreamReader, breakup_chunk
 
-from ..errors import ProtocolError, RecordingError
+from ..errors import ProtocolError, RecordingError, UsageError
 from ..frames import Frame, StreamKind
+from ..geometry.calibration import Calibration
 from .mcapfile import METADATA_NAME, message_frame
 
 __all__ = ["ChannelInfo", "Recording"]
@@ -78,10 +80,17 @@ class Recording:
     truncated: bool = False
     closed_properly: bool = False
     skipped: int = 0
+    calibrations: dict[str, list[tuple[int, Calibration]]] = field(default_factory=dict)
+    """Per device, each calibration recorded and its log time, in file order."""
+    tables: dict[tuple[str, str, str], np.ndarray] = field(default_factory=dict)
+    """Per-pixel tables by ``(device, calibration revision, name)``."""
+    bad_calibrations: list[str] = field(default_factory=list)
+    """Why each recorded calibration that was refused on reading was refused."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.channels, self.metadata = {}, {}
+        self.calibrations, self.tables, self.bad_calibrations = {}, {}, []
         self.truncated = self.closed_properly = False
         self.skipped = 0
         try:
@@ -158,6 +167,8 @@ class Recording:
         schemas: dict[int, Any] = {}
         self.channels = {}
         self.closed_properly = False
+        self.calibrations, self.tables, self.bad_calibrations = {}, {}, []
+        attachments = []  # written beside the chunks, so maybe before their calibration
         for record in self._records():
             if isinstance(record, rec.Schema):
                 schemas[record.id] = record
@@ -173,13 +184,51 @@ class Recording:
                     seq = record.sequence
                     ch.first_seq = seq if ch.first_seq is None else min(ch.first_seq, seq)
                     ch.last_seq = seq if ch.last_seq is None else max(ch.last_seq, seq)
+                    if ch.schema == "rgbdcast.Calibration" and ch.device:
+                        self._read_calibration(ch.device, record)
             elif isinstance(record, rec.Metadata):
                 self.metadata[record.name] = dict(record.metadata)
+            elif isinstance(record, rec.Attachment):
+                attachments.append(record)
+        for record in attachments:
+            self._read_table(record)
         if not any(ch.is_frames for ch in self.channels.values()):
             topics = ", ".join(sorted(ch.topic for ch in self.channels.values())) or "none"
             why = " (the file ends before any data)" if self.truncated else ""
             raise RecordingError(f"{self.path} holds no rgbdcast streams{why}; topics: {topics}")
         return self
+
+    def _read_calibration(self, device: str, record: Any) -> None:
+        try:
+            cal = Calibration.from_dict(json.loads(bytes(record.data)))
+            if cal.device_id != device:
+                raise UsageError(f"it is {cal.device_id}'s, on {device}'s channel")
+        except (ValueError, UsageError) as exc:
+            self.bad_calibrations.append(f"{device}: {exc}")
+            return
+        self.calibrations.setdefault(device, []).append((record.log_time, cal))
+
+    def _read_table(self, record: Any) -> None:
+        parts = record.name.split("/")
+        if len(parts) != 4 or parts[0] != "rgbdcast":
+            return
+        _, device, revision, name = parts
+        cal = next(
+            (c for _, c in self.calibrations.get(device, []) if c.revision == revision), None
+        )
+        if cal is None or cal.depth is None or name not in cal.tables:
+            self.bad_calibrations.append(f"{device}: a table {name!r} without its calibration")
+            return
+        want = (cal.depth.height, cal.depth.width, 2)
+        data = bytes(record.data)
+        if len(data) != 4 * want[0] * want[1] * 2:
+            self.bad_calibrations.append(f"{device}: table {name!r} is not float32 {want}")
+            return
+        table = np.frombuffer(data, "<f4").reshape(want)
+        if not np.isfinite(table).all():
+            self.bad_calibrations.append(f"{device}: table {name!r} holds NaN or infinity")
+            return
+        self.tables[(device, revision, name)] = table
 
     @property
     def devices(self) -> dict[str, list[ChannelInfo]]:
@@ -258,4 +307,16 @@ class Recording:
                 }
                 for ch in sorted(frames, key=lambda c: c.topic)
             ],
+            "calibrations": [
+                {
+                    "device": device,
+                    "revision": cal.revision,
+                    "source": cal.source,
+                    "registered": cal.registrable,
+                    "tables": [n for n in cal.tables if (device, cal.revision, n) in self.tables],
+                }
+                for device, cals in sorted(self.calibrations.items())
+                for _, cal in cals
+            ],
+            "bad_calibrations": list(self.bad_calibrations),
         }

@@ -19,6 +19,7 @@ from typing import Any
 from ..devices.base import StreamInfo, ThreadedDevice, wait_until
 from ..errors import UsageError
 from ..frames import Frame, Intrinsics, StreamKind
+from ..geometry.calibration import Calibration
 from .reader import Recording
 
 __all__ = ["ReplayDevice", "replay_devices"]
@@ -71,7 +72,9 @@ class ReplayDevice(ThreadedDevice):
                 units=str(info.get("units", "")),
                 intrinsics=intr,
             )
-        self._groups: Iterator[tuple[int, list[Frame]]] | None = None
+        self._calibrations = self.recording.calibrations.get(device_id, [])
+        self._cal_index = 0
+        self._groups: Iterator[tuple[int, int, list[Frame]]] | None = None
         self._t0 = 0
         self.loops = 0
 
@@ -82,8 +85,28 @@ class ReplayDevice(ThreadedDevice):
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "kind": self.kind, "file": str(self.recording.path)}
 
-    def _framesets(self) -> Iterator[tuple[int, list[Frame]]]:
-        """``(due offset ns, frames)`` groups, looping if asked.
+    def calibration(self) -> Calibration | None:
+        """The calibration recorded for the frames being replayed (None if none was)."""
+        if not self._calibrations:
+            return None
+        return self._calibrations[self._cal_index][1]
+
+    def calibration_table(self, name: str) -> Any:
+        cal = self.calibration()
+        return None if cal is None else self.recording.tables.get((self.id, cal.revision, name))
+
+    def _follow_calibration(self, t_log: int) -> None:
+        """Move to the calibration recorded last before *t_log* (a loop starts over)."""
+        index = 0
+        for i, (t, _) in enumerate(self._calibrations):
+            if t <= t_log:
+                index = i
+        if index != self._cal_index:
+            self._cal_index = index
+            self.on_calibration.send(self)
+
+    def _framesets(self) -> Iterator[tuple[int, int, list[Frame]]]:
+        """``(due offset ns, recorded time ns, frames)`` groups, looping if asked.
 
         A looping replay plays only the framesets between the first and the last that every
         stream has (a recording usually starts and stops in the middle of one), and each pass
@@ -104,7 +127,7 @@ class ReplayDevice(ThreadedDevice):
                 if first is None:
                     first = t
                 if group and t != group_t:
-                    yield offset_ns + group_t - first, group
+                    yield offset_ns + group_t - first, group_t, group
                     group = []
                 group_t, last = t, t
                 if shift:
@@ -113,7 +136,7 @@ class ReplayDevice(ThreadedDevice):
                     )
                 group.append(frame)
             if group and first is not None:
-                yield offset_ns + group_t - first, group
+                yield offset_ns + group_t - first, group_t, group
             if span is None or first is None or last is None:
                 return
             self.loops += 1
@@ -146,9 +169,10 @@ class ReplayDevice(ThreadedDevice):
         if item is None:  # played once: stay open with no more frames
             stop.wait()
             return []
-        due, frames = item
+        due, t_log, frames = item
         if not wait_until(self._t0 + int(due / self.speed), stop):
             return []
+        self._follow_calibration(t_log)
         now = time.time_ns()
         return [
             f.replace(host_time_ns=now, intrinsics=self._intrinsics.get(f.kind)) for f in frames

@@ -14,13 +14,23 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from mcap.writer import CompressionType, Writer
 
 from .._version import __version__
 from ..errors import RecordingError
 from ..frames import StreamKind
+from ..geometry.calibration import Calibration
 from ..protocol.envelope import EncodedFrame
-from .mcapfile import METADATA_NAME, PROFILE, ChannelSpec, calibration_message, frame_message
+from .mcapfile import (
+    METADATA_NAME,
+    PROFILE,
+    TABLE_ATTACHMENT,
+    ChannelSpec,
+    calibration_message,
+    frame_message,
+    full_calibration_messages,
+)
 
 __all__ = ["McapRecorder"]
 
@@ -58,6 +68,8 @@ class McapRecorder:
         self._schemas: dict[str, int] = {}
         self._channels: dict[str, int] = {}
         self._calibration: dict[str, Any] = {}
+        self._revisions: dict[str, str] = {}
+        self._full: set[str] = set()
         self.frames: Counter[str] = Counter()
         """Frames written per ``device/stream``."""
         self.first_ns = self.last_ns = 0
@@ -88,17 +100,19 @@ class McapRecorder:
         """Bytes in the file so far."""
         return self._file.tell() if not self._file.closed else self.path.stat().st_size
 
-    def _channel(self, spec: ChannelSpec, device: str, kind: StreamKind, codec: str) -> int:
+    def _channel(self, spec: ChannelSpec, device: str, kind: StreamKind | None, codec: str) -> int:
         ch = self._channels.get(spec.topic)
         if ch is not None:
             return ch
         name, encoding, text = spec.schema
         if name not in self._schemas:
             self._schemas[name] = self._writer.register_schema(name, encoding, text)
-        meta = {"device": device, "stream": kind.value, "codec": codec, "recorder": "rgbdcast"}
-        info = self._streams.get((device, kind))
-        if info is not None:
-            meta["stream_info"] = json.dumps(info)
+        meta = {"device": device, "codec": codec, "recorder": "rgbdcast"}
+        if kind is not None:
+            meta["stream"] = kind.value
+            info = self._streams.get((device, kind))
+            if info is not None:
+                meta["stream_info"] = json.dumps(info)
         ch = self._writer.register_channel(
             spec.topic, spec.message_encoding, self._schemas[name], meta
         )
@@ -115,7 +129,8 @@ class McapRecorder:
         t_log = h.host_time_ns
         t_pub = h.device_time_ns
         key = f"{h.device_id}/{h.stream.value}"
-        if h.intrinsics is not None and self._calibration.get(key) != h.intrinsics:
+        full = h.device_id in self._full and h.stream is not StreamKind.body
+        if not full and h.intrinsics is not None and self._calibration.get(key) != h.intrinsics:
             cal = calibration_message(encoded)
             if cal is not None:
                 cal_ch = self._channel(cal[0], h.device_id, h.stream, "calibration")
@@ -126,6 +141,35 @@ class McapRecorder:
         self.frames[key] += 1
         self.first_ns = self.first_ns or t_log
         self.last_ns = max(self.last_ns, t_log)
+
+    def write_calibration(
+        self, cal: Calibration, t_ns: int, tables: dict[str, np.ndarray] | None = None
+    ) -> None:
+        """Append a device's calibration (when it is new or changed): the calibration itself,
+        each camera's ``CameraCalibration``, the ``FrameTransform`` between its optical frames
+        and, as attachments, its per-pixel *tables*."""
+        if self.closed:
+            raise RecordingError("the recording is closed")
+        device = cal.device_id
+        if self._revisions.get(device) == cal.revision:
+            return
+        for spec, data in full_calibration_messages(cal, t_ns):
+            kind = None
+            for k in StreamKind:
+                if spec.topic == f"/{device}/{k.value}/calibration":
+                    kind = k
+            ch = self._channel(spec, device, kind, "calibration")
+            self._guard(lambda ch=ch, data=data: self._writer.add_message(ch, t_ns, data, t_ns, 0))
+        for name, table in (tables or {}).items():
+            raw = np.ascontiguousarray(table, "<f4").tobytes()
+            title = TABLE_ATTACHMENT.format(device=device, revision=cal.revision, table=name)
+            self._guard(
+                lambda title=title, raw=raw: self._writer.add_attachment(
+                    t_ns, t_ns, title, "application/octet-stream", raw
+                )
+            )
+        self._revisions[device] = cal.revision
+        self._full.add(device)
 
     def close(self) -> None:
         """Write the summary and close the file (safe to call twice)."""

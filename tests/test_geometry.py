@@ -260,11 +260,12 @@ def test_extrinsics_compose_and_invert() -> None:
 
 def test_the_geometry_bench_measures_what_it_reports() -> None:
     """The figures `rgbdcast bench --suite geometry` writes come from these functions."""
-    from rgbdcast.bench.geometry import accuracy, speed
+    from rgbdcast.bench.geometry import accuracy, kinect_fit, speed
 
     acc = accuracy(frames=2)
     assert acc["mean_px"] <= 0.5 and acc["edge_fail_pct"] <= 0.5
     assert acc["edge_fail_plain_pct"] > 5 * max(acc["edge_fail_pct"], 0.1)
+    assert kinect_fit()["max_px"] <= 0.5
     times, _ = speed(reps=2, rounds=1)
     assert {"ours", "ours (numpy reference)", "numpy back-projection (no color)"} <= set(times)
     assert all(ms > 0 for ms in times.values())

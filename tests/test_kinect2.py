@@ -26,7 +26,15 @@ from rgbdcast.devices.kinect2 import (
     Kinect2Device,
 )
 from rgbdcast.devices.scene import KINECT_COLOR, KINECT_DEPTH, Scene
-from rgbdcast.testing import check_device
+from rgbdcast.geometry import project, ray_table
+from rgbdcast.testing import (
+    FAKE_COLOR,
+    FAKE_DEPTH,
+    FAKE_DEPTH_TO_COLOR,
+    FakeCoordinateMapper,
+    check_device,
+    wait_for,
+)
 
 
 class FakePyKinectRuntime:
@@ -34,7 +42,9 @@ class FakePyKinectRuntime:
 
     def __init__(self, sources: int) -> None:
         self.sources = sources
-        self.scene = Scene(KINECT_DEPTH, KINECT_COLOR)
+        # the color camera's images come from its true pose (without its lens distortion)
+        r, t = FAKE_DEPTH_TO_COLOR.R, FAKE_DEPTH_TO_COLOR.t
+        self.scene = Scene(KINECT_DEPTH, KINECT_COLOR, 0, (r, t))
         self.t0 = time.monotonic()
         self.taken: dict[str, int] = {}
         self.violations: list[str] = []
@@ -51,7 +61,7 @@ class FakePyKinectRuntime:
             RadialDistortionFourthOrder=-0.27,
             RadialDistortionSixthOrder=0.09,
         )
-        self._mapper = SimpleNamespace(GetDepthCameraIntrinsics=lambda: intr)
+        self._mapper = FakeCoordinateMapper(intr)
 
     def _index(self) -> int:
         return int((time.monotonic() - self.t0) * 30)
@@ -120,7 +130,7 @@ class FakePyKinectRuntime:
         return [
             SimpleNamespace(x=u, y=v)
             for u, v in (
-                KINECT_COLOR.project(j.Position.x, j.Position.y, j.Position.z) for j in joints
+                self._mapper.color_xy(j.Position.x, j.Position.y, j.Position.z) for j in joints
             )
         ]
 
@@ -156,7 +166,8 @@ def test_kinect2_passes_the_conformance_suite() -> None:
     depth = frames[StreamKind.depth][0]
     assert depth.array.shape == (424, 512) and depth.units == "mm"
     assert depth.intrinsics is not None and depth.intrinsics.fx == 365.5
-    assert len(depth.intrinsics.distortion) == 3
+    # the SDK's radial terms, as Brown-Conrady k1 k2 (p1 p2 = 0) k3
+    assert depth.intrinsics.distortion == (0.09, -0.27, 0.0, 0.0, 0.09)
 
 
 def test_kinect2_bodies_keep_the_sdk_order_states_and_projections() -> None:
@@ -182,3 +193,62 @@ def test_kinect2_streams_through_the_server() -> None:
             bodies = client.subscribe("kinect2", "body").get(timeout=10)
     assert color.array.shape == (1080, 1920, 3)  # JPEG from BGRA, decoded to BGR
     assert len(bodies.bodies) == 1
+
+
+def test_the_sdk_calibration_is_fitted_to_the_mapper_within_half_a_pixel() -> None:
+    """The Kinect v2 SDK publishes no color intrinsics and no depth-to-color transform: the
+    adapter fits them to the mapper on the sensor's host. Over the whole frame, at depths it did
+    not sample, the fitted model lands within 0.5 px of where the mapper says."""
+    dev, made = _device(streams=["depth", "color"])
+    dev.start()
+    try:
+        assert wait_for(lambda: dev.calibration() is not None, 10)
+    finally:
+        dev.stop()
+    cal = dev.calibration()
+    assert cal is not None and cal.color is not None and cal.depth_to_color is not None
+    assert cal.tables == ("depth_to_camera_space",) and dev.fit is not None
+    assert dev.fit.check_max_px <= 0.5 and cal.fit["rms_px"] <= 0.1
+    mapper = made[0]._mapper
+    assert mapper.calls.index("GetDepthFrameToCameraSpaceTable") < mapper.calls.index(
+        "MapCameraPointsToColorSpace"
+    )
+    # independent check: random pixels and depths, through the published calibration and the
+    # published table, against the mapper's own answer
+    table = dev.calibration_table("depth_to_camera_space")
+    assert table is not None and table.shape == (424, 512, 2)
+    np.testing.assert_allclose(table, ray_table(FAKE_DEPTH), atol=1e-6)
+    rng = np.random.default_rng(7)
+    rows, cols = rng.integers(0, 424, 3000), rng.integers(0, 512, 3000)
+    z = rng.uniform(0.5, 4.5, 3000)
+    pts = np.column_stack([table[rows, cols, 0] * z, table[rows, cols, 1] * z, z])
+    u, v = project(cal.depth_to_color.apply(pts), cal.color)
+    tu, tv = project(FAKE_DEPTH_TO_COLOR.apply(pts), FAKE_COLOR)
+    inside = (tu >= 0) & (tu < 1920) & (tv >= 0) & (tv < 1080)
+    assert inside.sum() > 2000
+    assert np.hypot(u - tu, v - tv)[inside].max() <= 0.5
+    np.testing.assert_allclose(cal.depth_to_color.translation, (0.0521, 0.0012, -0.0009), atol=1e-3)
+
+
+def test_a_linux_client_registers_a_windows_kinect() -> None:
+    """What a Linux consumer of a Windows Kinect gets: the fitted calibration and the SDK's
+    table over the wire, and a colored cloud whose colors come from the color camera's pose."""
+    dev, _ = _device(streams=["depth", "color"])
+    with Server(address="127.0.0.1", announce=False) as srv:
+        srv.add_device(dev)
+        with Client(next(iter(srv.endpoints.values()))) as client:
+            assert wait_for(lambda: "calibration" in client.who()["devices"][0], 10)
+            cal = client.calibration("kinect2")
+            assert cal.source.startswith("kinect2 sdk") and cal.fit["check_max_px"] <= 0.5
+            table = client.calibration_table("kinect2")
+            assert table is not None and np.array_equal(
+                table, dev.calibration_table("depth_to_camera_space")
+            )
+            with client.subscribe_frameset("kinect2") as sets:
+                for _ in range(50):
+                    frames = sets.get(timeout=10)
+                    if frames[StreamKind.depth].calibration == cal.revision:
+                        break
+                cloud = client.point_cloud(frames)
+    assert frames[StreamKind.color].array.shape == (1080, 1920, 3)
+    assert len(cloud) > 100_000 and cloud.frame_id == "kinect2_depth_optical_frame"

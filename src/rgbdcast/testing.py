@@ -1,4 +1,5 @@
-"""What tests and users share: a polling helper and the device conformance checks.
+"""What tests and users share: a polling helper, the device conformance checks, and an
+SDK-shaped Kinect v2 coordinate mapper (``FakeCoordinateMapper``) with known true cameras.
 
 ``check_device(device)`` runs a device for a short while and asserts what every adapter must do:
 the streams it announces arrive with their announced shapes, dtypes and units, sequence numbers
@@ -7,6 +8,7 @@ and timestamps increase, and ``stop()`` leaves no capture thread behind.
 
 from __future__ import annotations
 
+import ctypes
 import socket
 import threading
 import time
@@ -16,11 +18,22 @@ from typing import Any
 import numpy as np
 
 from .devices.base import Device
+from .devices.kinect2map import PointF
 from .devices.mock import MockDevice
 from .errors import DeviceError
-from .frames import Frame, StreamKind
+from .frames import Frame, Intrinsics, StreamKind
+from .geometry import Extrinsics, project, ray_table
 
-__all__ = ["UnpluggableMock", "check_device", "recv_exact", "wait_for"]
+__all__ = [
+    "FAKE_COLOR",
+    "FAKE_DEPTH",
+    "FAKE_DEPTH_TO_COLOR",
+    "FakeCoordinateMapper",
+    "UnpluggableMock",
+    "check_device",
+    "recv_exact",
+    "wait_for",
+]
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 5.0, interval: float = 0.02) -> bool:
@@ -131,3 +144,70 @@ class UnpluggableMock(MockDevice):
         if not self.plugged:
             raise DeviceError("device unplugged (testing)")
         super()._open()
+
+
+# The fake sensor's true cameras: the depth camera as GetDepthCameraIntrinsics reports it, and
+# a color camera 5.2 cm to the side, turned a little, with its own distortion, which the SDK
+# publishes nowhere: the adapter must find it from the mapper alone.
+FAKE_DEPTH = Intrinsics(
+    width=512,
+    height=424,
+    fx=365.5,
+    fy=365.5,
+    cx=256.0,
+    cy=212.0,
+    distortion=(0.09, -0.27, 0.0, 0.0, 0.09),
+)
+FAKE_COLOR = Intrinsics(
+    width=1920,
+    height=1080,
+    fx=1052.4,
+    fy=1053.1,
+    cx=961.2,
+    cy=537.9,
+    distortion=(0.032, -0.048, 0.0008, -0.0004, 0.011),
+)
+_A = np.radians(0.3)
+FAKE_DEPTH_TO_COLOR = Extrinsics.from_matrix(
+    [[np.cos(_A), 0, np.sin(_A)], [0, 1, 0], [-np.sin(_A), 0, np.cos(_A)]],
+    (0.0521, 0.0012, -0.0009),
+)
+
+
+class FakeCoordinateMapper:
+    """``ICoordinateMapper`` as pykinect2 exposes it (comtypes: out-parameters returned, ctypes
+    arrays in and out), answering from the true cameras above."""
+
+    def __init__(self, intr: Any = None) -> None:
+        self._intr = intr
+        self.calls: list[str] = []
+        rays = ray_table(FAKE_DEPTH)  # the exact model: rays of the distorted depth camera
+        self._table = (PointF * (512 * 424))()
+        flat = np.ctypeslib.as_array(
+            ctypes.cast(self._table, ctypes.POINTER(ctypes.c_float)), shape=(424, 512, 2)
+        )
+        flat[..., 0] = rays[..., 0]
+        flat[..., 1] = -rays[..., 1]  # camera space: Y up
+
+    def GetDepthCameraIntrinsics(self) -> Any:
+        self.calls.append("GetDepthCameraIntrinsics")
+        return self._intr
+
+    def GetDepthFrameToCameraSpaceTable(self) -> tuple[int, Any]:
+        self.calls.append("GetDepthFrameToCameraSpaceTable")
+        return 512 * 424, ctypes.cast(self._table, ctypes.POINTER(PointF))
+
+    def MapCameraPointsToColorSpace(self, n_cam: Any, cams: Any, n_col: Any, cols: Any) -> None:
+        self.calls.append("MapCameraPointsToColorSpace")
+        n = int(n_cam.value)
+        assert int(n_col.value) == n, "the SDK wants as many color points as camera points"
+        src = np.ctypeslib.as_array(ctypes.cast(cams, ctypes.POINTER(ctypes.c_float)), (n, 3))
+        dst = np.ctypeslib.as_array(ctypes.cast(cols, ctypes.POINTER(ctypes.c_float)), (n, 2))
+        optical = src.astype(np.float64) * np.array([1.0, -1.0, 1.0])
+        u, v = project(FAKE_DEPTH_TO_COLOR.apply(optical), FAKE_COLOR)
+        dst[:, 0], dst[:, 1] = u, v
+        dst[~np.isfinite(dst).all(axis=1)] = -np.inf  # what the SDK gives for unmappable points
+
+    def color_xy(self, x: float, y: float, z: float) -> tuple[float, float]:
+        u, v = project(FAKE_DEPTH_TO_COLOR.apply(np.array([[x, -y, z]], np.float64)), FAKE_COLOR)
+        return float(u[0]), float(v[0])

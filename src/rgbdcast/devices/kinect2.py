@@ -6,7 +6,9 @@ How this works: the capture thread polls the runtime the way the SDK's samples d
 frameset id. Body frames hold six bodies; tracked ones become :class:`Body` values with their
 joints projected into color and depth pixels by the runtime's coordinate mapper
 (``body_joints_to_color_space`` / ``body_joints_to_depth_space``). Depth intrinsics come from
-the coordinate mapper's ``GetDepthCameraIntrinsics``.
+the coordinate mapper's ``GetDepthCameraIntrinsics``; the whole calibration (the exact depth
+table, a color camera and depth-to-color transform fitted to the mapper) from
+:mod:`.kinect2map`, once the sensor runs.
 
 Install (Windows only): the Kinect for Windows SDK 2.0, then pykinect2 from its official
 repository's sources (the PyPI release fails on current Python with "AssertionError -80"):
@@ -16,6 +18,7 @@ README). Unverified on real hardware here: tested against an SDK-shaped fake.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -23,11 +26,16 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DeviceError
+from ..errors import DeviceError, UsageError
 from ..frames import Body, Frame, HandState, Intrinsics, Joint, JointType, StreamKind, TrackingState
+from ..geometry.calibration import TABLE_DEPTH_TO_CAMERA, Calibration
 from .base import StreamInfo, ThreadedDevice, make_frameset, require
+from .camerafit import ColorFit
+from .kinect2map import calibrate
 
 __all__ = ["Kinect2Device", "kinect_v2_streams"]
+
+log = logging.getLogger(__name__)
 
 # Kinect for Windows SDK 2.0 FrameSourceTypes
 SOURCE_COLOR, SOURCE_INFRARED, SOURCE_DEPTH, SOURCE_BODY = 0x1, 0x2, 0x8, 0x20
@@ -105,6 +113,11 @@ class Kinect2Device(ThreadedDevice):
         self._rt: Any = None
         self._seq = 0
         self._depth_intr: Intrinsics | None = None
+        self._calibration: Calibration | None = None
+        self._table: np.ndarray | None = None
+        self._calibrate_after = 0.0
+        self.fit: ColorFit | None = None
+        """The color camera's fit to the SDK's mapper, once made (its error is in it)."""
 
     @property
     def streams(self) -> dict[StreamKind, StreamInfo]:
@@ -116,6 +129,33 @@ class Kinect2Device(ThreadedDevice):
             "body_tracking": StreamKind.body in self.kinds,
             "sdk": "Kinect for Windows SDK 2.0",
         }
+
+    def calibration(self) -> Calibration | None:
+        """Derived from the SDK's coordinate mapper once the sensor runs (None until then)."""
+        return self._calibration
+
+    def calibration_table(self, name: str) -> Any:
+        return self._table if name == TABLE_DEPTH_TO_CAMERA else None
+
+    def _calibrate(self) -> None:
+        """Ask the mapper for a portable calibration; retried every 5 s until it answers."""
+        mapper = getattr(self._rt, "_mapper", None)
+        if mapper is None or self._depth_intr is None or time.monotonic() < self._calibrate_after:
+            return
+        try:
+            cal, table, fit = calibrate(self.id, mapper, self._depth_intr)
+        except (DeviceError, UsageError) as exc:
+            self._calibrate_after = time.monotonic() + 5.0
+            log.warning("%s: no calibration yet (%s); trying again in 5 s", self.id, exc)
+            return
+        self._calibration, self._table, self.fit = cal, table, fit
+        log.info(
+            "%s: color camera fitted to the SDK's mapper: %.3f px rms, %.3f px at worst",
+            self.id,
+            fit.rms_px,
+            fit.check_max_px,
+        )
+        self.on_calibration.send(self)
 
     def _open(self) -> None:
         sources = 0
@@ -153,12 +193,15 @@ class Kinect2Device(ThreadedDevice):
             fy=ci.FocalLengthY,
             cx=ci.PrincipalPointX,
             cy=ci.PrincipalPointY,
+            # the SDK's radial terms are Brown-Conrady's k1 k2 k3 (no tangential terms)
             distortion=(
                 ci.RadialDistortionSecondOrder,
                 ci.RadialDistortionFourthOrder,
+                0.0,
+                0.0,
                 ci.RadialDistortionSixthOrder,
             ),
-            model="kinect2_radial",
+            model="plumb_bob",
         )
 
     def _close(self) -> None:
@@ -172,6 +215,8 @@ class Kinect2Device(ThreadedDevice):
         rt = self._rt
         if self._depth_intr is None:
             self._depth_intr = self._intrinsics()
+        if self._calibration is None:
+            self._calibrate()
         got: list[tuple[StreamKind, Any]] = []
         while not got:
             if stop.is_set():

@@ -4,7 +4,9 @@ libfreenect2 has no body tracking: this adapter has no body stream and says so i
 (``body_tracking: false``). How this works: a ``SyncMultiFrameListener`` receives color, depth
 and infrared together; each ``waitForNewFrame`` gives one frameset, released after copying:
 color BGRX 1920x1080 (served as BGRA), depth float32 millimetres (served as uint16 mm), infrared
-float32 0..65535 (served as uint16). Depth intrinsics come from ``getIrCameraParams``.
+float32 0..65535 (served as uint16). Depth intrinsics come from ``getIrCameraParams``; the
+calibration adds a color camera fitted to libfreenect2's registration of the factory
+``getColorCameraParams`` (:mod:`.freenect2reg`, its error in ``fit``).
 
 Install: build libfreenect2 (github.com/OpenKinect/libfreenect2, its README), point
 ``LIBFREENECT2_INSTALL_PREFIX`` at it, then ``pip install pylibfreenect2``. Unverified on real
@@ -13,6 +15,7 @@ hardware here: tested against an SDK-shaped fake.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -20,12 +23,17 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DeviceError
+from ..errors import DeviceError, UsageError
 from ..frames import Frame, Intrinsics, StreamKind
+from ..geometry.calibration import Calibration
 from .base import StreamInfo, ThreadedDevice, make_frameset, require
-from .kinect2 import DEPTH_SIZE, kinect_v2_streams
+from .camerafit import ColorFit
+from .freenect2reg import calibrate, depth_intrinsics
+from .kinect2 import kinect_v2_streams
 
 __all__ = ["Freenect2Device"]
+
+log = logging.getLogger(__name__)
 
 
 def _default_module() -> Any:
@@ -67,6 +75,9 @@ class Freenect2Device(ThreadedDevice):
         self._dev: Any = None
         self._listener: Any = None
         self._intr: Intrinsics | None = None
+        self._calibration: Calibration | None = None
+        self.fit: ColorFit | None = None
+        """How closely the published color camera follows libfreenect2's registration."""
         self._seq = 0
 
     @property
@@ -99,17 +110,17 @@ class Freenect2Device(ThreadedDevice):
         if not dev.start():
             dev.close()
             raise DeviceError(f"Kinect v2 {self.serial} did not start streaming")
-        p = dev.getIrCameraParams()
-        self._intr = Intrinsics(
-            width=DEPTH_SIZE[0],
-            height=DEPTH_SIZE[1],
-            fx=p.fx,
-            fy=p.fy,
-            cx=p.cx,
-            cy=p.cy,
-            distortion=(p.k1, p.k2, p.p1, p.p2, p.k3),
-        )
+        ir = dev.getIrCameraParams()
+        self._intr = depth_intrinsics(ir)
         self._dev, self._listener, self._seq = dev, listener, 0
+        try:
+            self._calibration, self.fit = calibrate(self.id, ir, dev.getColorCameraParams())
+        except (DeviceError, UsageError, AttributeError) as exc:  # serve it, uncalibrated
+            log.warning("%s: no calibration from the factory parameters: %s", self.id, exc)
+
+    def calibration(self) -> Calibration | None:
+        """The factory parameters, the color camera fitted to libfreenect2's registration."""
+        return self._calibration
 
     def _close(self) -> None:
         if self._dev is not None:

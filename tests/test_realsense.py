@@ -20,6 +20,12 @@ from rgbdcast.devices.realsense import RealSenseDevice
 from rgbdcast.testing import check_device
 
 W, H, FPS = 64, 48, 30
+_A = np.radians(2.0)
+# depth to color, deliberately not symmetric so that a transposed reading would show
+EXT_ROTATION = np.array(
+    [[np.cos(_A), -np.sin(_A), 0.0], [np.sin(_A), np.cos(_A), 0.0], [0.0, 0.0, 1.0]]
+)
+EXT_TRANSLATION = (0.015, 0.0002, -0.0004)
 
 
 def _record(path: Path, depth_units: float, frames: int = 12) -> list[np.ndarray]:
@@ -45,6 +51,10 @@ def _record(path: Path, depth_units: float, frames: int = 12) -> list[np.ndarray
         if name == "Depth":
             sensor.add_read_only_option(rs.option.depth_units, depth_units)
         sensors.append(sensor)
+    ext = rs.extrinsics()
+    ext.rotation = list(EXT_ROTATION.T.ravel())  # the SDK's rotation is column-major
+    ext.translation = list(EXT_TRANSLATION)
+    profiles[0].register_extrinsics_to(profiles[1], ext)
     recorder = rs.recorder(str(path), sd)
     queue = rs.frame_queue(100)
     for sensor, prof in zip(sensors, profiles, strict=True):
@@ -114,3 +124,21 @@ def test_a_recording_served_to_a_client(recording: tuple[Path, list[np.ndarray]]
             assert rec.streams["depth"]["intrinsics"]["fx"] == 50.0
             frame = client.subscribe(rec.id, "depth").get(timeout=10)
     assert frame.array.shape == (H, W) and frame.units == "mm"
+
+
+def test_the_sdk_calibration_travels_intrinsics_and_extrinsics(
+    recording: tuple[Path, list[np.ndarray]],
+) -> None:
+    """What the SDK says (stream intrinsics, ``get_extrinsics_to``) reaches a client as the
+    calibration, read through the real SDK's playback."""
+    path, _ = recording
+    with Server(address="127.0.0.1", announce=False) as srv:
+        srv.add_device(RealSenseDevice(playback=path))
+        with Client(next(iter(srv.endpoints.values()))) as client:
+            cal = client.calibration("realsense-8123456")
+    assert cal.depth is not None and cal.color is not None and cal.depth_to_color is not None
+    assert (cal.depth.fx, cal.depth.cx, cal.depth.model) == (50.0, 31.5, "plumb_bob")
+    assert cal.depth.distortion == pytest.approx((0.1, 0.0, 0.0, 0.0, 0.0))
+    np.testing.assert_allclose(cal.depth_to_color.R, EXT_ROTATION, atol=1e-6)
+    np.testing.assert_allclose(cal.depth_to_color.translation, EXT_TRANSLATION, atol=1e-6)
+    assert cal.source.startswith("realsense sdk") and cal.depth_units == 0.001

@@ -2,7 +2,8 @@
 
 How this works: a ``pyrealsense2`` pipeline delivers framesets; depth (z16) is converted to
 millimetres with the device's depth scale (nothing to do when the scale is 1 mm), color is
-served as BGR, infrared as uint16. Intrinsics come from the SDK's stream profiles. The same
+served as BGR, infrared as uint16. Intrinsics come from the SDK's stream profiles, and the
+calibration adds the depth-to-color extrinsics (``get_extrinsics_to``). The same
 class plays a recording (``playback=FILE``, made by the SDK's recorder) as the device: that is
 how it is tested here without hardware. On Linux the SDK needs libusb-1.0 (Debian:
 ``apt-get install libusb-1.0-0``).
@@ -18,8 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DeviceError
+from ..errors import DeviceError, UsageError
 from ..frames import Frame, Intrinsics, StreamKind
+from ..geometry.calibration import Calibration, Extrinsics
 from .base import StreamInfo, ThreadedDevice, require
 
 __all__ = ["RealSenseDevice"]
@@ -30,7 +32,15 @@ def _rs() -> Any:
 
 
 def _intrinsics(profile: Any) -> Intrinsics:
+    """The SDK's intrinsics; Brown-Conrady (and any model whose coefficients are all zero)
+    travels as OpenCV's plumb_bob, other models under their SDK name."""
     i = profile.as_video_stream_profile().get_intrinsics()
+    model = str(i.model).split(".")[-1]
+    coeffs = tuple(float(c) for c in i.coeffs)
+    if not any(coeffs):
+        model, coeffs = "plumb_bob", ()
+    elif model == "brown_conrady":
+        model = "plumb_bob"
     return Intrinsics(
         width=i.width,
         height=i.height,
@@ -38,8 +48,28 @@ def _intrinsics(profile: Any) -> Intrinsics:
         fy=i.fy,
         cx=i.ppx,
         cy=i.ppy,
-        distortion=tuple(i.coeffs),
-        model=str(i.model).split(".")[-1],
+        distortion=coeffs,
+        model=model,
+    )
+
+
+def _calibration(device_id: str, profile: Any, rs: Any) -> Calibration | None:
+    """Depth and color intrinsics and the SDK's ``get_extrinsics_to`` (its rotation is
+    column-major), from a started pipeline's profile; None without both streams."""
+    try:
+        depth = profile.get_stream(rs.stream.depth)
+        color = profile.get_stream(rs.stream.color)
+    except RuntimeError:
+        return None
+    ext = depth.get_extrinsics_to(color)
+    rot = np.asarray(ext.rotation, np.float64).reshape(3, 3).T  # column-major in the SDK
+    return Calibration(
+        device_id=device_id,
+        depth=_intrinsics(depth),
+        color=_intrinsics(color),
+        depth_to_color=Extrinsics.from_matrix(rot, ext.translation),
+        depth_units=0.001,  # served in millimetres whatever the sensor's depth scale
+        source="realsense sdk: stream intrinsics and get_extrinsics_to",
     )
 
 
@@ -68,6 +98,8 @@ class RealSenseDevice(ThreadedDevice):
         self.depth_size, self.color_size, self.fps = depth_size, color_size, fps
         self.name = "Intel RealSense"
         self._pipe: Any = None
+        self._calibration: Calibration | None = None
+        self.calibration_error: str | None = None
         self._scale = 0.001
         self._seq = 0
         self.finished = False
@@ -185,6 +217,16 @@ class RealSenseDevice(ThreadedDevice):
         except RuntimeError:
             self._scale = 0.001
         self._pipe, self._seq, self.finished = pipe, 0, False
+        try:
+            self._calibration = _calibration(self.id, profile, rs)
+        except (UsageError, RuntimeError) as exc:  # served without one; who/me says why
+            self._calibration, self.calibration_error = None, str(exc)
+
+    def calibration(self) -> Calibration | None:
+        """The SDK's intrinsics and depth-to-color extrinsics, once started."""
+        if self.calibration_error is not None:
+            raise UsageError(self.calibration_error)
+        return self._calibration
 
     def _close(self) -> None:
         if self._pipe is not None:

@@ -19,7 +19,7 @@ if os.environ.get("CI"):  # CI installs the [webcam] extra: a failed import is a
 else:
     cv2 = pytest.importorskip("cv2", reason="the [webcam] extra is needed")
 
-from rgbdcast import Client, DeviceError, Server, StreamKind
+from rgbdcast import Client, DeviceError, MockDevice, Server, StreamKind, UsageError
 from rgbdcast.devices.opencv import OpenCVDevice
 from rgbdcast.outlets.gateway import TcpGatewayOutlet
 from rgbdcast.testing import check_device, recv_exact, wait_for
@@ -275,3 +275,69 @@ def test_a_stream_url_is_read_through_opencv() -> None:
         http.shutdown()
         http.server_close()
         thread.join(5)
+
+
+SERVE = [sys.executable, "-m", "rgbdcast", "serve", "--no-announce"]
+
+
+def _opencv_calibration(path: Path, size: tuple[int, int] | None = (640, 480)) -> None:
+    """A calibration file as OpenCV's calibration sample writes it (cv2.FileStorage)."""
+    fs = cv2.FileStorage(str(path), cv2.FILE_STORAGE_WRITE)
+    if size is not None:
+        fs.write("image_width", size[0])
+        fs.write("image_height", size[1])
+    k = np.array([[600.0, 0, 319.5], [0, 602.0, 239.5], [0, 0, 1]])
+    fs.write("camera_matrix", k)
+    fs.write("distortion_coefficients", np.array([[0.11, -0.21, 0.001, -0.002, 0.05]]))
+    fs.release()
+
+
+def test_a_webcam_calibration_file_travels_and_nothing_is_claimed_without_one(
+    tmp_path: Path,
+) -> None:
+    still = tmp_path / "still.png"
+    cv2.imwrite(str(still), np.full((240, 320, 3), 90, np.uint8))  # half the calibrated size
+    yml = tmp_path / "cam.yml"
+    _opencv_calibration(yml)
+    odd = tmp_path / "odd.png"
+    cv2.imwrite(str(odd), np.full((180, 320, 3), 90, np.uint8))  # another aspect ratio
+    with Server(address="127.0.0.1", announce=False) as srv:
+        srv.add_device(OpenCVDevice(str(still), device_id="cam", calibration=yml))
+        srv.add_device(OpenCVDevice(str(still), device_id="bare"))
+        srv.add_device(OpenCVDevice(str(odd), device_id="odd", calibration=yml))
+        with Client(next(iter(srv.endpoints.values()))) as client:
+            assert wait_for(lambda: len(client.who()["devices"]) == 3)
+            cal = client.calibration("cam")
+            records = {d["id"]: d for d in client.who()["devices"]}
+            with pytest.raises(UsageError, match="offers no calibration"):
+                client.calibration("bare")
+            with pytest.raises(UsageError, match="another aspect ratio"):
+                client.calibration("odd")
+    assert cal.color is not None and cal.depth is None and cal.depth_to_color is None
+    assert (cal.color.width, cal.color.height) == (320, 240)
+    assert cal.color.fx == pytest.approx(300.0) and cal.color.cx == pytest.approx(159.5)
+    assert cal.color.distortion == pytest.approx((0.11, -0.21, 0.001, -0.002, 0.05))
+    assert "scaled from 640x480" in cal.source
+    assert "calibration" not in records["bare"] and "calibration_error" not in records["bare"]
+    assert "aspect ratio" in records["odd"]["calibration_error"]
+
+
+def test_a_bad_calibration_file_is_one_line_at_the_cli(tmp_path: Path) -> None:
+    still = tmp_path / "still.png"
+    cv2.imwrite(str(still), np.full((48, 64, 3), 90, np.uint8))
+    bad = tmp_path / "bad.yml"
+    bad.write_text("%YAML:1.0\nsomething: 3\n")
+    nan = tmp_path / "nan.json"
+    doc = MockDevice("x").calibration().to_dict()
+    doc["cameras"]["color"]["intrinsics"]["fx"] = float("nan")
+    nan.write_text(json.dumps(doc).replace("NaN", "NaN"))
+    for path, needle in ((bad, "no camera_matrix"), (nan, "finite"), (tmp_path / "no.yml", "")):
+        res = subprocess.run(
+            [*SERVE, "--image", str(still), "--calibration", str(path)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
+        (line,) = [ln for ln in res.stderr.splitlines() if ln.strip()]
+        assert "--calibration" in line and needle in line

@@ -157,13 +157,26 @@ def _sources(args: argparse.Namespace) -> list[Device]:
         devices += [
             RealSenseDevice(playback=f, loop=not args.no_loop) for f in args.realsense_playback
         ]
-    if not (args.webcam or args.video or args.image):
+    sources = len(args.webcam) + len(args.video) + len(args.image)
+    if len(args.calibration) > sources:
+        raise UsageError(
+            f"{len(args.calibration)} --calibration files for {sources} OpenCV sources: give "
+            "one per --webcam/--video/--image, in that order"
+        )
+    if not sources:
         return devices
     from ..devices.opencv import OpenCVDevice
 
+    files = iter(args.calibration)
     devices += [
-        OpenCVDevice(src, fps=args.source_fps, size=args.source_size) for src in args.webcam
+        OpenCVDevice(src, fps=args.source_fps, size=args.source_size, calibration=next(files, None))
+        for src in args.webcam
     ]
-    devices += [OpenCVDevice(f, fps=args.source_fps, loop=not args.no_loop) for f in args.video]
-    devices += [OpenCVDevice(f, fps=args.source_fps) for f in args.image]
+    devices += [
+        OpenCVDevice(f, fps=args.source_fps, loop=not args.no_loop, calibration=next(files, None))
+        for f in args.video
+    ]
+    devices += [
+        OpenCVDevice(f, fps=args.source_fps, calibration=next(files, None)) for f in args.image
+    ]
     return devices

@@ -226,6 +226,15 @@ def add_parsers(sub: Any) -> None:
     )
     p.add_argument("--no-loop", action="store_true", help="play --video files once")
     p.add_argument(
+        "--calibration",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="the camera calibration of an OpenCV source (OpenCV YAML/XML/JSON, or rgbdcast "
+        "JSON); one per --webcam/--video/--image, in that order (repeatable). Without one, "
+        "nothing is claimed about the source's geometry",
+    )
+    p.add_argument(
         "--realsense",
         action="append",
         default=[],

@@ -1,6 +1,7 @@
 """OpenCV sources (``[webcam]`` extra): a camera index, a stream URL, a video file, a still image.
 
-Each is one color stream (BGR). Cameras and URLs deliver at their own pace; a video file is
+Each is one color stream (BGR), calibrated only if the user gives a file (``calibration=``,
+:mod:`.calibfile`). Cameras and URLs deliver at their own pace; a video file is
 played at its own frame rate (or ``fps``), looping or not; a still image is served at ``fps``
 (Camera2TCP's ``SimpleImage``). What the source actually delivers (size, rate) is what
 ``streams`` reports, so who/me shows it.
@@ -23,7 +24,9 @@ import numpy as np
 
 from ..errors import DeviceError, UsageError
 from ..frames import Encoded, Frame, StreamKind
+from ..geometry.calibration import Calibration
 from .base import StreamInfo, ThreadedDevice, require, wait_until
+from .calibfile import fit_to_size, load_calibration_file
 
 __all__ = ["OpenCVDevice"]
 
@@ -63,6 +66,7 @@ class OpenCVDevice(ThreadedDevice):
         fps: float | None = None,
         size: tuple[int, int] | None = None,
         loop: bool = True,
+        calibration: str | Path | None = None,
     ) -> None:
         super().__init__()
         self.cv2 = _cv2()
@@ -94,6 +98,17 @@ class OpenCVDevice(ThreadedDevice):
         self.finished = False
         self.raw_jpeg = False
         """True while a Motion-JPEG file is read as its JPEG packets (never decoded here)."""
+        self._calibration = (
+            load_calibration_file(calibration, self.id) if calibration is not None else None
+        )
+
+    def calibration(self) -> Calibration | None:
+        """The user's calibration file (scaled to what the camera delivers), or None: without
+        a file nothing is claimed."""
+        cal = self._calibration
+        if cal is None or not self._info.width:
+            return cal
+        return fit_to_size(cal, self._info.width, self._info.height)
 
     @property
     def streams(self) -> dict[StreamKind, StreamInfo]:

@@ -164,6 +164,9 @@ def test_late_joiners_get_presence_and_metadata_at_once(zserver: tuple[Server, s
         assert info["id"] == "cam-a" and set(info["streams"]) == set(StreamKind)
         cal = zc.meta("lab-one", "cam-a", "calibration/depth")
         assert cal["width"] == 512 and cal["fx"] > 0
+        # the device's whole calibration is one more @meta query, and round-trips
+        device = next(d for d in srv.devices if d.id == "cam-a")
+        assert zc.calibration("lab-one", "cam-a") == device.calibration()
         assert zc.meta("lab-one", "nobody", timeout=0.5) is None
         srv.remove_device("cam-b")  # gone: its token goes
         assert wait_for(lambda: zc.devices() == ["rgbdcast/lab-one/cam-a"], 10.0)

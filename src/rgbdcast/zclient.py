@@ -24,6 +24,7 @@ from ._clientbase import BlockingSubscription
 from .devices.base import require
 from .errors import ProtocolError, UsageError
 from .frames import StreamKind
+from .geometry.calibration import Calibration
 from .outlets.zenoh import ZenohLink, ZenohOptions
 from .protocol.envelope import parse_encoded
 from .protocol.session import StreamStats
@@ -128,6 +129,17 @@ class ZenohClient:
             if reply.ok is not None:
                 return json.loads(reply.ok.payload.to_bytes())
         return None
+
+    def calibration(self, server: str, device: str, timeout: float = 2.0) -> Calibration:
+        """The device's calibration (``@meta/calibration``), validated; :class:`UsageError`
+        if it has none or nobody answers, :class:`ProtocolError` if it is not a calibration."""
+        raw = self.meta(server, device, "calibration", timeout)
+        if raw is None:
+            raise UsageError(f"{server}/{device} answered no calibration (it has none, or is gone)")
+        try:
+            return Calibration.from_dict(raw)
+        except UsageError as exc:
+            raise ProtocolError(f"{server}/{device} sent an invalid calibration: {exc}") from None
 
     def close(self) -> None:
         for sub in self._subs:

@@ -194,7 +194,8 @@ class DevicePresence:
         self._queryable = link.session.declare_queryable(meta_key(server, device), self._answer)
 
     def _answer(self, query: Any) -> None:
-        """On a Zenoh thread: ``@meta/info`` is the device's description; ``@meta/calibration/
+        """On a Zenoh thread: ``@meta/info`` is the device's description, ``@meta/calibration``
+        its calibration (docs/protocol.md; ``null`` if it has none), ``@meta/calibration/
         <stream>`` that stream's intrinsics (``null`` if it has none)."""
         try:
             info = self._info()
@@ -203,6 +204,8 @@ class DevicePresence:
             replies: list[tuple[str, Any]] = []
             if what in ("info", "**", "*"):
                 replies.append(("info", info))
+            if what in ("calibration", "**", "*"):
+                replies.append(("calibration", info.get("calibration")))
             streams = info.get("streams", {})
             for stream, desc in streams.items():
                 sub = f"calibration/{stream}"

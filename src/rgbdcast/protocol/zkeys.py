@@ -2,7 +2,8 @@
 
 Every stream is published under ``rgbdcast/<server>/<device>/<stream>``; a device's presence is
 a liveliness token on ``rgbdcast/<server>/<device>``; its description and calibration answer
-queries under ``rgbdcast/<server>/<device>/@meta/info`` and ``.../@meta/calibration/<stream>``
+queries under ``rgbdcast/<server>/<device>/@meta/info``, ``.../@meta/calibration`` and
+``.../@meta/calibration/<stream>``
 (``@`` chunks are verbatim: wildcards such as ``rgbdcast/**`` never match them, so a data
 subscription never receives metadata). Names are cleaned into valid key chunks.
 """

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from rgbdcast import MockDevice, Server
+from rgbdcast import MockDevice, Server, StreamKind
 from rgbdcast.codecs.png import decode_png
 from rgbdcast.errors import ProtocolError
 from rgbdcast.frames import Intrinsics
@@ -186,6 +186,10 @@ def test_a_server_appears_as_ros2_topics(store: Any) -> None:
                 "%mock0%infrared%image_raw",
                 "%mock0%infrared%camera_info",
                 "%mock0%bodies",
+                "%tf_static",
+                "%mock0%depth_registered%image_raw",
+                "%mock0%depth_registered%camera_info",
+                "%mock0%points",
             }
             depth_tok = pubs["%mock0%depth%image_raw"]
             assert len(depth_tok) == 13 and depth_tok[5] == "MP" and depth_tok[8] == "lab_cam"
@@ -237,6 +241,79 @@ def test_a_server_appears_as_ros2_topics(store: Any) -> None:
         srv.stop()
 
 
+def test_the_geometry_appears_as_ros2_topics_depth_image_proc_and_rviz_expect(
+    store: Any,
+) -> None:
+    """/tf_static between the optical frames, both camera_infos, depth_registered in the color
+    camera, and an organised PointCloud2 (xyz + rgb) that matches the mock's frames."""
+    ep = f"tcp/127.0.0.1:{_port()}"
+    srv = Server(
+        address="127.0.0.1",
+        announce=False,
+        name="geo cam",
+        outlets=[Ros2Outlet(ZenohOptions(listen=[ep]), 4)],
+    )
+    dev = MockDevice("mock0", color_size=(320, 180), prerender=10)
+    srv.add_device(dev)
+    srv.start()
+    reference = {
+        i: next(f.array for f in dev.render(i) if f.kind is StreamKind.depth) for i in range(10)
+    }
+    got: dict[str, list[bytes]] = {}
+    lock = threading.Lock()
+
+    def keep(sample: Any) -> None:
+        with lock:
+            got.setdefault(str(sample.key_expr), []).append(sample.payload.to_bytes())
+
+    keys = {
+        "tf": ros2.topic_key(4, "/tf_static", ros2.TF_MESSAGE),
+        "points": ros2.topic_key(4, "/mock0/points", ros2.POINT_CLOUD2),
+        "registered": ros2.topic_key(4, "/mock0/depth_registered/image_raw", ros2.IMAGE),
+        "reg_info": ros2.topic_key(4, "/mock0/depth_registered/camera_info", ros2.CAMERA_INFO),
+        "color_info": ros2.topic_key(4, "/mock0/color/camera_info", ros2.CAMERA_INFO),
+    }
+    try:
+        with ZenohLink(ZenohOptions(mode="client", connect=[ep])) as link:
+            subs = [link.session.declare_subscriber(k, keep) for k in keys.values()]
+            assert wait_for(lambda: all(len(got.get(k, [])) >= 2 for k in keys.values()), 20.0)
+            for sub in subs:
+                sub.undeclare()
+            stats = srv.stats()["ros2"]["mock0/geometry"]
+    finally:
+        srv.stop()
+    cal = dev.calibration()
+    assert cal.color is not None and cal.depth_to_color is not None
+    tf = store.deserialize_cdr(got[keys["tf"]][0], ros2.TF_MESSAGE.name).transforms[0]
+    assert tf.header.frame_id == "mock0_depth_optical_frame"
+    assert tf.child_frame_id == "mock0_color_optical_frame"
+    from rgbdcast.devices.scene import MOCK_COLOR_CENTER
+
+    t = tf.transform.translation
+    np.testing.assert_allclose((t.x, t.y, t.z), MOCK_COLOR_CENTER, atol=1e-9)
+    color_info = store.deserialize_cdr(got[keys["color_info"]][0], ros2.CAMERA_INFO.name)
+    assert color_info.header.frame_id == "mock0_color_optical_frame"
+    assert (color_info.width, color_info.k[0]) == (320, cal.color.fx)
+    reg_info = store.deserialize_cdr(got[keys["reg_info"]][0], ros2.CAMERA_INFO.name)
+    registered = store.deserialize_cdr(got[keys["registered"]][-1], ros2.IMAGE.name)
+    assert (registered.width, registered.height, registered.encoding) == (320, 180, "16UC1")
+    assert registered.header.frame_id == reg_info.header.frame_id == "mock0_color_optical_frame"
+    dr = np.frombuffer(registered.data.tobytes(), "<u2").reshape(180, 320)
+    assert (dr > 0).mean() > 0.6 and 1500 < np.median(dr[dr > 0]) < 4500
+    cloud = store.deserialize_cdr(got[keys["points"]][-1], ros2.POINT_CLOUD2.name)
+    assert (cloud.height, cloud.width, cloud.point_step) == (424, 512, 16)
+    assert [f.name for f in cloud.fields] == ["x", "y", "z", "rgb"]
+    assert cloud.header.frame_id == "mock0_depth_optical_frame"
+    pts = np.frombuffer(cloud.data.tobytes(), np.float32).reshape(424, 512, 4)
+    z = pts[..., 2]
+    # organised: the pixel's own depth, in metres, from one of the mock's frames
+    match = [i for i, d in reference.items() if np.allclose(z[d > 0], d[d > 0] / 1000.0)]
+    assert len(match) == 1
+    rgb = pts[..., 3].view(np.uint32)
+    assert (rgb[np.isfinite(z)] > 0).mean() > 0.8  # colored where the color camera sees
+    assert stats["sent"] >= 2 and stats["errors"] == 0
+
+
 def test_a_bridge_puts_a_zeromq_server_on_ros2(store: Any) -> None:
     from rgbdcast.bridge import Bridge
 
@@ -265,6 +342,49 @@ def test_a_bridge_puts_a_zeromq_server_on_ros2(store: Any) -> None:
                 bridge.stop()
     m = store.deserialize_cdr(got[-1], ros2.IMAGE.name)
     assert m.encoding == "16UC1" and int(np.frombuffer(m.data.tobytes(), "<u2").sum()) in sums
+
+
+def test_a_bridge_publishes_the_geometry_it_learns_over_the_wire(store: Any) -> None:
+    """bridge --ros2 on a Linux box: the calibration comes from the upstream server (who/me and
+    the calibration request), and /tf_static and /points come out as if served locally."""
+    from rgbdcast.bridge import Bridge
+
+    ep = f"tcp/127.0.0.1:{_port()}"
+    got: dict[str, list[bytes]] = {}
+    keys = {
+        "tf": ros2.topic_key(0, "/tf_static", ros2.TF_MESSAGE),
+        "points": ros2.topic_key(0, "/cam/points", ros2.POINT_CLOUD2),
+    }
+    with (
+        ZenohLink(ZenohOptions(mode="router", listen=[ep])),
+        Server(address="127.0.0.1", announce=False, name="windows pc") as srv,
+    ):
+        srv.add_device(MockDevice("cam", color_size=(320, 180), streams=["depth", "color"]))
+        control = next(iter(srv.endpoints.values()))
+        with ZenohLink(ZenohOptions(mode="client", connect=[ep])) as link:
+            bridge = Bridge(link, [control], native=False, ros2_domain=0)
+            bridge.start()
+            try:
+                with ZenohLink(ZenohOptions(mode="client", connect=[ep])) as consumer:
+                    subs = [
+                        consumer.session.declare_subscriber(
+                            k, lambda s, k=k: got.setdefault(k, []).append(s.payload.to_bytes())
+                        )
+                        for k in keys.values()
+                    ]
+                    assert wait_for(lambda: all(got.get(k) for k in keys.values()), 20.0)
+                    for sub in subs:
+                        sub.undeclare()
+            finally:
+                bridge.stop()
+    tf = store.deserialize_cdr(got[keys["tf"]][0], ros2.TF_MESSAGE.name).transforms[0]
+    assert (tf.header.frame_id, tf.child_frame_id) == (
+        "cam_depth_optical_frame",
+        "cam_color_optical_frame",
+    )
+    cloud = store.deserialize_cdr(got[keys["points"]][-1], ros2.POINT_CLOUD2.name)
+    pts = np.frombuffer(cloud.data.tobytes(), np.float32).reshape(424, 512, 4)
+    assert np.isfinite(pts[..., 2]).mean() > 0.9
 
 
 def test_compressed_depth_rvl_layout() -> None:

@@ -15,6 +15,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from ._whome import checked_calibration
@@ -41,6 +42,15 @@ class _Entry:
     started_here: bool = False
     failed: bool = False
     calibration_error: str | None = None
+
+
+def _table(device: Device, name: str) -> Any:
+    """A device's per-pixel table for an outlet (None if it fails: a device bug)."""
+    try:
+        return device.calibration_table(name)
+    except Exception as exc:
+        log.warning("device %s: calibration table %s failed: %s", device.id, name, exc)
+        return None
 
 
 class DeviceRegistry:
@@ -146,7 +156,15 @@ class DeviceRegistry:
             for kind, pub in pubs.items()
         }
         try:
-            self._outlets.device_added(DevicePort(dev.id, dev.name, dict(entry.ports)))
+            self._outlets.device_added(
+                DevicePort(
+                    dev.id,
+                    dev.name,
+                    dict(entry.ports),
+                    lambda: checked_calibration(dev)[0],
+                    partial(_table, dev),
+                )
+            )
             for pub in pubs.values():
                 pub.start()
             self._routes = {**self._routes, dev.id: entry.ports}

@@ -13,10 +13,12 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from .errors import RgbdcastError
 from .frames import StreamKind
+from .geometry.calibration import Calibration
 from .net.addresses import make_endpoint, parse_endpoint
 from .outlets.ros2 import Ros2Publishing
 from .outlets.zenoh import ZenohLink, ZenohPublishing
@@ -122,7 +124,12 @@ class Bridge:
                 # a presence entry even when only ROS 2 is asked for: it tracks what is bridged
                 pub.add_device(dev_id, list(record.streams) if self._native else [], _const(info))
                 if ros is not None:
-                    ros.add_device(dev_id, [StreamKind(k) for k in record.streams])
+                    ros.add_device(
+                        dev_id,
+                        [StreamKind(k) for k in record.streams],
+                        partial(_calibration, client, dev_id),
+                        partial(_table, client, dev_id),
+                    )
             for stream in record.streams:
                 key = (dev_id, StreamKind(stream))
                 if key not in self._subs[endpoint]:
@@ -142,6 +149,9 @@ class Bridge:
         ros_sender = ros.sender(frame.device_id, frame.kind) if ros is not None else None
         if ros_sender is not None:
             ros_sender.submit(None, frame.raw_header, frame.payload)
+        geometry = ros.geometry(frame.device_id) if ros is not None else None
+        if geometry is not None and frame.kind in (StreamKind.depth, StreamKind.color):
+            geometry.submit(None, frame.raw_header, frame.payload)
 
     def _drop(self, endpoint: str) -> None:
         client = self._clients.pop(endpoint, None)
@@ -159,3 +169,19 @@ class Bridge:
 
 def _const(value: dict[str, Any]) -> Callable[[], dict[str, Any]]:
     return lambda: value
+
+
+def _calibration(client: Any, device_id: str) -> Calibration | None:
+    """The upstream device's calibration for the ROS 2 geometry (None while it has none)."""
+    try:
+        cal: Calibration = client.calibration(device_id, timeout=2.0)
+        return cal
+    except RgbdcastError:
+        return None
+
+
+def _table(client: Any, device_id: str, name: str) -> Any:
+    try:
+        return client.calibration_table(device_id, name, timeout=5.0)
+    except RgbdcastError:
+        return None

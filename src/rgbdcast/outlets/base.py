@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from ..devices.base import StreamInfo
 from ..errors import UsageError
 from ..frames import Frame, StreamKind
+from ..geometry.calibration import Calibration
 
 if TYPE_CHECKING:
     from ..net.security import ServerKeys
@@ -109,13 +110,21 @@ class StreamPort:
                 self._failed(tap)
 
 
+def _none(*_: Any) -> Any:
+    return None
+
+
 @dataclass(frozen=True)
 class DevicePort:
-    """A device whose streams just opened: its id and name, and a port per stream."""
+    """A device whose streams just opened: its id and name, a port per stream, and its
+    geometry: ``calibration()`` (now; None if it has none or it was refused) and
+    ``calibration_table(name)`` (a per-pixel table it names, as a numpy array, or None)."""
 
     id: str
     name: str
     streams: Mapping[StreamKind, StreamPort]
+    calibration: Callable[[], Calibration | None] = _none
+    calibration_table: Callable[[str], Any] = _none
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,10 @@ sequence counter): color on ``/<device>/color/image_raw/compressed``
 ``/<device>/<stream>/image_raw`` (``sensor_msgs/msg/Image``, ``16UC1`` / ``mono16``), each image
 stream's ``camera_info`` beside it (sent with every frame, so a late joiner has it with the next
 image), and bodies on ``/<device>/bodies`` (``std_msgs/msg/String``, JSON as the plain-TCP
-gateway's ``KinectSkeleton``). A :class:`Ros2Sender` is a publisher tap: the producer leaves the
-newest frame in a slot and the sender's thread converts it (CDR) and puts it, so conversion and a
-stuck link never slow the server.
+gateway's ``KinectSkeleton``); a device with depth and color also gets ``/tf_static``,
+``depth_registered`` and ``points`` (:mod:`.ros2geo`). A :class:`Ros2Sender` is a publisher
+tap: the producer leaves the newest frame in a slot and the sender's thread converts it (CDR)
+and puts it, so conversion and a stuck link never slow the server.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import logging
 import os
 import re
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -28,11 +30,13 @@ from ..codecs.jpeg import JpegCodec
 from ..devices.base import require
 from ..errors import UsageError
 from ..frames import Frame, Intrinsics, StreamKind
+from ..geometry.calibration import Calibration
 from ..net.slot import LatestSlot
 from ..protocol import ros2
 from ..protocol.envelope import parse_encoded
 from ..protocol.viewer import is_plain_jpeg
 from .base import DevicePort, OutletHost
+from .ros2geo import Ros2Geometry
 from .zenoh import ZenohLink, ZenohOptions, ZenohSession, session_of
 
 __all__ = ["QOS", "Ros2Outlet", "Ros2Publishing", "Ros2Sender", "ros_name"]
@@ -54,7 +58,9 @@ def ros_name(name: str) -> str:
 class _RosPublisher:
     """One ROS publisher: a Zenoh publisher on the topic's key and its ``MP`` token."""
 
-    def __init__(self, node: Ros2Publishing, topic: str, rtype: ros2.RosType) -> None:
+    def __init__(
+        self, node: Ros2Publishing, topic: str, rtype: ros2.RosType, qos: str = QOS
+    ) -> None:
         zenoh = require("zenoh", "zenoh")
         self.topic = topic
         self.key = ros2.topic_key(node.domain, topic, rtype)
@@ -74,7 +80,7 @@ class _RosPublisher:
             node.node,
             topic=topic,
             rtype=rtype,
-            qos=QOS,
+            qos=qos,
         )
         self._token = session.liveliness().declare_token(token_key)
         self.token_key = token_key
@@ -100,10 +106,18 @@ class _RosPublisher:
 class Ros2Sender:
     """Converts and publishes one device stream on its ROS topics, newest frame first."""
 
-    def __init__(self, node: Ros2Publishing, device: str, kind: StreamKind) -> None:
+    def __init__(
+        self,
+        node: Ros2Publishing,
+        device: str,
+        kind: StreamKind,
+        calibration: Callable[[], Calibration | None] = lambda: None,
+    ) -> None:
         base = f"/{ros_name(device)}"
         self.kind = kind
-        self.frame_id = ros_name(device) + f"_{kind.value}_optical_frame"
+        camera = "color" if kind is StreamKind.color else "depth"  # infrared is the depth camera
+        self.frame_id = ros_name(device) + f"_{camera}_optical_frame"
+        self._calibration = calibration
         self.pubs: dict[str, _RosPublisher] = {}
         if kind is StreamKind.color:
             self.pubs["image"] = _RosPublisher(
@@ -191,6 +205,13 @@ class Ros2Sender:
     def _info(self, stamp: int, intr: Intrinsics | None, w: int, h: int) -> None:
         info = self.pubs["info"]
         if info.matched():
+            try:  # the device's calibration, with its distortion, where it has one
+                cal = self._calibration()
+            except Exception:  # a bridge's client may be reconnecting
+                cal = None
+            known = cal.intrinsics_of(self.kind) if cal is not None else None
+            if known is not None and (known.width, known.height) == (w, h):
+                intr = known
             intr = intr or Intrinsics(width=w, height=h, fx=1.0, fy=1.0, cx=0.0, cy=0.0)
             info.put(ros2.camera_info(stamp, self.frame_id, intr), stamp)
 
@@ -229,28 +250,51 @@ class Ros2Publishing:
             ros2.liveliness_key(domain, self.session_id, 0, 0, "NN", namespace, self.node)
         )
         self._devices: dict[str, dict[StreamKind, Ros2Sender]] = {}
+        self._geometry: dict[str, Ros2Geometry] = {}
 
     def next_entity_id(self) -> int:
         with self._lock:
             self._ids += 1
             return self._ids
 
-    def add_device(self, device: str, kinds: list[StreamKind]) -> dict[StreamKind, Ros2Sender]:
+    def add_device(
+        self,
+        device: str,
+        kinds: list[StreamKind],
+        calibration: Callable[[], Calibration | None] = lambda: None,
+        table: Callable[[str], Any] = lambda name: None,
+    ) -> dict[StreamKind, Ros2Sender]:
+        """Publishers for *device*'s streams and, with depth and color, its geometry
+        (``/tf_static``, ``depth_registered``, ``points``) from *calibration*."""
         self.remove_device(device)
-        senders = {k: Ros2Sender(self, device, k) for k in kinds}
+        senders = {k: Ros2Sender(self, device, k, calibration) for k in kinds}
+        geometry = None
+        if StreamKind.depth in kinds and StreamKind.color in kinds:
+            geometry = Ros2Geometry(self, device, calibration, table, _RosPublisher)
         with self._lock:
             self._devices[device] = senders
+            if geometry is not None:
+                self._geometry[device] = geometry
         return senders
 
+    def geometry(self, device: str) -> Ros2Geometry | None:
+        with self._lock:
+            return self._geometry.get(device)
+
     def stats(self) -> dict[str, dict[str, int]]:
-        """Per ``<device>/<stream>``: messages sent, and those that failed to convert or put."""
+        """Per ``<device>/<stream>``: messages sent, and those that failed to convert or put;
+        per ``<device>/geometry``: framesets converted, failed, and not matched in time."""
         with self._lock:
             devices = {d: dict(s) for d, s in self._devices.items()}
-        return {
+            geometry = dict(self._geometry)
+        out = {
             f"{d}/{k.value}": {"sent": s.sent, "errors": s.errors}
             for d, senders in devices.items()
             for k, s in senders.items()
         }
+        for d, g in geometry.items():
+            out[f"{d}/geometry"] = {"sent": g.sent, "errors": g.errors, "unmatched": g.unmatched}
+        return out
 
     def sender(self, device: str, kind: StreamKind) -> Ros2Sender | None:
         with self._lock:
@@ -259,8 +303,11 @@ class Ros2Publishing:
     def remove_device(self, device: str) -> None:
         with self._lock:
             senders = self._devices.pop(device, {})
+            geometry = self._geometry.pop(device, None)
         for sender in senders.values():
             sender.close()
+        if geometry is not None:
+            geometry.close()
 
     def close(self) -> None:
         with self._lock:
@@ -324,9 +371,15 @@ class Ros2Outlet:
     def device_added(self, device: DevicePort) -> None:
         if self.node is None:
             return
-        senders = self.node.add_device(device.id, list(device.streams))
+        senders = self.node.add_device(
+            device.id, list(device.streams), device.calibration, device.calibration_table
+        )
         for kind, port in device.streams.items():
             port.tap_encoded(senders[kind].submit, senders[kind].matched)
+        geometry = self.node.geometry(device.id)
+        if geometry is not None:
+            for kind in (StreamKind.depth, StreamKind.color):
+                device.streams[kind].tap_encoded(geometry.submit, geometry.wanted)
 
     def device_removed(self, device_id: str) -> None:
         if self.node is not None:

@@ -28,7 +28,9 @@ __all__ = [
     "COMPRESSED_IMAGE",
     "CAMERA_INFO",
     "IMAGE",
+    "POINT_CLOUD2",
     "STRING",
+    "TF_MESSAGE",
     "RosType",
     "attachment",
     "camera_info",
@@ -38,8 +40,10 @@ __all__ = [
     "liveliness_key",
     "mangle",
     "parse_attachment",
+    "point_cloud2",
     "qos_key",
     "string",
+    "tf_message",
     "topic_key",
 ]
 
@@ -75,6 +79,14 @@ CAMERA_INFO = RosType(
 STRING = RosType(
     "std_msgs/msg/String",
     "RIHS01_df668c740482bbd48fb39d76a70dfd4bd59db1288021743503259e948f6b1a18",
+)
+TF_MESSAGE = RosType(
+    "tf2_msgs/msg/TFMessage",
+    "RIHS01_e369d0f05a23ae52508854b66f6aa0437f3449d652e8cbf22d5abe85d020f087",
+)
+POINT_CLOUD2 = RosType(
+    "sensor_msgs/msg/PointCloud2",
+    "RIHS01_9198cabf7da3796ae6fe19c4cb3bdd3525492988c70522628af5daa124bae2b5",
 )
 
 # -- names ---------------------------------------------------------------------------------------
@@ -194,6 +206,55 @@ def camera_info(stamp_ns: int, frame_id: str, intr: Intrinsics) -> bytes:
         w.u32(0)
     w.u8(0)  # roi.do_rectify
     return w.getvalue()
+
+
+Transform = tuple[str, str, tuple[float, float, float], tuple[float, float, float, float]]
+"""``(parent, child, translation, rotation quaternion x y z w)``: the child's pose in the parent."""
+
+
+def tf_message(stamp_ns: int, transforms: list[Transform]) -> bytes:
+    """``tf2_msgs/msg/TFMessage`` (what ``/tf_static`` carries)."""
+    w = Writer()
+    w.u32(len(transforms))
+    for parent, child, t, q in transforms:
+        _header(w, stamp_ns, parent)
+        w.string(child)
+        w.f64s([float(v) for v in (*t, *q)], fixed=7)
+    return w.getvalue()
+
+
+_FLOAT32 = 7  # sensor_msgs/PointField datatype
+
+
+def point_cloud2(stamp_ns: int, frame_id: str, points: Any, rgb: Any) -> bytes:
+    """``sensor_msgs/msg/PointCloud2`` of an organised cloud: float32 ``x y z`` (metres, NaN
+    where there is no point) and ``rgb`` packed into a float32 as PCL and RViz read it
+    (``0x00RRGGBB``); 16 bytes a point."""
+    import numpy as np
+
+    pts = np.asarray(points, np.float32)
+    col = np.asarray(rgb, np.uint8)
+    h, w = pts.shape[:2]
+    packed = np.empty((h, w, 4), np.float32)
+    packed[..., :3] = pts
+    bits = (col[..., 0].astype(np.uint32) << 16) | (col[..., 1].astype(np.uint32) << 8)
+    packed[..., 3] = (bits | col[..., 2]).view(np.float32)
+    out = Writer()
+    _header(out, stamp_ns, frame_id)
+    out.u32(h)
+    out.u32(w)
+    out.u32(4)
+    for i, name in enumerate(("x", "y", "z", "rgb")):
+        out.string(name)
+        out.u32(4 * i)
+        out.u8(_FLOAT32)
+        out.u32(1)
+    out.u8(0)  # is_bigendian
+    out.u32(16)  # point_step
+    out.u32(16 * w)  # row_step
+    out.octets(packed.data)
+    out.u8(int(not np.isnan(pts).any()))  # is_dense
+    return out.getvalue()
 
 
 def string(text: str) -> bytes:

@@ -299,7 +299,7 @@ def test_the_calibration_is_recorded_for_foxglove_and_replayed(
     assert isinstance(dev, TableMock)
     out = tmp_path / "cal.mcap"
     res = subprocess.run(
-        [*RECORD, endpoint, "--out", str(out), "--duration", "1.5", "--device", "cal0"],
+        [*RECORD, endpoint, "--out", str(out), "--duration", "1.5", "--device", "cal0", "--points"],
         capture_output=True,
         text=True,
         timeout=60,
@@ -312,14 +312,18 @@ def test_the_calibration_is_recorded_for_foxglove_and_replayed(
     assert "tables: depth_to_camera_space" in text
 
     store = get_typestore(Stores.ROS2_HUMBLE)
-    for name, msg in (cdr.CALIBRATION, cdr.FRAME_TRANSFORM, cdr.COMPRESSED_IMAGE):
+    for name, msg in (cdr.CALIBRATION, cdr.FRAME_TRANSFORM, cdr.COMPRESSED_IMAGE, cdr.POINT_CLOUD):
         store.register(get_types_from_msg(msg.split("=" * 80)[0], name))
+    field = cdr.POINT_CLOUD[1].split("=" * 80 + "\n")[-1].split("\n", 1)[1]
+    store.register(get_types_from_msg(field, "foxglove_msgs/msg/PackedElementField"))
     seen: dict[str, Any] = {}
     with open(out, "rb") as f:
         reader = make_reader(f)
         for _, channel, message in reader.iter_messages():
             if channel.topic in ("/cal0/color/calibration", "/tf", "/cal0/calibration"):
                 seen.setdefault(channel.topic, message.data)
+            if channel.topic == "/cal0/points":
+                seen.setdefault("points", []).append(message.data)
             if channel.topic == "/cal0/color":
                 seen.setdefault("image", message.data)
         attachments = list(reader.iter_attachments())
@@ -341,6 +345,14 @@ def test_the_calibration_is_recorded_for_foxglove_and_replayed(
     image = store.deserialize_cdr(seen["image"], "foxglove_msgs/msg/CompressedImage")
     assert image.frame_id == "cal0_color_optical_frame"  # what the transform and camera name
     assert Calibration.from_dict(json.loads(seen["/cal0/calibration"])) == cal
+    # --points: one Foxglove PointCloud per frameset, in the depth camera's frame
+    assert len(seen["points"]) >= 10
+    pc = store.deserialize_cdr(seen["points"][-1], cdr.POINT_CLOUD[0])
+    assert pc.frame_id == "cal0_depth_optical_frame" and pc.point_stride == 16
+    assert [f.name for f in pc.fields] == ["x", "y", "z", "red", "green", "blue", "alpha"]
+    raw = np.frombuffer(pc.data.tobytes(), np.uint8).reshape(-1, 16)
+    xyz = raw[:, :12].copy().view(np.float32)
+    assert len(xyz) > 100_000 and xyz[:, 2].min() > 1.0 and xyz[:, 2].max() < 5.0
     (table,) = [a for a in attachments if a.name.endswith("/depth_to_camera_space")]
     assert np.array_equal(np.frombuffer(table.data, "<f4").reshape(424, 512, 2), dev.table)
 

@@ -40,6 +40,19 @@ def add_parsers(sub: Any) -> None:
     p.add_argument(
         "--compression", choices=["zstd", "lz4", "none"], default="zstd", help="chunk compression"
     )
+    p.add_argument(
+        "--points",
+        action="store_true",
+        help="also write each frameset's colored point cloud (Foxglove PointCloud on "
+        "/<device>/points, so Foxglove shows the recording in 3-D); decodes depth and color",
+    )
+    p.add_argument(
+        "--points-decimate",
+        type=int,
+        default=1,
+        metavar="N",
+        help="with --points: every Nth pixel of every Nth row (default 1: all)",
+    )
     p.add_argument("--interface", action="append", metavar="IP", help="discover on this address")
     p.add_argument(
         "--secure", metavar="DIR", default=None, help="client keys for a --secure server"
@@ -111,7 +124,9 @@ def cmd_record(args: argparse.Namespace) -> int:
             chunk_bytes=int(args.chunk_mb * (1 << 20)),
             compression=args.compression,
         )
-        calibrations = _CalibrationWriter(client)
+        calibrations = _CalibrationWriter(
+            client, _PointsWriter(client, args.points_decimate) if args.points else None
+        )
         client.on_frame.connect(on_frame, sender=client, weak=False)
         subs = [client.subscribe(d, k, decode=False, queue_size=1) for d, k in chosen]
         print(f"recording {len(subs)} streams of {client.server_name!r} to {out}", flush=True)
@@ -148,8 +163,9 @@ class _CalibrationWriter:
     """Writes each device's calibration (and its tables) into the recording before the first
     frame that names it, so a calibration fitted or changed while recording is recorded too."""
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Any, points: _PointsWriter | None = None) -> None:
         self.client = client
+        self.points = points
         self.seen: set[tuple[str, str]] = set()
 
     def write(self, recorder: Any, encoded: Any) -> None:
@@ -165,6 +181,38 @@ class _CalibrationWriter:
             except (RgbdcastError, TimeoutError) as exc:
                 print(f"\nnote: {h.device_id}'s calibration is not recorded: {exc}", flush=True)
         recorder.write(encoded)
+        if self.points is not None:
+            self.points.write(recorder, encoded)
+
+
+class _PointsWriter:
+    """Pairs each device's depth and color of one frameset and writes their colored cloud."""
+
+    def __init__(self, client: Any, decimate: int) -> None:
+        if not 1 <= decimate <= 16:
+            raise UsageError(f"--points-decimate must be 1..16, got {decimate}")
+        self.client, self.decimate = client, decimate
+        self.held: dict[tuple[str, StreamKind], Any] = {}
+        self.failed: set[str] = set()
+
+    def write(self, recorder: Any, encoded: Any) -> None:
+        h = encoded.header
+        if h.stream not in (StreamKind.depth, StreamKind.color) or h.device_id in self.failed:
+            return
+        self.held[(h.device_id, h.stream)] = encoded
+        other = StreamKind.color if h.stream is StreamKind.depth else StreamKind.depth
+        mate = self.held.get((h.device_id, other))
+        if mate is None or mate.header.frameset_id != h.frameset_id:
+            return
+        del self.held[(h.device_id, other)], self.held[(h.device_id, h.stream)]
+        try:
+            frames = [encoded.decode(), mate.decode()]
+            cloud = self.client.point_cloud(frames, decimate=self.decimate, timeout=3.0)
+        except (RgbdcastError, TimeoutError) as exc:
+            self.failed.add(h.device_id)
+            print(f"\nnote: no point clouds of {h.device_id}: {exc}", flush=True)
+            return
+        recorder.write_points(h.device_id, h.host_time_ns, cloud.points, cloud.colors)
 
 
 def _progress(recorder: Any, subs: list[Any], writer_drops: int, elapsed: float) -> str:

@@ -20,6 +20,7 @@ __all__ = [
     "CALIBRATION",
     "COMPRESSED_IMAGE",
     "FRAME_TRANSFORM",
+    "POINT_CLOUD",
     "RAW_IMAGE",
     "Reader",
     "Writer",
@@ -29,6 +30,7 @@ __all__ = [
     "encode_calibration",
     "encode_compressed_image",
     "encode_frame_transform",
+    "encode_point_cloud",
     "encode_raw_image",
     "write_pinhole",
 ]
@@ -65,6 +67,24 @@ FRAME_TRANSFORM = (
     + "MSG: geometry_msgs/Vector3\nfloat64 x\nfloat64 y\nfloat64 z\n"
     + _SEP
     + "MSG: geometry_msgs/Quaternion\nfloat64 x\nfloat64 y\nfloat64 z\nfloat64 w\n",
+)
+POINT_CLOUD = (
+    "foxglove_msgs/msg/PointCloud",
+    "builtin_interfaces/Time timestamp\nstring frame_id\ngeometry_msgs/Pose pose\n"
+    "uint32 point_stride\nfoxglove_msgs/PackedElementField[] fields\nuint8[] data\n"
+    + _SEP
+    + _TIME
+    + _SEP
+    + "MSG: geometry_msgs/Pose\ngeometry_msgs/Point position\n"
+    "geometry_msgs/Quaternion orientation\n"
+    + _SEP
+    + "MSG: geometry_msgs/Point\nfloat64 x\nfloat64 y\nfloat64 z\n"
+    + _SEP
+    + "MSG: geometry_msgs/Quaternion\nfloat64 x\nfloat64 y\nfloat64 z\nfloat64 w\n"
+    + _SEP
+    + "MSG: foxglove_msgs/PackedElementField\nuint8 UNKNOWN=0\nuint8 UINT8=1\nuint8 INT8=2\n"
+    "uint8 UINT16=3\nuint8 INT16=4\nuint8 UINT32=5\nuint8 INT32=6\nuint8 FLOAT32=7\n"
+    "uint8 FLOAT64=8\nstring name\nuint32 offset\nuint8 type\n",
 )
 
 
@@ -231,6 +251,33 @@ def encode_frame_transform(
     w.string(parent)
     w.string(child)
     w.f64s([float(v) for v in (*translation, *rotation)], fixed=7)
+    return w.getvalue()
+
+
+def encode_point_cloud(t_ns: int, frame_id: str, points: Any, rgb: Any) -> bytes:
+    """Foxglove ``PointCloud``: float32 ``x y z`` then uint8 ``red green blue alpha`` per point
+    (16 bytes), in *frame_id* (identity pose)."""
+    import numpy as np
+
+    pts = np.asarray(points, np.float32).reshape(-1, 3)
+    col = np.asarray(rgb, np.uint8).reshape(-1, 3)
+    packed = np.empty((len(pts), 16), np.uint8)
+    packed[:, :12] = pts.view(np.uint8).reshape(-1, 12)
+    packed[:, 12:15] = col
+    packed[:, 15] = 255
+    w = Writer()
+    w.time(t_ns)
+    w.string(frame_id)
+    w.f64s([0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0], fixed=7)  # position, orientation
+    w.u32(16)
+    fields = [("x", 0, 7), ("y", 4, 7), ("z", 8, 7)]
+    fields += [("red", 12, 1), ("green", 13, 1), ("blue", 14, 1), ("alpha", 15, 1)]
+    w.u32(len(fields))
+    for name, offset, kind in fields:
+        w.string(name)
+        w.u32(offset)
+        w.u8(kind)
+    w.octets(packed.data)
     return w.getvalue()
 
 

@@ -47,6 +47,7 @@ __all__ = [
     "calibration_message",
     "full_calibration_messages",
     "optical_frame",
+    "points_message",
     "frame_message",
     "message_frame",
 ]
@@ -144,6 +145,14 @@ def full_calibration_messages(cal: Calibration, t_ns: int) -> list[tuple[Channel
         )
         out.append((ChannelSpec(TRANSFORMS_TOPIC, _ros(cdr.FRAME_TRANSFORM), "cdr"), msg))
     return out
+
+
+def points_message(
+    device: str, t_ns: int, points: np.ndarray, rgb: np.ndarray
+) -> tuple[ChannelSpec, bytes]:
+    """A colored cloud as a Foxglove ``PointCloud`` in the device's depth optical frame."""
+    msg = cdr.encode_point_cloud(t_ns, f"{device}_depth_optical_frame", points, rgb)
+    return ChannelSpec(f"/{device}/points", _ros(cdr.POINT_CLOUD), "cdr"), msg
 
 
 def channel_spec(device: str, kind: StreamKind, fmt: str) -> ChannelSpec:

@@ -30,6 +30,7 @@ from .mcapfile import (
     calibration_message,
     frame_message,
     full_calibration_messages,
+    points_message,
 )
 
 __all__ = ["McapRecorder"]
@@ -170,6 +171,16 @@ class McapRecorder:
             )
         self._revisions[device] = cal.revision
         self._full.add(device)
+
+    def write_points(self, device: str, t_ns: int, points: np.ndarray, rgb: np.ndarray) -> None:
+        """Append one colored cloud of *device* (float32 metres in its depth camera's optical
+        frame, uint8 RGB) as a Foxglove ``PointCloud`` on ``/<device>/points``."""
+        if self.closed:
+            raise RecordingError("the recording is closed")
+        spec, data = points_message(device, t_ns, points, rgb)
+        ch = self._channel(spec, device, None, "points")
+        self._guard(lambda: self._writer.add_message(ch, t_ns, data, t_ns, 0))
+        self.frames[f"{device}/points"] += 1
 
     def close(self) -> None:
         """Write the summary and close the file (safe to call twice)."""

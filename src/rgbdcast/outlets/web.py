@@ -13,6 +13,7 @@ from ..errors import UsageError
 from ..frames import Frame, StreamKind
 from ..net.addresses import DEFAULT_WEB_PORT, parse_hostport
 from .base import DevicePort, OutletHost
+from .webcloud import DECIMATE, CloudTap
 from .webviewer import WebViewer
 
 __all__ = ["WebOutlet"]
@@ -40,6 +41,7 @@ class WebOutlet:
         self._host: OutletHost | None = None
         self._bind: tuple[str, int] = ("", 0)
         self._token: str | None = None
+        self._clouds: dict[str, CloudTap] = {}
 
     def attach(self, host: OutletHost) -> None:
         default = "127.0.0.1" if host.secure is not None else host.address
@@ -50,7 +52,7 @@ class WebOutlet:
     def start(self) -> None:
         assert self._host is not None
         host, port = self._bind
-        viewer = WebViewer(host, port, _ServerBackend(self._host), token=self._token)
+        viewer = WebViewer(host, port, _ServerBackend(self._host, self._clouds), token=self._token)
         try:
             viewer.start()
         except OSError as exc:
@@ -60,7 +62,7 @@ class WebOutlet:
                     " (choose another --web port, or --no-web)"
                 ) from exc
             log.warning("web port %d is busy (%s); using a free port", port, exc.strerror)
-            viewer = WebViewer(host, 0, _ServerBackend(self._host), token=self._token)
+            viewer = WebViewer(host, 0, _ServerBackend(self._host, self._clouds), token=self._token)
             viewer.start()
         self.viewer = viewer
         log.info("web viewer at %s", viewer.url)
@@ -81,8 +83,11 @@ class WebOutlet:
                 port.tap_encoded(tap, tap.wanted)
             else:
                 port.tap_frames(viewer.submit)
+        if CloudTap.possible(device):  # the 3-D view, once the device has a calibration
+            self._clouds[device.id] = CloudTap(viewer, device)
 
     def device_removed(self, device_id: str) -> None:
+        self._clouds.pop(device_id, None)
         if self.viewer is not None:
             self.viewer.forget(device_id)
 
@@ -123,23 +128,23 @@ class _ServerBackend:
 
     mode = "server"
 
-    def __init__(self, host: OutletHost) -> None:
+    def __init__(self, host: OutletHost, clouds: dict[str, CloudTap]) -> None:
         self._host = host
+        self._clouds = clouds
         self.name = host.name
 
     def devices(self) -> list[dict[str, Any]]:
-        return [
-            {
-                "id": d.id,
-                "name": d.name,
-                "state": d.state,
-                "streams": {
-                    k.value: {**info.to_dict(), "codec": d.codecs.get(k)}
-                    for k, info in d.streams.items()
-                },
+        out = []
+        for d in self._host.device_states():
+            streams = {
+                k.value: {**info.to_dict(), "codec": d.codecs.get(k)}
+                for k, info in d.streams.items()
             }
-            for d in self._host.device_states()
-        ]
+            cloud = self._clouds.get(d.id)
+            if cloud is not None and cloud.calibrated():
+                streams["points"] = {"codec": "cloud", "decimate": DECIMATE}
+            out.append({"id": d.id, "name": d.name, "state": d.state, "streams": streams})
+        return out
 
     def stats(self) -> dict[str, dict[str, Any]]:
         return {

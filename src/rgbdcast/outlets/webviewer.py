@@ -20,6 +20,7 @@ import logging
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib import resources
@@ -62,6 +63,11 @@ _ASSETS = {
     "/index.html": ("index.html", "text/html; charset=utf-8"),
     "/app.js": ("app.js", "text/javascript; charset=utf-8"),
     "/app.css": ("app.css", "text/css; charset=utf-8"),
+    "/view3d.js": ("view3d.js", "text/javascript; charset=utf-8"),
+    **{
+        f"/vendor/three/{name}": (f"vendor/three/{name}", "text/javascript; charset=utf-8")
+        for name in ("three.module.js", "three.core.js", "OrbitControls.js")
+    },
 }
 
 
@@ -104,6 +110,7 @@ class _Item:
     jpeg: Any = None
     encoded: EncodedFrame | None = None
     device: str | None = None
+    make: Callable[[float], bytes] | None = None
 
 
 @dataclass(eq=False)
@@ -219,6 +226,11 @@ class WebViewer:
         item.device = device
         self._store(f"{device or h.device_id}/{h.stream.value}", item)
 
+    def submit_made(self, key: str, seq: int, make: Callable[[float], bytes]) -> None:
+        """Offer a message the viewer makes only when a browser wants it (``make(send_ms)``
+        runs on the render pool): the 3-D view's clouds (``<device>/points``)."""
+        self._store(key, _Item((seq, id(make)), seq, None, make=make))
+
     def _store(self, key: str, item: _Item) -> None:
         self._latest[key] = item
         loop = self._loop
@@ -262,6 +274,8 @@ class WebViewer:
         return await asyncio.shield(fut)
 
     def _render_sync(self, item: _Item) -> bytes:
+        if item.make is not None:
+            return item.make(time.time_ns() / 1e6)
         frame, jpeg, meta = item.frame, item.jpeg, None
         if item.encoded is not None:
             h = item.encoded.header
@@ -302,7 +316,7 @@ class WebViewer:
         asset = _ASSETS.get(path)
         if asset is None:
             return _response(404, "Not Found", b"not found\n", "text/plain")
-        body = resources.files("rgbdcast").joinpath("webui").joinpath(asset[0]).read_bytes()
+        body = resources.files("rgbdcast").joinpath("webui", *asset[0].split("/")).read_bytes()
         return _response(200, "OK", body, asset[1])
 
     async def _session(self, ws: ServerConnection) -> None:

@@ -9,7 +9,8 @@ JavaScript; where the C accelerator is not built, zlib-deflated little-endian ui
 ``fmt: "u16z"``, inflated with the browser's ``DecompressionStream``), so the page keeps the
 real values for its colormap and the distance under the cursor; bodies as JSON
 (``fmt: "bodies"``, each joint ``[color_x, color_y, depth_x, depth_y, state]`` with ``null``
-for unknown projections).
+for unknown projections); and a device with a calibration has a ``points`` stream for the 3-D
+view, a colored cloud (``fmt: "cloud"``, :func:`cloud_message`).
 The browser answers each frame of a stream with ``{"type": "ack", "key": "<device>/<stream>"}``
 and gets that stream's next (newest) frame only after its ack: one frame in flight per stream,
 so a slow page is sent fewer frames instead of a growing backlog.
@@ -32,6 +33,7 @@ from ..frames import BONES, JOINT_NAMES, Body, Frame, StreamKind
 
 __all__ = [
     "MAX_CLIENT_MESSAGE",
+    "cloud_message",
     "frame_message",
     "is_plain_jpeg",
     "hello_message",
@@ -140,6 +142,48 @@ def frame_message(
     }
     head = json.dumps(header, separators=(",", ":")).encode()
     return b"".join((_LEN.pack(len(head)), head, memoryview(payload).cast("B")))
+
+
+def cloud_message(
+    device: str,
+    seq: int,
+    t_host_ns: int,
+    points: np.ndarray,
+    colors: np.ndarray,
+    bodies: tuple[Body, ...] = (),
+    send_time_ms: float = 0.0,
+) -> bytes:
+    """The 3-D view's frame (``fmt: "cloud"``): *points* (N, 3) float32 metres in the depth
+    camera's optical frame go out as int16 millimetres (x y z, little-endian, N*6 bytes), then
+    *colors* (N, 3) uint8 RGB; the header carries ``n`` and each body's 25 joints as
+    ``[x, y, z, state]`` in the same frame (metres; Kinect camera space is y up, so y flips)."""
+    pts = np.clip(np.rint(np.asarray(points, np.float32) * 1000.0), -32767, 32767)
+    joints = [
+        [
+            [_num3(j.position[0]), _num3(-j.position[1]), _num3(j.position[2]), int(j.state)]
+            for j in b.joints
+        ]
+        for b in bodies
+    ]
+    header = {
+        "device": device,
+        "stream": "points",
+        "seq": int(seq),
+        "t_host_ms": int(t_host_ns) / 1e6,
+        "t_send_ms": send_time_ms,
+        "fmt": "cloud",
+        "n": len(pts),
+        "bodies": joints,
+    }
+    head = json.dumps(header, separators=(",", ":"), allow_nan=False).encode()
+    xyz = pts.astype("<i2").tobytes()
+    rgb = np.ascontiguousarray(colors, np.uint8).tobytes()
+    return b"".join((_LEN.pack(len(head)), head, xyz, rgb))
+
+
+def _num3(v: float) -> float | None:
+    f = json_float(v)
+    return None if f is None else round(float(f), 3)
 
 
 def is_plain_jpeg(payload: Any) -> bool:

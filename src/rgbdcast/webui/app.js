@@ -130,7 +130,7 @@ function deviceCard(d) {
     el("span", { class: "pill state" })));
   card.append(el("p", { class: "notice", hidden: "" }));
   const tiles = el("div", { class: "tiles" });
-  for (const kind of ["color", "depth", "infrared", "body"]) {
+  for (const kind of ["color", "depth", "infrared", "body", "points"]) {
     if (!(kind in d.streams)) continue;
     tiles.append(tile(d, kind));
   }
@@ -145,6 +145,8 @@ function tile(d, kind) {
   const cover = el("div", { class: "cover", hidden: "" });
   if (kind === "body") {
     stack.append(el("div", { class: "bodies-list", text: "no bodies" }));
+  } else if (kind === "points") {
+    stack.append(el("div", { class: "three", title: "drag to orbit, wheel to zoom, right-drag to pan" }));
   } else {
     const canvas = el("canvas", { class: "img", width: d.streams[kind].width || 320, height: d.streams[kind].height || 240 });
     stack.append(canvas);
@@ -155,7 +157,8 @@ function tile(d, kind) {
   stack.append(cover);
   fig.append(stack);
   const info = d.streams[kind];
-  const label = `${kind} ${info.width ? `${info.width}×${info.height}` : ""} ${info.codec ? `· ${info.codec}` : ""}`;
+  const label = kind === "points" ? "3-D · colored point cloud, skeleton"
+    : `${kind} ${info.width ? `${info.width}×${info.height}` : ""} ${info.codec ? `· ${info.codec}` : ""}`;
   fig.append(el("figcaption", {}, el("span", { class: "label", text: label }), el("span", { class: "stats", text: "waiting…" })));
   if (kind === "depth") {
     const legend = el("canvas", { class: "legend-bar", width: 256, height: 1 });
@@ -260,6 +263,7 @@ async function onFrame(buf) {
     else if (h.fmt === "rvl") drawU16(fig, h, rvlDecode(payload, h.width * h.height), s);
     else if (h.fmt === "u16z") drawU16(fig, h, new Uint16Array(await inflate(payload)), s);
     else if (h.fmt === "bodies") drawBodyList(fig, h, JSON.parse(decoder.decode(payload)), s);
+    else if (h.fmt === "cloud" && fig && window.rgbdcast3d) window.rgbdcast3d.update(fig, h, payload);
     account(s, h, buf.byteLength);
     if (h.fmt === "bodies") redrawOverlays(h.device);
     else if (h.stream === "color" || h.stream === "depth") drawOverlay(h.device, h.stream);

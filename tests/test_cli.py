@@ -105,6 +105,7 @@ def test_info_ping_stats(served: Serve) -> None:
     res = run("info", served.endpoint)
     assert res.returncode == 0, res.stderr
     assert "device mock0" in res.stdout and "depth" in res.stdout and "512x424" in res.stdout
+    assert "calibration: depth and color registered, color camera 5.2 cm from depth" in res.stdout
     me = json.loads(run("info", served.endpoint, "--json").stdout)
     assert me["version"] == 1
     res = run("ping", served.endpoint, "-n", "2")

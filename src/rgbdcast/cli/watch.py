@@ -108,7 +108,27 @@ def _describe(me: dict[str, Any]) -> list[str]:
                 f"    {kind:<9} {size:>10} {s.get('fps', '?'):>5} fps"
                 f"  codec {s.get('codec', '?'):<5} units {s.get('units', '?'):<9} {ep}"
             )
+        lines.append("    " + _calibration_line(dev))
     return lines
+
+
+def _calibration_line(dev: dict[str, Any]) -> str:
+    """One line on a device's geometry, as who/me states it."""
+    if "calibration_error" in dev:
+        return f"calibration refused: {dev['calibration_error']}"
+    cal = dev.get("calibration")
+    if not isinstance(cal, dict):
+        return "calibration: none (no geometry is claimed)"
+    ext = cal.get("depth_to_color")
+    what = "depth and color registered" if ext else "intrinsics only"
+    if ext:
+        baseline = sum(float(v) ** 2 for v in ext.get("translation", [])) ** 0.5
+        what += f", color camera {baseline * 100:.1f} cm from depth"
+    fit = cal.get("fit") or {}
+    if "check_max_px" in fit:
+        what += f", fitted within {float(fit['check_max_px']):.2f} px"
+    tables = f", tables: {', '.join(cal['tables'])}" if cal.get("tables") else ""
+    return f"calibration: {what} ({cal.get('source', '?')}){tables}"
 
 
 def cmd_info(args: argparse.Namespace) -> int:

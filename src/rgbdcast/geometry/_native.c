@@ -127,6 +127,53 @@ static void visible_row(const float *restrict zbuf, const int32_t *restrict own,
     }
 }
 
+/* The last pass, without branches on the data (a kept point is written, and the next one goes
+   to the same place when this one was not kept): crop, compact or keep the layout, colors BGR to
+   RGB and black where the color camera does not see the point. */
+static inline __attribute__((always_inline)) Py_ssize_t
+write_points(const uint16_t *restrict depth, const float *restrict rays, const uint8_t *restrict vis,
+             const int32_t *restrict cidx, const uint8_t *restrict color, const double *prm,
+             float units, Py_ssize_t n, float *restrict pts, uint8_t *restrict cols,
+             uint8_t *restrict mask, const int organized) {
+    const int flags = (int)prm[P_FLAGS];
+    const int keep_unc = (flags & F_KEEP_UNCOLORED) != 0;
+    const int zrange = (flags & F_ZRANGE) != 0, crop = (flags & F_BOX) != 0;
+    const float zlo = (float)prm[P_ZLO], zhi = (float)prm[P_ZHI];
+    const float b0 = (float)prm[P_BOX], b1 = (float)prm[P_BOX + 1], b2 = (float)prm[P_BOX + 2];
+    const float b3 = (float)prm[P_BOX + 3], b4 = (float)prm[P_BOX + 4], b5 = (float)prm[P_BOX + 5];
+    Py_ssize_t out = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+#if defined(__GNUC__)
+        if (i + 64 < n) __builtin_prefetch(color + 3 * (Py_ssize_t)cidx[i + 64]); /* a miss per row */
+#endif
+        const float z = (float)depth[i] * units;
+        const float px = rays[2 * i] * z, py = rays[2 * i + 1] * z;
+        int keep = (depth[i] != 0) & (keep_unc | vis[i]);
+        if (zrange) keep &= (z >= zlo) & (z <= zhi);
+        if (crop) keep &= (px >= b0) & (py >= b1) & (z >= b2) & (px <= b3) & (py <= b4) & (z <= b5);
+        const Py_ssize_t o = organized ? i : out;
+        float *pp = pts + 3 * o;
+        uint8_t *cc = cols + 3 * o;
+        const uint8_t *c = color + 3 * (Py_ssize_t)cidx[i];
+        const uint8_t m = (uint8_t)(0 - (vis[i] & keep));
+        if (organized) {
+            pp[0] = keep ? px : NAN;
+            pp[1] = keep ? py : NAN;
+            pp[2] = keep ? z : NAN;
+        } else {
+            pp[0] = px;
+            pp[1] = py;
+            pp[2] = z;
+        }
+        cc[0] = c[2] & m;
+        cc[1] = c[1] & m;
+        cc[2] = c[0] & m;
+        mask[i] = (uint8_t)keep;
+        out += keep;
+    }
+    return out;
+}
+
 static Py_ssize_t run(const uint16_t *restrict depth, Py_ssize_t w, Py_ssize_t h,
                       const float *restrict rays, const double *prm, const uint8_t *restrict color,
                       float *restrict pts, uint8_t *restrict cols, uint8_t *restrict mask,
@@ -172,46 +219,9 @@ static Py_ssize_t run(const uint16_t *restrict depth, Py_ssize_t w, Py_ssize_t h
                     y + 1 < h ? far + r + w : ninf, depth + r, units, w, vis + r);
     }
     /* write: crop, compact (or keep the layout), colors BGR -> RGB */
-    Py_ssize_t out = 0;
-    const int organized = flags & F_ORGANIZED, keep_unc = flags & F_KEEP_UNCOLORED;
-    const int zrange = flags & F_ZRANGE, crop = flags & F_BOX;
-    const double *box = prm + P_BOX;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        int keep = 0;
-        float z = 0, px = 0, py = 0;
-#if defined(__GNUC__)
-        if (i + 64 < n) __builtin_prefetch(color + 3 * (Py_ssize_t)cidx[i + 64]); /* a miss per row */
-#endif
-        if (depth[i]) {
-            z = (float)depth[i] * units;
-            px = rays[2 * i] * z;
-            py = rays[2 * i + 1] * z;
-            keep = keep_unc ? 1 : vis[i];
-            if (zrange && !(z >= prm[P_ZLO] && z <= prm[P_ZHI])) keep = 0;
-            if (crop && !(px >= box[0] && py >= box[1] && z >= box[2] && px <= box[3] &&
-                          py <= box[4] && z <= box[5]))
-                keep = 0;
-        }
-        const Py_ssize_t o = organized ? i : out;
-        float *pp = pts + 3 * o;
-        uint8_t *cc = cols + 3 * o;
-        if (keep) {
-            pp[0] = px;
-            pp[1] = py;
-            pp[2] = z;
-            const uint8_t *c = color + 3 * (Py_ssize_t)cidx[i];
-            const uint8_t m = (uint8_t)(vis[i] ? 0xff : 0);
-            cc[0] = c[2] & m;
-            cc[1] = c[1] & m;
-            cc[2] = c[0] & m;
-            out++;
-        } else if (organized) {
-            pp[0] = pp[1] = pp[2] = NAN;
-            cc[0] = cc[1] = cc[2] = 0;
-        }
-        mask[i] = (uint8_t)keep;
-    }
-    return out;
+    if (flags & F_ORGANIZED)
+        return write_points(depth, rays, vis, cidx, color, prm, units, n, pts, cols, mask, 1);
+    return write_points(depth, rays, vis, cidx, color, prm, units, n, pts, cols, mask, 0);
 }
 
 static int need(Py_buffer *b, Py_ssize_t size, const char *what) {

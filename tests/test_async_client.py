@@ -88,3 +88,33 @@ def test_async_client_reconnects_when_the_server_returns() -> None:
 
     events = asyncio.run(main())
     assert events[:3] == ["connect", "disconnect", "connect"]
+
+
+def test_async_client_calibration_framesets_and_point_clouds() -> None:
+    """The asyncio twin of Client's geometry: the same calibration, matched framesets with
+    async for, and the same cloud (computed off the event loop)."""
+    from rgbdcast import MockDevice, Server
+    from rgbdcast.geometry import point_cloud
+
+    srv = Server("127.0.0.1", announce=False)
+    dev = MockDevice("amock", color_size=(320, 180))
+    srv.add_device(dev)
+
+    async def main() -> None:
+        async with AsyncClient(f"tcp://127.0.0.1:{srv.port}") as client:
+            cal = await client.calibration("amock")
+            assert cal == dev.calibration()
+            async with client.subscribe_frameset("amock") as sets:
+                frames = await sets.get(timeout=5)
+                async for more in sets:  # and as an async iterator
+                    assert more[StreamKind.depth].frameset_id > frames[StreamKind.depth].frameset_id
+                    break
+            ids = {f.frameset_id for f in frames.values()}
+            assert len(ids) == 1 and set(frames) == {StreamKind.depth, StreamKind.color}
+            cloud = await client.point_cloud(frames)
+            local = point_cloud(frames[StreamKind.depth].array, frames[StreamKind.color].array, cal)
+            np.testing.assert_array_equal(cloud.points, local.points)
+            assert await client.calibration_table("amock") is None  # the mock has no table
+
+    with srv:
+        asyncio.run(main())

@@ -10,6 +10,7 @@ depth-to-camera-space table, ~1.7 MB) are fetched once per revision, on first us
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -18,28 +19,23 @@ import numpy as np
 
 from .errors import ProtocolError, UsageError
 from .frames import Frame, StreamKind
-from .framesets import FramesetSubscription
+from .framesets import AsyncFramesetSubscription, FramesetSubscription
 from .geometry.calibration import TABLE_DEPTH_TO_CAMERA, Calibration
 from .geometry.camera import check_table
 from .geometry.pointcloud import PointCloud, point_cloud
 from .protocol.control import MessageType
 
-__all__ = ["ClientGeometry", "FramesetMismatch"]
+__all__ = ["AsyncClientGeometry", "ClientGeometry", "FramesetMismatch"]
 
 
 class FramesetMismatch(UsageError):
     """Frames handed to one point cloud come from different devices or framesets."""
 
 
-class ClientGeometry:
-    """Mixed into :class:`~rgbdcast.client.Client`: calibration and point clouds."""
+class _GeometryCore:
+    """What both clients' geometry shares: the cache, validation, and the decisions."""
 
     _view: Any
-
-    def _call(
-        self, mtype: MessageType, timeout: float | None, payload: dict[str, Any] | None = None
-    ) -> Any:
-        raise NotImplementedError
 
     def _init_geometry(self) -> None:
         self._geo_lock = threading.Lock()
@@ -66,15 +62,13 @@ class ClientGeometry:
             raise ProtocolError(f"the server sent {cal.device_id}'s calibration for {device_id}")
         return cal
 
-    def calibration(
-        self, device_id: str, revision: str | None = None, timeout: float | None = None
-    ) -> Calibration:
-        """The device's calibration (from who/me; asked again if *revision*, a frame's
-        ``calibration``, names another). :class:`UsageError` saying why if it has none."""
+    def _held(self, device_id: str, revision: str | None) -> tuple[Calibration | None, bool]:
+        """The calibration to use without asking (or None), and whether the server must be
+        asked: who/me carries it; a frame naming another revision means it changed."""
         with self._geo_lock:
             held = self._calibrations.get(device_id)
         if held is not None and (revision is None or held.revision == revision):
-            return held
+            return held, False
         record = self._view.devices.get(device_id)
         if record is None:
             known = ", ".join(self._view.devices) or "none"
@@ -82,17 +76,18 @@ class ClientGeometry:
         raw = record.info.get("calibration")
         cal = self._parse(device_id, raw) if raw is not None else None
         if cal is None or (revision is not None and cal.revision != revision):
-            cal = self._fetch(device_id, (), timeout)[0]
-        with self._geo_lock:
-            self._calibrations[device_id] = cal
-        return cal
+            return None, True
+        self._keep(cal)
+        return cal, False
 
-    def _fetch(
-        self, device_id: str, tables: Iterable[str], timeout: float | None
+    def _keep(self, cal: Calibration) -> None:
+        with self._geo_lock:
+            self._calibrations[cal.device_id] = cal
+
+    def _digest(
+        self, device_id: str, answer: Any, parts: list[bytes]
     ) -> tuple[Calibration, dict[str, np.ndarray]]:
-        answer, parts = self._call(
-            MessageType.calibration, timeout, {"device": device_id, "tables": list(tables)}
-        )
+        """A calibration reply, checked: the calibration and its tables."""
         if not isinstance(answer, dict):
             raise ProtocolError("calibration reply must be an object")
         if answer.get("calibration") is None:
@@ -108,6 +103,7 @@ class ClientGeometry:
             raise ProtocolError("calibration reply: tables must be an object")
         for name, meta in metas.items():
             got[name] = self._table(cal, name, meta, parts)
+        self._keep(cal)
         return cal, got
 
     def _table(self, cal: Calibration, name: str, meta: Any, parts: list[bytes]) -> np.ndarray:
@@ -129,6 +125,74 @@ class ClientGeometry:
         check_table(table, cal.depth.width, cal.depth.height)
         return table
 
+    def _held_table(self, cal: Calibration, name: str) -> np.ndarray | None:
+        with self._geo_lock:
+            return self._tables.get((cal.device_id, cal.revision, name))
+
+    def _keep_table(self, cal: Calibration, name: str, table: np.ndarray) -> None:
+        with self._geo_lock:
+            self._tables = {k: v for k, v in self._tables.items() if k[0] != cal.device_id}
+            self._tables[(cal.device_id, cal.revision, name)] = table
+
+    def _pair(self, frames: Mapping[Any, Frame] | Iterable[Frame]) -> tuple[Frame, Frame]:
+        """The depth and color frames of one frameset, or why not."""
+        items = list(frames.values()) if isinstance(frames, Mapping) else list(frames)
+        by_kind = {f.kind: f for f in items}
+        depth, color = by_kind.get(StreamKind.depth), by_kind.get(StreamKind.color)
+        if depth is None or color is None:
+            raise UsageError("a point cloud needs a depth frame and a color frame of one frameset")
+        if depth.device_id != color.device_id or depth.frameset_id != color.frameset_id:
+            with self._geo_lock:
+                self.frameset_mismatches += 1
+            raise FramesetMismatch(
+                f"depth {depth.device_id}#{depth.frameset_id} and color "
+                f"{color.device_id}#{color.frameset_id} are not one frameset; match them by "
+                "frameset id (subscribe_frameset does)"
+            )
+        return depth, color
+
+
+def _cloud(
+    depth: Frame, color: Frame, cal: Calibration, rays: np.ndarray | None, opts: dict[str, Any]
+) -> PointCloud:
+    img = color.array
+    if img.ndim == 3 and img.shape[2] == 4:  # BGRA from a raw Kinect color stream
+        img = np.ascontiguousarray(img[..., :3])
+    return point_cloud(depth.array, img, cal, rays=rays, **opts)
+
+
+_CLOUD_DOC = """The colored point cloud of one frameset (its depth and color frames): float32
+        metres in the depth camera's optical frame, uint8 RGB, occlusion-tested. Uses the
+        device's exact per-pixel table where it has one. *organized*, *decimate*, *z_range*,
+        *box* and *keep_uncolored* are :func:`rgbdcast.geometry.point_cloud`'s."""
+
+
+class ClientGeometry(_GeometryCore):
+    """Mixed into :class:`~rgbdcast.client.Client`: calibration and point clouds."""
+
+    def _call(
+        self, mtype: MessageType, timeout: float | None, payload: dict[str, Any] | None = None
+    ) -> Any:
+        raise NotImplementedError
+
+    def calibration(
+        self, device_id: str, revision: str | None = None, timeout: float | None = None
+    ) -> Calibration:
+        """The device's calibration (from who/me; asked again if *revision*, a frame's
+        ``calibration``, names another). :class:`UsageError` saying why if it has none."""
+        cal, ask = self._held(device_id, revision)
+        if ask or cal is None:
+            cal = self._fetch(device_id, (), timeout)[0]
+        return cal
+
+    def _fetch(
+        self, device_id: str, tables: Iterable[str], timeout: float | None
+    ) -> tuple[Calibration, dict[str, np.ndarray]]:
+        answer, parts = self._call(
+            MessageType.calibration, timeout, {"device": device_id, "tables": list(tables)}
+        )
+        return self._digest(device_id, answer, parts)
+
     def calibration_table(
         self, device_id: str, name: str = TABLE_DEPTH_TO_CAMERA, timeout: float | None = None
     ) -> np.ndarray | None:
@@ -137,16 +201,11 @@ class ClientGeometry:
         cal = self.calibration(device_id, timeout=timeout)
         if name not in cal.tables:
             return None
-        key = (device_id, cal.revision, name)
-        with self._geo_lock:
-            table = self._tables.get(key)
+        table = self._held_table(cal, name)
         if table is None:
             fresh, tables = self._fetch(device_id, [name], timeout)
             table = tables[name]
-            with self._geo_lock:
-                self._tables = {k: v for k, v in self._tables.items() if k[0] != device_id}
-                self._tables[(device_id, fresh.revision, name)] = table
-                self._calibrations[device_id] = fresh
+            self._keep_table(fresh, name, table)
         return table
 
     # -- framesets and point clouds ------------------------------------------------------
@@ -186,38 +245,86 @@ class ClientGeometry:
         keep_uncolored: bool = False,
         timeout: float | None = None,
     ) -> PointCloud:
-        """The colored point cloud of one frameset (its depth and color frames): float32
-        metres in the depth camera's optical frame, uint8 RGB, occlusion-tested. Uses the
-        device's exact per-pixel table where it has one. See
-        :func:`rgbdcast.geometry.point_cloud` for the options."""
-        items = list(frames.values()) if isinstance(frames, Mapping) else list(frames)
-        by_kind = {f.kind: f for f in items}
-        depth, color = by_kind.get(StreamKind.depth), by_kind.get(StreamKind.color)
-        if depth is None or color is None:
-            raise UsageError("a point cloud needs a depth frame and a color frame of one frameset")
-        if depth.device_id != color.device_id or depth.frameset_id != color.frameset_id:
-            with self._geo_lock:
-                self.frameset_mismatches += 1
-            raise FramesetMismatch(
-                f"depth {depth.device_id}#{depth.frameset_id} and color "
-                f"{color.device_id}#{color.frameset_id} are not one frameset; match them by "
-                "frameset id (Client.subscribe_frameset does)"
-            )
+        depth, color = self._pair(frames)
         cal = self.calibration(depth.device_id, depth.calibration, timeout)
         rays = None
         if TABLE_DEPTH_TO_CAMERA in cal.tables:
             rays = self.calibration_table(depth.device_id, TABLE_DEPTH_TO_CAMERA, timeout)
-        img = color.array
-        if img.ndim == 3 and img.shape[2] == 4:  # BGRA from a raw Kinect color stream
-            img = np.ascontiguousarray(img[..., :3])
-        return point_cloud(
-            depth.array,
-            img,
-            cal,
-            rays=rays,
-            organized=organized,
-            decimate=decimate,
-            z_range=z_range,
-            box=box,
-            keep_uncolored=keep_uncolored,
+        opts = {"organized": organized, "decimate": decimate, "z_range": z_range, "box": box}
+        return _cloud(depth, color, cal, rays, {**opts, "keep_uncolored": keep_uncolored})
+
+    point_cloud.__doc__ = _CLOUD_DOC
+
+
+class AsyncClientGeometry(_GeometryCore):
+    """Mixed into :class:`~rgbdcast.aio.AsyncClient`: the same as :class:`ClientGeometry`,
+    awaited; the cloud itself is computed on a worker thread, off the event loop."""
+
+    async def _request(
+        self, mtype: MessageType, timeout: float | None, payload: dict[str, Any] | None = None
+    ) -> Any:
+        raise NotImplementedError
+
+    async def calibration(
+        self, device_id: str, revision: str | None = None, timeout: float | None = None
+    ) -> Calibration:
+        """The device's calibration (see :meth:`ClientGeometry.calibration`)."""
+        cal, ask = self._held(device_id, revision)
+        if ask or cal is None:
+            cal = (await self._fetch(device_id, (), timeout))[0]
+        return cal
+
+    async def _fetch(
+        self, device_id: str, tables: Iterable[str], timeout: float | None
+    ) -> tuple[Calibration, dict[str, np.ndarray]]:
+        answer, parts = await self._request(
+            MessageType.calibration, timeout, {"device": device_id, "tables": list(tables)}
         )
+        return self._digest(device_id, answer, parts)
+
+    async def calibration_table(
+        self, device_id: str, name: str = TABLE_DEPTH_TO_CAMERA, timeout: float | None = None
+    ) -> np.ndarray | None:
+        cal = await self.calibration(device_id, timeout=timeout)
+        if name not in cal.tables:
+            return None
+        table = self._held_table(cal, name)
+        if table is None:
+            fresh, tables = await self._fetch(device_id, [name], timeout)
+            table = tables[name]
+            self._keep_table(fresh, name, table)
+        return table
+
+    def subscribe_frameset(
+        self,
+        device_id: str,
+        streams: Iterable[StreamKind | str] = (StreamKind.depth, StreamKind.color),
+        *,
+        queue_size: int = 2,
+    ) -> AsyncFramesetSubscription:
+        """Several streams of one device matched by frameset id (``async for``)."""
+        kinds = list(dict.fromkeys(StreamKind(s) for s in streams))
+        subs = [self.subscribe(device_id, k, queue_size=queue_size) for k in kinds]  # type: ignore[attr-defined]
+        return AsyncFramesetSubscription(self, device_id, subs)
+
+    async def point_cloud(
+        self,
+        frames: Mapping[Any, Frame] | Iterable[Frame],
+        *,
+        organized: bool = False,
+        decimate: int = 1,
+        z_range: tuple[float, float] | None = None,
+        box: tuple[tuple[float, float, float], tuple[float, float, float]] | None = None,
+        keep_uncolored: bool = False,
+        timeout: float | None = None,
+    ) -> PointCloud:
+        depth, color = self._pair(frames)
+        cal = await self.calibration(depth.device_id, depth.calibration, timeout)
+        rays = None
+        if TABLE_DEPTH_TO_CAMERA in cal.tables:
+            rays = await self.calibration_table(depth.device_id, TABLE_DEPTH_TO_CAMERA, timeout)
+        opts = {"organized": organized, "decimate": decimate, "z_range": z_range, "box": box}
+        opts["keep_uncolored"] = keep_uncolored
+        return await asyncio.to_thread(_cloud, depth, color, cal, rays, opts)
+
+    point_cloud.__doc__ = _CLOUD_DOC

@@ -19,6 +19,7 @@ import zmq
 import zmq.asyncio
 
 from ._clientbase import ClientBase, SubscriptionBase
+from ._clientgeo import AsyncClientGeometry
 from .errors import ProtocolError, ServerTimeout, UsageError
 from .frames import Frame, StreamKind
 from .net.security import ClientKeys
@@ -89,7 +90,7 @@ class AsyncSubscription(SubscriptionBase, Generic[T]):
         await self._client.unsubscribe(self)
 
 
-class AsyncClient(ClientBase):
+class AsyncClient(AsyncClientGeometry, ClientBase):
     """asyncio client; the same API as :class:`Client` with ``await``::
 
     async with AsyncClient("tcp://127.0.0.1:5606") as client:
@@ -115,6 +116,7 @@ class AsyncClient(ClientBase):
         self._lock = asyncio.Lock()
         self._heartbeat: asyncio.Task[None] | None = None
         self._subs: list[AsyncSubscription[Any]] = []
+        self._init_geometry()
 
     async def connect(self, timeout: float | None = None) -> None:
         """Connect and wait for the first who/me (``ServerTimeout`` if none comes)."""
@@ -229,12 +231,14 @@ class AsyncClient(ClientBase):
             self._req.close(0)
         self._req = open_control(self._ctx, self.control_endpoint, self.curve)
 
-    async def _request(self, mtype: MessageType, timeout: float | None) -> Any:
+    async def _request(
+        self, mtype: MessageType, timeout: float | None, payload: dict[str, Any] | None = None
+    ) -> Any:
         async with self._lock:
             if self._req is None:
                 raise UsageError("client is not connected")
             wait = timeout if timeout is not None else self.response_timeout / 1000
-            await self._req.send_multipart(make_msg(mtype))
+            await self._req.send_multipart(make_msg(mtype, payload))
             try:
                 frames = await asyncio.wait_for(self._req.recv_multipart(), wait)
             except asyncio.TimeoutError:

@@ -171,7 +171,8 @@ def test_page_and_assets_are_served_from_the_package(web_server: Server) -> None
     assert err.value.code == 404
     devices = json.loads(urllib.request.urlopen(base + "api/devices", timeout=5).read())
     assert devices["devices"][0]["id"] == "mock0"
-    assert set(devices["devices"][0]["streams"]) == {"color", "depth", "infrared", "body"}
+    # the four streams, and the 3-D view's cloud: the mock has a calibration
+    assert set(devices["devices"][0]["streams"]) == {"color", "depth", "infrared", "body", "points"}
 
 
 def test_every_stream_arrives_and_the_server_advertises_the_viewer(web_server: Server) -> None:
@@ -180,7 +181,7 @@ def test_every_stream_arrives_and_the_server_advertises_the_viewer(web_server: S
         assert hello["type"] == "hello" and hello["server"] == "web test"
         assert len(hello["joints"]) == 25 and [3, 2] in hello["bones"]
         got = _frames(ws, 2.0)
-    assert set(got) == {f"mock0/{k}" for k in ("color", "depth", "infrared", "body")}
+    assert set(got) == {f"mock0/{k}" for k in ("color", "depth", "infrared", "body", "points")}
     assert min(got.values()) >= 10  # acked promptly, each stream keeps flowing
     me = web_server._me_payload()
     assert (

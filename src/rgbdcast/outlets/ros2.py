@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -34,6 +33,7 @@ from ..geometry.calibration import Calibration
 from ..net.slot import LatestSlot
 from ..protocol import ros2
 from ..protocol.envelope import parse_encoded
+from ..protocol.ros2 import ros_name
 from ..protocol.viewer import is_plain_jpeg
 from .base import DevicePort, OutletHost
 from .ros2geo import Ros2Geometry
@@ -47,12 +47,6 @@ QOS = ros2.qos_key(best_effort=True, depth=5)
 """The sensor-data profile: best effort, volatile, keep last 5."""
 
 _jpeg = JpegCodec()
-
-
-def ros_name(name: str) -> str:
-    """*name* as a ROS name token: letters, digits and ``_``, not starting with a digit."""
-    token = re.sub(r"[^A-Za-z0-9_]+", "_", name).strip("_") or "unnamed"
-    return f"_{token}" if token[0].isdigit() else token
 
 
 class _RosPublisher:

@@ -30,6 +30,7 @@ from ..geometry.pointcloud import depth_to_color, point_cloud
 from ..geometry.register import register
 from ..protocol import ros2
 from ..protocol.envelope import parse_encoded, parse_header
+from ..protocol.ros2 import ros_name
 
 __all__ = ["TF_PERIOD_S", "Ros2Geometry"]
 
@@ -50,8 +51,6 @@ class Ros2Geometry:
         table: Callable[[str], Any],
         publisher: Callable[..., Any],
     ) -> None:
-        from .ros2 import ros_name
-
         base = f"/{ros_name(device)}"
         self.depth_frame = f"{ros_name(device)}_depth_optical_frame"
         self.color_frame = f"{ros_name(device)}_color_optical_frame"

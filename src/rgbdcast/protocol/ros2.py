@@ -15,6 +15,7 @@ rosbags and check its hashing against the design document's own example).
 
 from __future__ import annotations
 
+import re
 import struct
 from dataclasses import dataclass
 from typing import Any
@@ -42,6 +43,7 @@ __all__ = [
     "parse_attachment",
     "point_cloud2",
     "qos_key",
+    "ros_name",
     "string",
     "tf_message",
     "topic_key",
@@ -90,6 +92,12 @@ POINT_CLOUD2 = RosType(
 )
 
 # -- names ---------------------------------------------------------------------------------------
+
+
+def ros_name(name: str) -> str:
+    """*name* as a ROS name token: letters, digits and ``_``, not starting with a digit."""
+    token = re.sub(r"[^A-Za-z0-9_]+", "_", name).strip("_") or "unnamed"
+    return f"_{token}" if token[0].isdigit() else token
 
 
 def mangle(name: str) -> str:

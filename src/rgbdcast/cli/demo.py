@@ -111,6 +111,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"  devices/streams  rgbdcast info {control}")
         print("  find servers     rgbdcast discover")
         print(f"  save frames      rgbdcast save {control} --out frames")
+        print(f"  point clouds     rgbdcast save {control} --out clouds --ply   (3-D: the viewer)")
         print(f"  from Python      Client('{control}').subscribe('mock0', 'depth')")
         print(
             "serving until Ctrl-C ..."

@@ -161,6 +161,10 @@ def test_a_cloud_is_metres_rgb_in_the_depth_frame_and_crops(mock: MockDevice) ->
     assert len(org) == len(cloud) and np.isnan(org.points[~org.mask]).all()
     dec = point_cloud(depth, color, cal, decimate=2, organized=True)
     assert dec.points.shape == (212, 256, 3)
+    # BGRA, as a Kinect v2 delivers color, gives the same cloud
+    bgra = np.dstack([color, np.full(color.shape[:2], 255, np.uint8)])
+    same = point_cloud(depth, bgra, cal)
+    np.testing.assert_array_equal(same.colors, cloud.colors)
 
 
 def test_without_a_calibration_or_with_mismatched_frames_the_call_says_so(

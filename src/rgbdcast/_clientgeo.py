@@ -155,10 +155,7 @@ class _GeometryCore:
 def _cloud(
     depth: Frame, color: Frame, cal: Calibration, rays: np.ndarray | None, opts: dict[str, Any]
 ) -> PointCloud:
-    img = color.array
-    if img.ndim == 3 and img.shape[2] == 4:  # BGRA from a raw Kinect color stream
-        img = np.ascontiguousarray(img[..., :3])
-    return point_cloud(depth.array, img, cal, rays=rays, **opts)
+    return point_cloud(depth.array, color.array, cal, rays=rays, **opts)  # BGR or BGRA
 
 
 _CLOUD_DOC = """The colored point cloud of one frameset (its depth and color frames): float32

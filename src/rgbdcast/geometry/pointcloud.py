@@ -51,20 +51,28 @@ class PointCloud:
         return int(self.mask.sum()) if self.mask is not None else len(self.points)
 
 
-def _check_color(color: np.ndarray, calib: Calibration) -> None:
+def _check_color(color: np.ndarray, calib: Calibration) -> np.ndarray:
+    """*color* as a BGR image of the calibrated size (BGRA, as a Kinect v2 delivers it, loses
+    its fourth channel); :class:`UsageError` if it is not one."""
     c = calib.color
     assert c is not None
-    if color.shape[:2] != (c.height, c.width) or color.dtype != np.uint8 or color.ndim != 3:
+    if (
+        color.ndim != 3
+        or color.shape[:2] != (c.height, c.width)
+        or color.shape[2] not in (3, 4)
+        or color.dtype != np.uint8
+    ):
         raise UsageError(
             f"color {color.dtype} {color.shape} does not match the calibration's "
             f"{c.width}x{c.height} BGR image"
         )
+    return np.ascontiguousarray(color[..., :3]) if color.shape[2] == 4 else color
 
 
 def color_to_depth(reg: Registration, color: np.ndarray, calib: Calibration) -> np.ndarray:
     """``(h, w, 3)`` uint8 BGR: each depth pixel's color; black where it has none (no depth,
     outside the color image, or hidden there: ``reg.visible`` is False)."""
-    _check_color(color, calib)
+    color = _check_color(color, calib)
     out = np.zeros((*reg.u.shape, 3), np.uint8)
     vis = reg.visible
     ui = np.floor(reg.u[vis] + 0.5).astype(np.intp)
@@ -142,7 +150,7 @@ def point_cloud(
             depth, color, calib, rays, organized, decimate, z_range, box, keep_uncolored
         )
     reg = register(depth, calib, rays, decimate)
-    _check_color(color, calib)
+    color = _check_color(color, calib)
     keep = reg.valid if keep_uncolored else reg.visible
     keep = _crop(reg.points, keep, z_range, box)
     rgb = np.zeros((*reg.u.shape, 3), np.uint8)
@@ -180,7 +188,7 @@ def _cloud_c(
     keep_uncolored: bool,
 ) -> PointCloud:
     table = _check(depth, calib, rays)
-    _check_color(color, calib)
+    color = _check_color(color, calib)
     c, d, ext = calib.color, calib.depth, calib.depth_to_color
     assert c is not None and d is not None and ext is not None
     if not 1 <= decimate <= 16:

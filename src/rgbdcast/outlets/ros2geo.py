@@ -22,8 +22,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
-
 from ..frames import Frame, StreamKind
 from ..geometry.calibration import TABLE_DEPTH_TO_CAMERA, Calibration
 from ..geometry.pointcloud import depth_to_color, point_cloud
@@ -136,9 +134,7 @@ class Ros2Geometry:
 
     def _publish(self, cal: Calibration, depth: Frame, color: Frame) -> None:
         rays = self._table(TABLE_DEPTH_TO_CAMERA) if TABLE_DEPTH_TO_CAMERA in cal.tables else None
-        img = color.array
-        if img.ndim == 3 and img.shape[2] == 4:
-            img = np.ascontiguousarray(img[..., :3])
+        img = color.array  # BGR, or BGRA as a Kinect v2 delivers it: both are taken
         stamp = depth.host_time_ns
         if self.points.matched():
             cloud = point_cloud(

@@ -75,10 +75,7 @@ class CloudTap:
         rays: Any = None
         if TABLE_DEPTH_TO_CAMERA in cal.tables:
             rays = self._device.calibration_table(TABLE_DEPTH_TO_CAMERA)
-        img = color.array
-        if img.ndim == 3 and img.shape[2] == 4:
-            img = img[..., :3].copy()
-        cloud = point_cloud(depth.array, img, cal, rays=rays, decimate=DECIMATE)
+        cloud = point_cloud(depth.array, color.array, cal, rays=rays, decimate=DECIMATE)
         # the bodies of this frameset (they come after its images), else of the one before
         bodies = self._bodies
         near = bodies is not None and abs(bodies.frameset_id - depth.frameset_id) <= 1

@@ -135,10 +135,14 @@ def _ws(srv: Server) -> ClientConnection:
 
 
 def _frames(
-    ws: ClientConnection, seconds: float, ack: bool = True, seen: set[Any] | None = None
+    ws: ClientConnection,
+    seconds: float,
+    ack: bool = True,
+    seen: set[Any] | None = None,
+    clouds: list[Any] | None = None,
 ) -> Counter[str]:
     """Receive for *seconds*; count frames per stream; ack each (or not); add (stream, seq) to
-    *seen*."""
+    *seen*, and the 3-D view's messages (header, payload) to *clouds*."""
     got: Counter[str] = Counter()
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -153,6 +157,8 @@ def _frames(
         got[key] += 1
         if seen is not None:
             seen.add((key, header["seq"]))
+        if clouds is not None and header.get("fmt") == "cloud":
+            clouds.append((header, bytes(_)))
         if ack:
             ws.send(json.dumps({"type": "ack", "key": key}))
     return got
@@ -299,10 +305,18 @@ def test_view_command_shows_a_remote_servers_streams(web_server: Server) -> None
     backend.start(viewer)
     try:
         wait_for(lambda: any(d["state"] == "live" for d in backend.devices()), 10.0)
+        clouds: list[Any] = []
         with connect(f"ws://127.0.0.1:{viewer.port}/ws", max_size=None) as ws:
-            got = _frames(ws, 2.0)
+            got = _frames(ws, 2.0, clouds=clouds)
         device = f"{control}|mock0"
-        assert {k for k in got} == {f"{device}/{k}" for k in ("color", "depth", "infrared", "body")}
+        head, payload = clouds[-1]
+        assert head["device"] == device and 30_000 < head["n"] < 60_000
+        xyz = np.frombuffer(payload[: head["n"] * 6], "<i2").reshape(-1, 3)
+        assert 1000 < np.median(xyz[:, 2]) < 5000  # millimetres, in front of the camera
+        assert len(head["bodies"]) == 1 and len(head["bodies"][0]) == 25
+        # the four streams, and the 3-D view made here from the calibration the server sends
+        kinds = ("color", "depth", "infrared", "body", "points")
+        assert {k for k in got} == {f"{device}/{k}" for k in kinds}
         assert backend.sources()[0]["state"] == "connected"
         web_server.stop()  # the server goes away: its device shows as gone
         wait_for(lambda: backend.devices()[0]["state"] == "gone", 10.0)

@@ -7,7 +7,9 @@ watched source it holds one :class:`~rgbdcast.client.Client` that subscribes to 
 every device without decoding (``decode=False``, a queue of one); the client's I/O thread hands
 each frame, still encoded, to the :class:`~rgbdcast.outlets.webviewer.WebViewer`, which decodes
 only the frames a browser is about to get (color JPEG is passed through as the server sent it).
-A sync thread reconciles subscriptions with the servers' device lists twice a second.
+A sync thread reconciles subscriptions with the servers' device lists twice a second. A device
+whose server sends a calibration gets the 3-D view: depth and color of one frameset are paired
+here and made into a cloud (with that calibration) only when a browser shows it.
 """
 
 from __future__ import annotations
@@ -16,11 +18,14 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from .errors import RgbdcastError, UsageError
 from .frames import StreamKind
 from .net.addresses import make_endpoint, parse_endpoint
+from .outlets.webcloud import DECIMATE, FramesetPairs
+from .protocol.viewer import cloud_message
 
 __all__ = ["RemoteBackend", "ZenohBackend"]
 
@@ -38,6 +43,7 @@ class _Source:
     client: Any = None
     subs: dict[tuple[str, StreamKind], Any] = field(default_factory=dict)
     known: dict[str, dict[str, Any]] = field(default_factory=dict)
+    pairs: dict[str, FramesetPairs] = field(default_factory=dict)
     error: str = ""
     retry_at: float = 0.0
 
@@ -196,7 +202,16 @@ class RemoteBackend:
         if client.server_name:
             src.name = client.server_name
         for dev_id, record in client.devices.items():
-            src.known[dev_id] = {"name": record.name or dev_id, "streams": record.streams}
+            streams = dict(record.streams)
+            cal = record.info.get("calibration")
+            if (
+                isinstance(cal, dict)
+                and cal.get("depth_to_color")
+                and {"depth", "color"} <= set(streams)
+            ):  # the 3-D view: clouds made here from the calibration the server sends
+                streams["points"] = {"codec": "cloud", "decimate": DECIMATE}
+                src.pairs.setdefault(dev_id, FramesetPairs())
+            src.known[dev_id] = {"name": record.name or dev_id, "streams": streams}
             for kind_name in record.streams:
                 kind = StreamKind(kind_name)
                 if (dev_id, kind) not in src.subs:
@@ -208,16 +223,38 @@ class RemoteBackend:
         """On the client's I/O thread: hand the encoded frame on; never decode here."""
         viewer = self.viewer
         if viewer is not None and frame is not None:
-            viewer.submit_encoded(frame, device=f"{client.control_endpoint}|{frame.device_id}")
+            device = f"{client.control_endpoint}|{frame.device_id}"
+            viewer.submit_encoded(frame, device=device)
             subscription.latest(timeout=0)  # keep the subscription's own queue empty
+            src = self._sources.get(client.control_endpoint)
+            pairs = src.pairs.get(frame.device_id) if src is not None else None
+            if pairs is not None and viewer.watching:
+                h = frame.header
+                pair = pairs.offer(h.stream, h.frameset_id, frame)
+                if pair is not None:
+                    make = partial(_remote_cloud, client, device, pairs, *pair)
+                    viewer.submit_made(f"{device}/points", h.seq, make)
 
     def _disconnect(self, src: _Source) -> None:
         client, src.client = src.client, None
         src.subs = {}
         src.known = {}
+        src.pairs = {}
         if client is not None:
             client.on_frame.disconnect(self._on_frame, sender=client)
             client.disconnect()
+
+
+def _remote_cloud(
+    client: Any, device: str, pairs: FramesetPairs, depth: Any, color: Any, send_ms: float
+) -> bytes:
+    """On the viewer's render pool: decode one frameset and make its cloud with the
+    calibration (and table) the client fetched from the server."""
+    d, c = depth.decode(), color.decode()
+    cloud = client.point_cloud([d, c], decimate=DECIMATE, timeout=3.0)
+    bodies = pairs.bodies_near(d.frameset_id)
+    body = bodies.decode().bodies if bodies is not None else ()
+    return cloud_message(device, d.seq, d.host_time_ns, cloud.points, cloud.colors, body, send_ms)
 
 
 class ZenohBackend:

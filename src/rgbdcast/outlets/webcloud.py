@@ -21,9 +21,42 @@ from ..protocol.viewer import cloud_message
 from .base import DevicePort
 from .webviewer import WebViewer
 
-__all__ = ["DECIMATE", "CloudTap"]
+__all__ = ["DECIMATE", "CloudTap", "FramesetPairs"]
 
 DECIMATE = 2
+
+
+class FramesetPairs:
+    """The newest depth, color and body items of one device (frames, or encoded frames as
+    received): :meth:`offer` returns depth and color once both of one frameset are in."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._depth: tuple[int, Any] | None = None
+        self._color: tuple[int, Any] | None = None
+        self.bodies: tuple[int, Any] | None = None
+        """The newest body item and its frameset id."""
+
+    def offer(self, kind: StreamKind, frameset: int, item: Any) -> tuple[Any, Any] | None:
+        with self._lock:
+            if kind is StreamKind.body:
+                self.bodies = (frameset, item)
+                return None
+            if kind is StreamKind.depth:
+                self._depth = (frameset, item)
+            elif kind is StreamKind.color:
+                self._color = (frameset, item)
+            depth, color = self._depth, self._color
+            if depth is None or color is None or depth[0] != color[0]:
+                return None
+            self._depth = self._color = None
+            return depth[1], color[1]
+
+    def bodies_near(self, frameset: int) -> Any:
+        """The newest body item if it is of *frameset* or the one before (bodies come after
+        their frameset's images), else None."""
+        bodies = self.bodies
+        return bodies[1] if bodies is not None and abs(bodies[0] - frameset) <= 1 else None
 
 
 class CloudTap:
@@ -32,10 +65,7 @@ class CloudTap:
     def __init__(self, viewer: WebViewer, device: DevicePort) -> None:
         self._viewer = viewer
         self._device = device
-        self._lock = threading.Lock()
-        self._depth: Frame | None = None
-        self._color: Frame | None = None
-        self._bodies: Frame | None = None
+        self._pairs = FramesetPairs()
         for kind in (StreamKind.depth, StreamKind.color, StreamKind.body):
             port = device.streams.get(kind)
             if port is not None:
@@ -53,20 +83,10 @@ class CloudTap:
         """A frame tap: keep it; offer a cloud when depth and color of one frameset are in."""
         if not self._viewer.watching:
             return
-        with self._lock:
-            if frame.kind is StreamKind.body:
-                self._bodies = frame
-                return
-            if frame.kind is StreamKind.depth:
-                self._depth = frame
-            else:
-                self._color = frame
-            depth, color = self._depth, self._color
-            if depth is None or color is None or depth.frameset_id != color.frameset_id:
-                return
-            self._depth = self._color = None
-        make: Callable[[float], bytes] = partial(self._make, depth, color)
-        self._viewer.submit_made(f"{self._device.id}/points", depth.seq, make)
+        pair = self._pairs.offer(frame.kind, frame.frameset_id, frame)
+        if pair is not None:
+            make: Callable[[float], bytes] = partial(self._make, *pair)
+            self._viewer.submit_made(f"{self._device.id}/points", pair[0].seq, make)
 
     def _make(self, depth: Frame, color: Frame, send_ms: float) -> bytes:
         cal: Calibration | None = self._device.calibration()
@@ -76,15 +96,13 @@ class CloudTap:
         if TABLE_DEPTH_TO_CAMERA in cal.tables:
             rays = self._device.calibration_table(TABLE_DEPTH_TO_CAMERA)
         cloud = point_cloud(depth.array, color.array, cal, rays=rays, decimate=DECIMATE)
-        # the bodies of this frameset (they come after its images), else of the one before
-        bodies = self._bodies
-        near = bodies is not None and abs(bodies.frameset_id - depth.frameset_id) <= 1
+        bodies = self._pairs.bodies_near(depth.frameset_id)
         return cloud_message(
             self._device.id,
             depth.seq,
             depth.host_time_ns,
             cloud.points,
             cloud.colors,
-            bodies.bodies if near and bodies is not None else (),
+            bodies.bodies if bodies is not None else (),
             send_ms,
         )

@@ -56,7 +56,8 @@ class Registration:
     visible: np.ndarray
     """(h, w) bool: has depth, lands inside the color image and is not occluded there."""
     occluded: np.ndarray
-    """(h, w) bool: inside the color image but hidden there by a nearer surface."""
+    """(h, w) bool: inside the color image but not visible: hidden there by a nearer surface,
+    or on the near side of a depth edge (a rim, whose color pixel may be the surface behind)."""
 
 
 def _check(depth: np.ndarray, calib: Calibration, rays: np.ndarray | None) -> np.ndarray:

@@ -23,6 +23,7 @@ ASSEMBLY = {
     "client",
     "_clientbase",
     "_clientgeo",
+    "_clientclock",
     "framesets",
     "_requests",
     "aio",

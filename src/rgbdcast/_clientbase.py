@@ -19,6 +19,7 @@ from .devices.mock import DepthFrame
 from .errors import ProtocolError, UsageError
 from .frames import Frame, StreamKind
 from .net.addresses import make_endpoint, parse_endpoint, resolvable
+from .protocol.clock import ClockEstimate, ClockSync
 from .protocol.control import EndpointType, MessageType, parse_reply
 from .protocol.envelope import EncodedFrame, parse_encoded
 from .protocol.session import DeviceRecord, ServerView, StatsSnapshot, StreamStats
@@ -232,6 +233,20 @@ class ClientBase:
         self.is_connected = False
         self._view = ServerView(self._fix_endpoint)
         self._resolved: dict[str, bool] = {}
+        self._clock_sync = ClockSync()
+
+    # -- the server's clock ----------------------------------------------------------------
+    @property
+    def clock(self) -> ClockEstimate | None:
+        """The latest estimate of the server's clock against ours (server minus ours), or
+        None while none has been made or when the server has no ``time`` request."""
+        return self._clock_sync.estimate
+
+    def local_time_ns(self, server_ns: int) -> int | None:
+        """A server timestamp (``frame.host_time_ns``) in our clock; None while the offset is
+        unknown."""
+        est = self._clock_sync.estimate
+        return est.to_local(server_ns) if est is not None else None
 
     # -- what the server told us ----------------------------------------------------------
     @property
@@ -323,6 +338,11 @@ class ClientBase:
             self._set_connected(True)
         elif rtype is MessageType.calibration_reply and sent is MessageType.calibration:
             return rtype, (payload, parts), changed
+        elif rtype is MessageType.time_reply and sent is MessageType.time:
+            t = (payload or {}).get("t_ns")
+            if type(t) is not int:
+                raise ProtocolError("time reply needs an integer t_ns")
+            return rtype, t, changed
         elif rtype is not MessageType.stats_reply:
             raise ProtocolError(f"unexpected reply {rtype.name} to {sent.name}")
         return rtype, payload, changed

@@ -36,6 +36,10 @@ class Request:
     future: Future[Any] = field(default_factory=Future)
     sent_at: float = 0.0
     heartbeat: bool = False
+    sent_ns: int = 0
+    """Our wall clock when the request last went out (clock probes)."""
+    received_ns: int = 0
+    """Our wall clock when its reply was read."""
 
 
 class ControlChannel:
@@ -89,7 +93,9 @@ class ControlChannel:
         if not request.sent_at:
             request.sent_at = now  # the reply timeout counts from the first attempt
         try:
-            self.sock.send_multipart(make_msg(request.mtype, request.payload), zmq.NOBLOCK)
+            msg = make_msg(request.mtype, request.payload)
+            request.sent_ns = time.time_ns()
+            self.sock.send_multipart(msg, zmq.NOBLOCK)
         except zmq.Again:
             if now - request.sent_at < self.timeout_s:
                 return True
@@ -105,6 +111,8 @@ class ControlChannel:
         assert self.sock is not None
         frames = self.sock.recv_multipart()
         request, self.inflight = self.inflight, None
+        if request is not None:
+            request.received_ns = time.time_ns()
         return request, frames
 
     def expired(self) -> Request | None:

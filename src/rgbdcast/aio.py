@@ -19,11 +19,13 @@ import zmq
 import zmq.asyncio
 
 from ._clientbase import ClientBase, SubscriptionBase
+from ._clientclock import CLOCK_PERIOD_S
 from ._clientgeo import AsyncClientGeometry
 from .errors import ProtocolError, ServerTimeout, UsageError
 from .frames import Frame, StreamKind
 from .net.security import ClientKeys
 from .net.sockets import open_control, open_subscriber
+from .protocol.clock import ClockEstimate
 from .protocol.control import MessageType, make_msg
 from .protocol.envelope import EncodedFrame
 
@@ -253,9 +255,32 @@ class AsyncClient(AsyncClientGeometry, ClientBase):
                 await self._reattach(sub)
         return payload
 
+    async def clock_offset(
+        self, timeout: float | None = None, fresh: bool = False
+    ) -> ClockEstimate | None:
+        """The server's clock against ours (see :meth:`rgbdcast.client.Client.clock_offset`);
+        None if the server cannot tell its time (an older server)."""
+        if (self.clock is not None and not fresh) or self._clock_sync.unsupported:
+            return self.clock
+        self._clock_sync.reset_round()
+        for _ in range(self._clock_sync.probes):
+            t0 = time.time_ns()
+            try:
+                t_server = await self._request(MessageType.time, timeout)
+            except ProtocolError:
+                self._clock_sync.unsupported = True
+                return None
+            self._clock_sync.probe(t0, t_server, time.time_ns())
+        return self.clock
+
     async def _beat(self) -> None:
+        next_clock = 0.0
         while True:
             await asyncio.sleep(self.heartbeat_period / 1000)
+            if self.is_connected and time.monotonic() >= next_clock:
+                next_clock = time.monotonic() + CLOCK_PERIOD_S
+                with contextlib.suppress(ServerTimeout):
+                    await self.clock_offset(fresh=True)
             try:
                 await self._request(MessageType.who, None)
             except ServerTimeout:

@@ -28,6 +28,7 @@ from typing import Any, Literal, overload
 import zmq
 
 from ._clientbase import ClientBase, Subscription
+from ._clientclock import CLOCK_PERIOD_S, ClientClock
 from ._clientgeo import ClientGeometry
 from ._osthreads import name_native_thread
 from ._requests import ControlChannel, Request
@@ -45,7 +46,7 @@ log = logging.getLogger("rgbdcast.client")
 SEND_RETRY_MS = 20  # how often a request waiting for a connection to the server is retried
 
 
-class Client(ClientGeometry, ClientBase):
+class Client(ClientClock, ClientGeometry, ClientBase):
     """Blocking client for an rgbdcast (or streamkinect2) server.
 
     ::
@@ -84,6 +85,7 @@ class Client(ClientGeometry, ClientBase):
         self._wake_r: socket.socket | None = None
         self._wake_w: socket.socket | None = None
         self._subs: list[Subscription[Any]] = []
+        self._next_clock = 0.0
         self._init_geometry()
         if connect_immediately:
             self.connect()
@@ -283,6 +285,9 @@ class Client(ClientGeometry, ClientBase):
                     next_beat = now + self.heartbeat_period / 1000
                     if not channel.beating:
                         channel.add(Request(MessageType.who, heartbeat=True))
+                    if self.is_connected and now >= self._next_clock:
+                        self._next_clock = now + CLOCK_PERIOD_S
+                        self._probe_clock(channel)
                 unsent = channel.send_next()
                 deadline = min(next_beat, channel.deadline() or next_beat)
                 wait_ms = max(0, int((deadline - time.monotonic()) * 1000) + 1)
@@ -327,11 +332,15 @@ class Client(ClientGeometry, ClientBase):
         try:
             rtype, payload, changed = self._reply(request.mtype, frames)
         except ProtocolError as exc:
+            if request.mtype is MessageType.time:
+                self._clock_sync.unsupported = True  # an older server: offset unknown
             if not request.future.done():
                 request.future.set_exception(exc)
             if request.heartbeat:
                 log.warning("bad heartbeat reply: %s", exc)
             return
+        if rtype is MessageType.time_reply:
+            self._clock_sync.probe(request.sent_ns, payload, request.received_ns)
         for sub in self._subs:
             if sub.device_id in changed:
                 self._reattach(sub)

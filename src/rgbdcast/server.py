@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 import zmq
@@ -78,6 +79,7 @@ class Server:
         secure: ServerKeys | None = None,
         checksums: bool = False,
         outlets: Iterable[Outlet] = (),
+        clock: Callable[[], int] = time.time_ns,
     ) -> None:
         self.address = address or default_bind()
         self.name = name or f"rgbdcast on {_hostname()}"
@@ -96,6 +98,9 @@ class Server:
         """CurveZMQ keys: every ZeroMQ endpoint then requires an authorised client key."""
         self.checksums = checksums
         """Test mode: every frame header carries the CRC-32 of its payload."""
+        self.clock = clock
+        """The server's clock (ns since the epoch): what ``time`` requests answer, and what
+        frame times are given in. A diagnostic skew goes here (``serve --clock-offset-ms``)."""
         self._given_ctx = zmq_ctx
         self._ctx: zmq.Context[Any] | None = None
         self._lock = threading.RLock()
@@ -106,6 +111,7 @@ class Server:
             calibration=lambda dev, tables: _whome.calibration_answer(
                 self._registry.open_streams(), dev, tables
             ),
+            clock=lambda: self.clock(),
         )
         self._announcer: Announcer | None = None
         self._guard: ZapGuard | None = None
@@ -256,6 +262,7 @@ class Server:
                     codec_params=self._params.get(kind),
                     secure=self.secure,
                     checksums=self.checksums,
+                    clock=None if self.clock is time.time_ns else self.clock,
                 )
         except Exception:
             for pub in pubs.values():

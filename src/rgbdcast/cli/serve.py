@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import math
 import threading
 import time
 from typing import Any
 
 from .._version import __version__
+from ..errors import UsageError
 from ..frames import StreamKind
 from ..net.addresses import DEFAULT_CONTROL_PORT, DEFAULT_WEB_PORT
 from ..outlets.gateway import TcpGatewayOutlet
@@ -52,6 +54,14 @@ def add_parsers(sub: Any) -> None:
         "--checksums",
         action="store_true",
         help="test mode: put the CRC-32 of every payload in its frame header",
+    )
+    p.add_argument(
+        "--clock-offset-ms",
+        type=float,
+        default=0.0,
+        metavar="MS",
+        help="diagnostic: run this server's clock MS milliseconds off the host's (frame times "
+        "and time requests), to see clients measure and correct it",
     )
     p.add_argument(
         "--gateway-allow-insecure",
@@ -282,6 +292,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         secure=assemble.server_keys(args),
         checksums=args.checksums,
         outlets=assemble.outlets(args),
+        **_clock(args.clock_offset_ms),
     )
     for dev in assemble.devices(args):
         server.add_device(dev)
@@ -349,3 +360,13 @@ def _status_line(stats: dict[str, Any]) -> str:
             parts.append(f"{name} sent {s['sent']} ({s['bytes_sent'] / 1e6:.0f} MB)")
     rss = stats["process"]["rss_bytes"] / 1e6
     return f"[status] {'; '.join(parts) or 'no subscribers'}; {rss:.0f} MB resident"
+
+
+def _clock(offset_ms: float) -> dict[str, Any]:
+    """``serve --clock-offset-ms``: a server clock off the host's (a diagnostic)."""
+    if not math.isfinite(offset_ms) or abs(offset_ms) > 86_400_000:
+        raise UsageError(f"--clock-offset-ms must be within a day, got {offset_ms}")
+    if offset_ms == 0:
+        return {}
+    skew = int(offset_ms * 1e6)
+    return {"clock": lambda: time.time_ns() + skew}

@@ -94,7 +94,16 @@ def cmd_ping(args: argparse.Namespace) -> int:
             if i + 1 < args.count:
                 time.sleep(0.2)
         print(f"min/avg/max {min(rtts):.3f}/{sum(rtts) / len(rtts):.3f}/{max(rtts):.3f} ms")
+        print(_clock_line(client))
     return 0
+
+
+def _clock_line(client: Any) -> str:
+    """``clock offset: +37.02 ms ± 0.05 ms`` (server clock minus ours), or why it is unknown."""
+    est = client.clock_offset(timeout=3.0)
+    if est is None:
+        return "clock offset: unknown (the server does not tell its time: an older server)"
+    return est.describe()
 
 
 def _describe(me: dict[str, Any]) -> list[str]:
@@ -134,12 +143,13 @@ def _calibration_line(dev: dict[str, Any]) -> str:
 def cmd_info(args: argparse.Namespace) -> int:
     with connect(args.endpoint, client_keys(args)) as client:
         me = client.who(timeout=3.0)
+        clock = None if args.json else _clock_line(client)
     if args.json:
         import json
 
         print(json.dumps(me, indent=2))
     else:
-        print("\n".join(_describe(me)))
+        print("\n".join([*_describe(me), clock or ""]).rstrip())
     return 0
 
 

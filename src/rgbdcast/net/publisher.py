@@ -100,8 +100,12 @@ class StreamPublisher:
         port: int = 0,
         secure: ServerKeys | None = None,
         checksums: bool = False,
+        clock: Callable[[], int] | None = None,
     ) -> None:
         self.checksums = checksums
+        self._clock = clock
+        """A server clock other than the host's (a diagnostic skew): header times are given in
+        it. None: the host's clock, as devices stamp frames."""
         self.calibration: str | None = None
         """The revision of the device's calibration, sent in every header (set by the server;
         one assignment, read once per frame)."""
@@ -244,9 +248,12 @@ class StreamPublisher:
         self._stats.encode_ns += time.perf_counter_ns() - t0
         size = memoryview(payload).nbytes
         crc = zlib.crc32(payload) if self.checksums else None
-        header = build_header(
-            frame, self.codec_name, size, time.time_ns(), shape, crc, self.calibration
-        )
+        now = time.time_ns()
+        if self._clock is not None:  # frames were stamped with the host's clock: shift them
+            skew = self._clock() - now
+            frame = frame.replace(host_time_ns=frame.host_time_ns + skew)
+            now += skew
+        header = build_header(frame, self.codec_name, size, now, shape, crc, self.calibration)
         for tap, _ in self._taps:
             try:
                 tap(frame, header, payload)

@@ -54,10 +54,20 @@ class MessageType(enum.IntEnum):
     """Extension: ask for one device's calibration, and its per-pixel tables (``{"device": id,
     "tables": [name, ...]}``). Reply: ``calibration_reply``, each table one binary frame."""
     calibration_reply = 0x13
+    time = 0x14
+    """Extension: ask for the server's clock. Reply: ``time_reply`` ``{"t_ns": int}``, the
+    server's clock (ns since the Unix epoch) when it answered (clock offset estimation)."""
+    time_reply = 0x15
 
 
 CLIENT_TYPES = frozenset(
-    {MessageType.ping, MessageType.who, MessageType.stats, MessageType.calibration}
+    {
+        MessageType.ping,
+        MessageType.who,
+        MessageType.stats,
+        MessageType.calibration,
+        MessageType.time,
+    }
 )
 MAX_REPLY_BYTES = 64 << 20
 """A reply with binary parts (a calibration's tables) larger than this is refused."""
@@ -177,10 +187,12 @@ class ControlResponder:
         me: Callable[[], dict[str, Any]],
         stats: Callable[[], dict[str, Any]] | None = None,
         calibration: Callable[[str, list[str]], tuple[dict[str, Any], list[bytes]]] | None = None,
+        clock: Callable[[], int] | None = None,
     ) -> None:
         self._me = me
         self._stats = stats or (lambda: {})
         self._calibration = calibration
+        self._clock = clock
         self.counters = ControlStats()
         self.last_error: str | None = None
 
@@ -196,6 +208,10 @@ class ControlResponder:
                 return make_msg(MessageType.me, self._me())
             if mtype is MessageType.calibration:
                 return self._answer_calibration(_payload)
+            if mtype is MessageType.time:
+                if self._clock is None:
+                    raise RequestRefused(ErrorCode.unknown_type, "this server has no clock to give")
+                return make_msg(MessageType.time_reply, {"t_ns": int(self._clock())})
             return make_msg(MessageType.stats_reply, self._stats())
         except RequestRefused as exc:
             self.counters.count_error(exc.code)

@@ -166,3 +166,12 @@ def test_serve_with_a_clock_offset_shows_in_ping_and_info() -> None:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_the_rig_bench_measures_the_offsets_it_reports() -> None:
+    """The figures `rgbdcast bench --suite rig` writes come from this function."""
+    from rgbdcast.bench.rig import OFFSETS_MS, clock_runs
+
+    runs = clock_runs(repeats=3)
+    assert set(runs) == set(OFFSETS_MS)
+    assert all(r["worst_error_ms"] < 0.5 and r["uncertainty_ms"] > 0 for r in runs.values())

@@ -115,6 +115,11 @@ def devices(args: argparse.Namespace) -> list[Device]:
         or args.replay
     )
     mocks = len(args.mock or []) or (0 if others else 1)
+    poses = list(getattr(args, "mock_pose", None) or [])
+    if len(poses) > max(mocks, 1) or (poses and not mocks):
+        raise UsageError(
+            f"{len(poses)} --mock-pose for {mocks} mock devices: give one per --mock, in order"
+        )
     if mocks:
         from ..devices.mock import MockDevice
 
@@ -126,6 +131,7 @@ def devices(args: argparse.Namespace) -> list[Device]:
                 color_size=args.color_size,
                 depth_size=args.depth_size,
                 prerender=args.prerender,
+                pose=poses[i] if i < len(poses) else None,
             )
             for i in range(mocks)
         ]

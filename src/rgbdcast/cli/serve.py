@@ -78,6 +78,17 @@ def add_parsers(sub: Any) -> None:
         "--mock", action="append_const", const=1, help="serve a mock device (repeatable)"
     )
     p.add_argument(
+        "--mock-pose",
+        action="append",
+        default=[],
+        type=pose_type,
+        metavar="X,Y,Z,RX,RY,RZ",
+        help="a mock's depth camera pose in a shared world, one per --mock in order: metres, "
+        "and degrees about the world axes (R = Rz Ry Rx; the world is a zero-pose camera's "
+        "optical frame: x right, y down, z forward). 0,0,0,0,-30,0 turns a camera 30 degrees "
+        "to its left. Several mocks then see the same room from their own viewpoints",
+    )
+    p.add_argument(
         "--streams",
         type=streams_type,
         default=list(StreamKind),
@@ -370,3 +381,14 @@ def _clock(offset_ms: float) -> dict[str, Any]:
         return {}
     skew = int(offset_ms * 1e6)
     return {"clock": lambda: time.time_ns() + skew}
+
+
+def pose_type(text: str) -> tuple[float, float, float, float, float, float]:
+    """``X,Y,Z,RX,RY,RZ`` for ``--mock-pose``."""
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 6 or not all(math.isfinite(v) for v in values):
+        raise argparse.ArgumentTypeError(f"a pose is X,Y,Z,RX,RY,RZ (six numbers), got {text!r}")
+    return values  # type: ignore[return-value]

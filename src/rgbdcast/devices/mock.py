@@ -9,6 +9,7 @@ rendering). ``MockKinect`` is streamkinect2's name for it, with ``unique_kinect_
 from __future__ import annotations
 
 import itertools
+import math
 import threading
 import time
 from collections.abc import Iterable
@@ -20,7 +21,7 @@ from ..errors import UsageError
 from ..frames import Frame, StreamKind
 from ..geometry.calibration import Calibration, Extrinsics
 from .base import StreamInfo, ThreadedDevice, make_frameset, wait_until
-from .scene import KINECT_COLOR, KINECT_DEPTH, Scene, mock_depth_to_color, scaled
+from .scene import KINECT_COLOR, KINECT_DEPTH, Scene, mock_depth_to_color, scaled, world_pose
 
 __all__ = ["DepthFrame", "MockDevice", "MockKinect"]
 
@@ -74,6 +75,7 @@ class MockDevice(ThreadedDevice):
         prerender: int = 0,
         max_frames: int | None = None,
         seed: int = 0,
+        pose: tuple[float, float, float, float, float, float] | None = None,
     ) -> None:
         super().__init__()
         if not 0 < fps <= 100_000:
@@ -90,7 +92,16 @@ class MockDevice(ThreadedDevice):
         self._depth_intr = scaled(KINECT_DEPTH, *depth_size)
         self._color_intr = scaled(KINECT_COLOR, *color_size)
         rot, tr = mock_depth_to_color()
-        self._scene = Scene(self._depth_intr, self._color_intr, seed, (rot, tr))
+        self.pose = tuple(float(v) for v in pose) if pose is not None else (0.0,) * 6
+        """The depth camera's pose in the shared world: x, y, z (m), rx, ry, rz (degrees)."""
+        if len(self.pose) != 6 or not all(math.isfinite(v) for v in self.pose):
+            raise UsageError(f"a mock pose is X,Y,Z,RX,RY,RZ, got {pose}")
+        self.rig_from_depth = world_pose(*self.pose)
+        """The ground truth a rig calibration is measured against: ``(R, t)``, ``p_world = R
+        @ p_depth + t`` (optical axes, metres)."""
+        self._scene = Scene(
+            self._depth_intr, self._color_intr, seed, (rot, tr), self.rig_from_depth
+        )
         self._calibration = Calibration(
             device_id=self.id,
             depth=self._depth_intr,
@@ -149,7 +160,8 @@ class MockDevice(ThreadedDevice):
         return {k: info[k] for k in self.kinds}
 
     def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "body_tracking": StreamKind.body in self.kinds}
+        extra = {"pose": list(self.pose)} if any(self.pose) else {}
+        return {**super().describe(), "body_tracking": StreamKind.body in self.kinds, **extra}
 
     def calibration(self) -> Calibration:
         """The exact geometry the scene is rendered with."""

@@ -17,7 +17,15 @@ import numpy as np
 
 from ..frames import Body, HandState, Intrinsics, Joint, JointType, TrackingState
 
-__all__ = ["KINECT_COLOR", "KINECT_DEPTH", "Scene", "mock_depth_to_color", "scaled"]
+__all__ = [
+    "KINECT_COLOR",
+    "KINECT_DEPTH",
+    "Scene",
+    "mock_depth_to_color",
+    "rotation_xyz",
+    "scaled",
+    "world_pose",
+]
 
 KINECT_DEPTH = Intrinsics(width=512, height=424, fx=365.5, fy=365.5, cx=256.0, cy=212.0)
 KINECT_COLOR = Intrinsics(width=1920, height=1080, fx=1081.4, fy=1081.4, cx=959.5, cy=539.5)
@@ -87,14 +95,28 @@ MOCK_COLOR_CENTER = (-0.052, 0.0015, 0.0008)
 side, as on a Kinect v2."""
 
 
-def mock_depth_to_color() -> tuple[np.ndarray, np.ndarray]:
-    """The mock's ground truth ``(R, t)``: ``p_color = R @ p_depth + t`` in OpenCV optical axes."""
-    ax, ay, az = (math.radians(a) for a in MOCK_DEPTH_TO_COLOR_ROTATION_DEG)
+def rotation_xyz(ax_deg: float, ay_deg: float, az_deg: float) -> np.ndarray:
+    """``Rz @ Ry @ Rx`` from angles in degrees about the x, y and z axes."""
+    ax, ay, az = (math.radians(a) for a in (ax_deg, ay_deg, az_deg))
     rx = np.array([[1, 0, 0], [0, math.cos(ax), -math.sin(ax)], [0, math.sin(ax), math.cos(ax)]])
     ry = np.array([[math.cos(ay), 0, math.sin(ay)], [0, 1, 0], [-math.sin(ay), 0, math.cos(ay)]])
     rz = np.array([[math.cos(az), -math.sin(az), 0], [math.sin(az), math.cos(az), 0], [0, 0, 1]])
-    r = rz @ ry @ rx
+    return rz @ ry @ rx
+
+
+def mock_depth_to_color() -> tuple[np.ndarray, np.ndarray]:
+    """The mock's ground truth ``(R, t)``: ``p_color = R @ p_depth + t`` in OpenCV optical axes."""
+    r = rotation_xyz(*MOCK_DEPTH_TO_COLOR_ROTATION_DEG)
     return r, -r @ np.asarray(MOCK_COLOR_CENTER)
+
+
+def world_pose(
+    x: float, y: float, z: float, rx: float, ry: float, rz: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """A depth camera's pose in the shared world (``serve --mock-pose``): ``p_world = R @
+    p_depth + t``, optical axes, metres; R = Rz·Ry·Rx from degrees about the world axes. The
+    world is the optical frame of a camera at the zero pose (x right, y down, z forward)."""
+    return rotation_xyz(rx, ry, rz), np.array([x, y, z], np.float64)
 
 
 _FLIP = np.diag([1.0, -1.0, 1.0])  # scene axes (y up) <-> optical axes (y down)
@@ -103,9 +125,11 @@ _FLIP = np.diag([1.0, -1.0, 1.0])  # scene axes (y up) <-> optical axes (y down)
 class Scene:
     """The synthetic room; ``pose(t)``, ``depth(t)``, ``color(t)``, ``infrared(depth)``.
 
-    The depth camera sits at the scene's origin; the color camera at ``color_pose``: a point
-    ``p`` in the scene (y up) is ``M @ p + T`` in the color camera (y up too). Both images are
-    ray-cast or stamped from the same 3-D geometry, so registration has an exact answer.
+    The depth camera sits at ``rig_from_depth`` in the world (default: the origin, looking down
+    the room), the color camera at ``depth_to_color`` from it; each camera's pose maps a scene
+    point ``p`` (y up) to ``M @ p + T`` in that camera (y up too). Every image is ray-cast or
+    stamped from the same 3-D geometry, so registration and multi-camera fusion have exact
+    answers.
     """
 
     def __init__(
@@ -114,14 +138,22 @@ class Scene:
         color_intr: Intrinsics,
         seed: int = 0,
         depth_to_color: tuple[np.ndarray, np.ndarray] | None = None,
+        rig_from_depth: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> None:
         self.depth_intr = depth_intr
         self.color_intr = color_intr
+        wr, wt = rig_from_depth if rig_from_depth is not None else (np.eye(3), np.zeros(3))
+        wr, wt = np.asarray(wr, np.float64), np.asarray(wt, np.float64)
+        m_d = _FLIP @ wr.T @ _FLIP  # p_depth = R^T (p_world - t), both in scene axes
+        self.depth_pose = (m_d, -m_d @ (_FLIP @ wt))
         rot, tr = depth_to_color if depth_to_color is not None else (np.eye(3), np.zeros(3))
-        self.color_pose = (_FLIP @ rot @ _FLIP, _FLIP @ np.asarray(tr, np.float64))
-        self._ident = (np.eye(3), np.zeros(3))
+        m_c = _FLIP @ np.asarray(rot, np.float64) @ _FLIP
+        self.color_pose = (
+            m_c @ m_d,
+            m_c @ self.depth_pose[1] + _FLIP @ np.asarray(tr, np.float64),
+        )
         rng = np.random.default_rng(seed)
-        self._bg_depth = self._background_z(depth_intr, self._ident)[0] * 1000.0
+        self._bg_depth = self._background_z(depth_intr, self.depth_pose)[0] * 1000.0
         self._bg_color, self._bg_color_z = self._background_color(color_intr, rng)
         h, w = depth_intr.height, depth_intr.width
         self._noise = rng.normal(0.0, 1.0, (4, h, w)).astype(np.float32)
@@ -234,7 +266,7 @@ class Scene:
         pose = self.pose(t)
         joints = []
         for jt in JointType:
-            x, y, z = pose[jt]
+            x, y, z = self._to_cam(self.depth_pose, pose[jt])  # the depth camera's space
             state = TrackingState.Tracked
             if jt in (_J.HandTipLeft, _J.ThumbLeft) and math.sin(t) > 0.6:
                 state = TrackingState.Inferred
@@ -243,7 +275,7 @@ class Scene:
                     type=jt,
                     position=(x, y, z),
                     state=state,
-                    color_xy=self.color_intr.project(*self._to_cam(self.color_pose, (x, y, z))),
+                    color_xy=self.color_intr.project(*self._to_cam(self.color_pose, pose[jt])),
                     depth_xy=self.depth_intr.project(x, y, z),
                 )
             )
@@ -372,13 +404,13 @@ class Scene:
     def depth_m(self, t: float) -> np.ndarray:
         """The exact depth image (metres along the depth camera's axis, float32; inf = none)."""
         z = self._bg_depth.copy()
-        self._draw(t, z, None, self.depth_intr, 1000.0, self._ident)
+        self._draw(t, z, None, self.depth_intr, 1000.0, self.depth_pose)
         return z / 1000.0
 
     def depth(self, t: float, index: int = 0) -> np.ndarray:
         """Depth in millimetres (uint16), with distance-dependent sensor noise."""
         z = self._bg_depth.copy()
-        self._draw(t, z, None, self.depth_intr, 1000.0, self._ident)
+        self._draw(t, z, None, self.depth_intr, 1000.0, self.depth_pose)
         noise = self._noise[index % len(self._noise)]
         z += noise * (z * z) * 0.5e-6  # ~0.8 mm at 4 m, growing with distance like ToF
         out = z.astype(np.uint16)

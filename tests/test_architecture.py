@@ -24,6 +24,7 @@ ASSEMBLY = {
     "_clientbase",
     "_clientgeo",
     "_clientclock",
+    "rig",
     "framesets",
     "_requests",
     "aio",

@@ -81,3 +81,59 @@ def test_serve_takes_mock_poses_and_refuses_bad_ones() -> None:
     with pytest.raises(Exception, match="X,Y,Z"):
         MockDevice("bad", pose=(0.0, 0.0, float("nan"), 0.0, 0.0, 0.0))
     assert json.dumps(list(POSES["c"]))  # poses are plain numbers on the wire
+
+
+def test_a_rig_matches_framesets_across_servers_whose_clocks_disagree() -> None:
+    """Three servers with clocks -50, 0 and +37 ms off: read in our clock, their cameras'
+    framesets match within half a frame period; a device that leaves is listed as missing and
+    the rig goes on; when it returns, it is back in."""
+    import time
+
+    from rgbdcast import Server
+    from rgbdcast.rig import Rig
+
+    servers = []
+    for i, off_ms in enumerate((-50.0, 0.0, 37.0)):
+        skew = int(off_ms * 1e6)
+        srv = Server("127.0.0.1", announce=False, clock=lambda s=skew: time.time_ns() + s)
+        srv.add_device(MockDevice(f"cam{i}", color_size=(160, 90), prerender=30, pose=None))
+        srv.start()
+        servers.append(srv)
+    try:
+        members = [(f"tcp://127.0.0.1:{s.port}", f"cam{i}") for i, s in enumerate(servers)]
+        with Rig(members) as rig:
+            assert rig.tolerance_ns == pytest.approx(1e9 / 30 / 2, rel=0.01)
+            sets = [rig.get(timeout=10) for _ in range(30)]
+            assert all(len(rs.frames) == 3 and not rs.missing for rs in sets)
+            assert max(rs.skew_ns for rs in sets) <= rig.tolerance_ns
+            # in the servers' own clocks the same framesets are ~87 ms apart: only the
+            # offsets make them match
+            raw = [
+                max(f[StreamKind.depth].host_time_ns for f in rs.frames.values())
+                - min(f[StreamKind.depth].host_time_ns for f in rs.frames.values())
+                for rs in sets
+            ]
+            assert min(raw) > 60e6
+            for rs in sets:  # each device's frames are one frameset
+                for frames in rs.frames.values():
+                    assert len({f.frameset_id for f in frames.values()}) == 1
+            gone = servers[1].devices[0]
+            servers[1].remove_device(gone.id)
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                rs = rig.get(timeout=10)
+                if rs.missing:
+                    break
+            assert [m.device for m in rs.missing] == ["cam1"] and len(rs.frames) == 2
+            servers[1].add_device(MockDevice("cam1", color_size=(160, 90), prerender=30))
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline:
+                rs = rig.get(timeout=10)
+                if not rs.missing:
+                    break
+            assert len(rs.frames) == 3 and not rs.missing
+            stats = rig.stats()
+            assert all(s["clock"].startswith("clock offset: ") for s in stats.values())
+    finally:
+        for srv in servers:
+            srv.stop()

@@ -531,3 +531,25 @@ def test_subscribing_without_decoding_yields_the_payload_as_sent(endpoint: str) 
         frame = item.decode()
         assert frame.array.shape == (424, 512) and frame.seq == item.seq
         assert raw.snapshot().frames >= 1
+
+
+def test_every_subscription_of_a_device_follows_it_when_it_comes_back() -> None:
+    """A device removed and added again gets new endpoints: each of its subscriptions moves,
+    not only the first (the client used to skip every other one while moving them)."""
+    srv = Server(address="127.0.0.1", announce=False)
+    srv.add_device(MockDevice("back", color_size=(160, 90), prerender=10))
+    with srv, Client(f"tcp://127.0.0.1:{srv.port}", connect_immediately=True) as client:
+        subs = [client.subscribe("back", k) for k in ("depth", "color", "infrared", "body")]
+        for sub in subs:
+            sub.get(timeout=5)
+        srv.remove_device("back")
+        assert wait_for(lambda: "back" not in client.devices, 5)
+        srv.add_device(MockDevice("back", color_size=(160, 90), prerender=10))
+        assert wait_for(lambda: "back" in client.devices, 5)
+        for sub in subs:
+            assert sub.endpoint == client.devices["back"].endpoints[sub.kind.value]
+            deadline = time.monotonic() + 5
+            frame = sub.get(timeout=5)
+            while frame.seq > 30 and time.monotonic() < deadline:  # frames of before, queued
+                frame = sub.get(timeout=5)
+            assert frame.seq <= 30, sub

@@ -341,7 +341,7 @@ class Client(ClientClock, ClientGeometry, ClientBase):
             return
         if rtype is MessageType.time_reply:
             self._clock_sync.probe(request.sent_ns, payload, request.received_ns)
-        for sub in self._subs:
+        for sub in list(self._subs):  # _reattach moves a subscription to the end of the list
             if sub.device_id in changed:
                 self._reattach(sub)
         request.future.set_result(rtt if rtype is MessageType.pong else payload)

@@ -1,0 +1,256 @@
+"""Several cameras as one: framesets matched across devices and servers by capture time.
+
+How this works: a :class:`Rig` holds one :class:`~rgbdcast.client.Client` per server and, per
+device, a frameset subscription (its chosen streams matched by frameset id) read by a collector
+thread of its own. Each device's newest frameset waits in a slot of one (newest wins: a slow
+consumer gets fewer, fresher rig framesets, and the replaced ones are counted). Capture times are
+read in our clock (each server's clock offset, :mod:`rgbdcast.protocol.clock`), so servers whose
+clocks disagree still match. A rig frameset is handed out when every present device has one whose
+capture times lie within the tolerance (default half a frame period); otherwise the oldest waits
+no more (counted as unmatched) and a newer one is awaited. A device that has sent nothing for
+``absent_s`` leaves the rig until it sends again; each rig frameset says which devices it holds.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import RgbdcastError, UsageError
+from .frames import Frame, StreamKind
+
+__all__ = ["Rig", "RigFrameset", "RigMember"]
+
+log = logging.getLogger("rgbdcast.rig")
+
+
+@dataclass(frozen=True)
+class RigMember:
+    """One device of a rig: the server's control endpoint and the device id."""
+
+    endpoint: str
+    device: str
+
+    @property
+    def key(self) -> str:
+        """``"<control endpoint> <device id>"``, as rig files name devices."""
+        return f"{self.endpoint} {self.device}"
+
+
+@dataclass(frozen=True)
+class RigFrameset:
+    """One frameset of each present device, captured within the rig's tolerance."""
+
+    frames: dict[RigMember, dict[StreamKind, Frame]]
+    times_ns: dict[RigMember, int]
+    """Each device's capture time in our clock."""
+    missing: tuple[RigMember, ...] = ()
+    """Devices of the rig that are absent now (gone, or silent for ``absent_s``)."""
+
+    @property
+    def skew_ns(self) -> int:
+        """The spread of the capture times (latest minus earliest)."""
+        times = list(self.times_ns.values())
+        return max(times) - min(times) if times else 0
+
+
+@dataclass
+class _Slot:
+    member: RigMember
+    client: Any
+    frameset: dict[StreamKind, Frame] | None = None
+    time_ns: int = 0
+    last_seen: float = 0.0
+    replaced: int = 0
+    unmatched: int = 0
+    sets: Any = None
+    thread: threading.Thread | None = None
+    error: str = ""
+    stats: dict[str, int] = field(default_factory=dict)
+
+
+class Rig:
+    """Matched framesets of several devices (*members*: ``(endpoint, device)`` pairs).
+
+    ::
+
+        with Rig([("tcp://pc1:5606", "kinect2"), ("tcp://pc2:5606", "kinect2")]) as rig:
+            for rs in rig:
+                print(rs.skew_ns / 1e6, "ms apart", list(rs.frames))
+    """
+
+    def __init__(
+        self,
+        members: Iterable[tuple[str, str] | RigMember],
+        streams: Iterable[StreamKind | str] = (StreamKind.depth, StreamKind.color),
+        *,
+        tolerance_ms: float | None = None,
+        absent_s: float = 1.0,
+        connect_timeout: float = 5.0,
+    ) -> None:
+        self.members = [m if isinstance(m, RigMember) else RigMember(*m) for m in members]
+        if not self.members:
+            raise UsageError("a rig needs at least one device")
+        if len(set(self.members)) != len(self.members):
+            raise UsageError("a device appears twice in the rig")
+        self.streams = list(dict.fromkeys(StreamKind(s) for s in streams))
+        self.tolerance_ms = tolerance_ms
+        self.absent_s = absent_s
+        self.connect_timeout = connect_timeout
+        self.matched = 0
+        """Rig framesets handed out."""
+        self._clients: dict[str, Any] = {}
+        self._slots: dict[RigMember, _Slot] = {}
+        self._cond = threading.Condition()
+        self._stop = threading.Event()
+        self._tolerance_ns = 0
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def start(self) -> None:
+        from .client import Client
+
+        try:
+            fps = []
+            for m in self.members:
+                client = self._clients.get(m.endpoint)
+                if client is None:
+                    client = Client(m.endpoint, reconnect=True)
+                    client.connect(timeout=self.connect_timeout)
+                    client.clock_offset(timeout=self.connect_timeout)
+                    self._clients[m.endpoint] = client
+                record = client.devices.get(m.device)
+                if record is None:
+                    known = ", ".join(client.devices) or "none"
+                    raise UsageError(f"{m.endpoint} has no device {m.device!r} (it has {known})")
+                missing = [s.value for s in self.streams if s.value not in record.streams]
+                if missing:
+                    raise UsageError(f"{m.key} has no {', '.join(missing)} stream")
+                fps.append(
+                    min(float(record.streams[s.value].get("fps") or 30) for s in self.streams)
+                )
+                self._slots[m] = _Slot(m, client)
+            period_ms = 1000.0 / max(1.0, min(fps))
+            self._tolerance_ns = int((self.tolerance_ms or period_ms / 2) * 1e6)
+            for slot in self._slots.values():
+                slot.last_seen = time.monotonic()  # expected from the start, for absent_s
+                slot.sets = slot.client.subscribe_frameset(slot.member.device, self.streams)
+                slot.thread = threading.Thread(
+                    target=self._collect,
+                    args=(slot,),
+                    name=f"rgbdcast-rig-{slot.member.device}",
+                    daemon=True,
+                )
+                slot.thread.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
+        for slot in self._slots.values():
+            if slot.sets is not None:
+                slot.sets.close()
+            if slot.thread is not None:
+                slot.thread.join(2.0)
+        for client in self._clients.values():
+            client.disconnect()
+        self._clients.clear()
+
+    def __enter__(self) -> Rig:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def tolerance_ns(self) -> int:
+        return self._tolerance_ns
+
+    # -- collectors (one thread per device) -----------------------------------------------------
+    def _collect(self, slot: _Slot) -> None:
+        while not self._stop.is_set():
+            try:
+                frames = slot.sets.get(timeout=0.2)
+            except TimeoutError:
+                continue
+            except RgbdcastError as exc:  # the subscription closed: the rig is stopping
+                slot.error = str(exc)
+                return
+            first = next(iter(frames.values()))
+            local = slot.client.local_time_ns(first.host_time_ns)
+            with self._cond:
+                if slot.frameset is not None:
+                    slot.replaced += 1  # newest wins: the consumer was slower than the cameras
+                slot.frameset = frames
+                slot.time_ns = local if local is not None else first.host_time_ns
+                slot.last_seen = time.monotonic()
+                self._cond.notify_all()
+
+    # -- matching -------------------------------------------------------------------------------
+    def _present(self, now: float) -> list[_Slot]:
+        return [s for s in self._slots.values() if now - s.last_seen < self.absent_s]
+
+    def _try_match(self) -> RigFrameset | None:
+        """Under the lock: a rig frameset if every present device has one within tolerance."""
+        now = time.monotonic()
+        present = self._present(now)
+        if not present or any(s.frameset is None for s in present):
+            return None
+        times = {s.member: s.time_ns for s in present}
+        if max(times.values()) - min(times.values()) > self._tolerance_ns:
+            oldest = min(present, key=lambda s: s.time_ns)  # its partners are newer: it waits
+            oldest.frameset = None  # no more, and a newer one of its own is awaited
+            oldest.unmatched += 1
+            return None
+        out = RigFrameset(
+            frames={s.member: s.frameset for s in present if s.frameset is not None},
+            times_ns=times,
+            missing=tuple(m for m in self.members if m not in {s.member for s in present}),
+        )
+        for s in present:
+            s.frameset = None
+        self.matched += 1
+        return out
+
+    def get(self, timeout: float | None = None) -> RigFrameset:
+        """The next rig frameset; ``TimeoutError`` after *timeout* s."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while not self._stop.is_set():
+                got = self._try_match()
+                if got is not None:
+                    return got
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    raise TimeoutError(f"no rig frameset within {timeout} s")
+                self._cond.wait(min(left, 0.1) if left is not None else 0.1)
+        raise UsageError("the rig is stopped")
+
+    def __iter__(self) -> Iterator[RigFrameset]:
+        while not self._stop.is_set():
+            try:
+                yield self.get(timeout=0.5)
+            except TimeoutError:
+                continue
+            except UsageError:
+                return
+
+    def stats(self) -> dict[str, dict[str, Any]]:
+        """Per device: framesets replaced before use, left unmatched, and the clock offset."""
+        with self._cond:
+            out = {}
+            for m, s in self._slots.items():
+                est = s.client.clock
+                out[m.key] = {
+                    "replaced": s.replaced,
+                    "unmatched": s.unmatched,
+                    "clock": est.describe() if est is not None else "clock offset: unknown",
+                }
+            return out

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -137,3 +138,85 @@ def test_a_rig_matches_framesets_across_servers_whose_clocks_disagree() -> None:
     finally:
         for srv in servers:
             srv.stop()
+
+
+def _mean_nn(a: np.ndarray, b: np.ndarray, near: float = 0.05) -> tuple[float, int]:
+    """Mean distance from the points of *a* to their nearest neighbour in *b* (OpenCV's FLANN
+    k-d tree), over the points that have one within *near*: the surfaces both cameras see."""
+    import cv2
+
+    index = cv2.flann_Index(np.ascontiguousarray(b, np.float32), {"algorithm": 1, "trees": 4})
+    _, dist2 = index.knnSearch(np.ascontiguousarray(a, np.float32), 1, params={"checks": 64})
+    d = np.sqrt(dist2[:, 0])
+    shared = d < near
+    return float(d[shared].mean()), int(shared.sum())
+
+
+def test_a_rig_file_fuses_the_cameras_into_one_cloud(tmp_path: Path) -> None:
+    """Cameras placed by a rig file (here: the mocks' true poses) give one cloud in which each
+    camera's view of the shared surfaces lies within a centimetre of the others'."""
+    from rgbdcast import Server
+    from rgbdcast.geometry import Extrinsics
+    from rgbdcast.geometry.rigfile import RigCamera, RigFile
+    from rgbdcast.rig import Rig, RigFrameset, load_rig_file, save_rig_file
+
+    servers, devices = [], []
+    for key in ("a", "b", "c"):
+        srv = Server("127.0.0.1", announce=False)
+        dev = MockDevice(f"cam-{key}", pose=POSES[key], prerender=15, color_size=(640, 360))
+        srv.add_device(dev)
+        srv.start()
+        servers.append(srv)
+        devices.append(dev)
+    try:
+        members = [
+            (f"tcp://127.0.0.1:{s.port}", d.id) for s, d in zip(servers, devices, strict=True)
+        ]
+        rig_file = RigFile(
+            {
+                f"{ep} {dev.id}": RigCamera(Extrinsics.from_matrix(*dev.rig_from_depth))
+                for (ep, _), dev in zip(members, devices, strict=True)
+            },
+            created="test",
+        )
+        path = tmp_path / "rig.json"
+        save_rig_file(rig_file, path)
+        assert load_rig_file(path) == rig_file  # the rig file round-trips
+        with Rig(members, rig_file=path) as rig:
+            rs = rig.get(timeout=10)
+            fused = rig.point_cloud(rs)
+            each = {
+                m.device: rig.point_cloud(RigFrameset({m: frames}, {m: rs.times_ns[m]})).points
+                for m, frames in rs.frames.items()
+            }
+        assert fused.frame_id == "rig" and len(fused) == sum(len(p) for p in each.values())
+        for other in ("cam-b", "cam-c"):
+            mean, shared = _mean_nn(each[other], each["cam-a"])
+            assert shared > 5_000, (other, shared)
+            assert mean <= 0.01, (other, mean)
+        boxed = rig.point_cloud(rs, box=((-1.0, -2.0, 0.5), (1.0, 2.0, 3.0)))
+        assert 0 < len(boxed) < len(fused)
+    finally:
+        for srv in servers:
+            srv.stop()
+
+
+def test_bad_rig_files_are_one_line(tmp_path: Path) -> None:
+    from rgbdcast import UsageError
+    from rgbdcast.rig import load_rig_file
+
+    for text, needle in (
+        ("{", "not JSON"),
+        ('{"version": 2, "devices": {}}', "version"),
+        ('{"version": 1, "devices": {"nospace": {}}}', "control endpoint"),
+        ('{"version": 1, "devices": {"tcp://h:1 d": {"rig_from_depth": [[1,0,0,0]]}}}', "4x4"),
+        (
+            '{"version": 1, "devices": {"tcp://h:1 d": {"rig_from_depth": '
+            "[[2,0,0,0],[0,1,0,0],[0,0,1,0],[0,0,0,1]]}}}",
+            "orthonormal",
+        ),
+    ):
+        p = tmp_path / "bad.json"
+        p.write_text(text)
+        with pytest.raises(UsageError, match=needle):
+            load_rig_file(p)

@@ -9,6 +9,8 @@ clocks disagree still match. A rig frameset is handed out when every present dev
 capture times lie within the tolerance (default half a frame period); otherwise the oldest waits
 no more (counted as unmatched) and a newer one is awaited. A device that has sent nothing for
 ``absent_s`` leaves the rig until it sends again; each rig frameset says which devices it holds.
+With a rig file (where each camera sits, ``docs/rig.md``) the rig also hands out one fused,
+colored cloud per rig frameset, in the rig frame.
 """
 
 from __future__ import annotations
@@ -18,12 +20,17 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from .errors import RgbdcastError, UsageError
 from .frames import Frame, StreamKind
+from .geometry.pointcloud import PointCloud
+from .geometry.rigfile import RigFile
 
-__all__ = ["Rig", "RigFrameset", "RigMember"]
+__all__ = ["Rig", "RigFrameset", "RigMember", "load_rig_file", "save_rig_file"]
 
 log = logging.getLogger("rgbdcast.rig")
 
@@ -91,6 +98,7 @@ class Rig:
         tolerance_ms: float | None = None,
         absent_s: float = 1.0,
         connect_timeout: float = 5.0,
+        rig_file: RigFile | str | Path | None = None,
     ) -> None:
         self.members = [m if isinstance(m, RigMember) else RigMember(*m) for m in members]
         if not self.members:
@@ -101,6 +109,14 @@ class Rig:
         self.tolerance_ms = tolerance_ms
         self.absent_s = absent_s
         self.connect_timeout = connect_timeout
+        if isinstance(rig_file, (str, Path)):
+            rig_file = load_rig_file(rig_file)
+        self.rig_file = rig_file
+        """Where each camera sits in the rig frame (``calibrate`` writes it): with it the rig
+        hands out fused clouds (:meth:`point_cloud`)."""
+        if rig_file is not None:
+            for m in self.members:
+                rig_file.camera(m.endpoint, m.device)  # every member must be in it
         self.matched = 0
         """Rig framesets handed out."""
         self._clients: dict[str, Any] = {}
@@ -242,6 +258,40 @@ class Rig:
             except UsageError:
                 return
 
+    def point_cloud(
+        self,
+        rs: RigFrameset,
+        *,
+        decimate: int = 1,
+        box: tuple[tuple[float, float, float], tuple[float, float, float]] | None = None,
+        timeout: float | None = None,
+    ) -> PointCloud:
+        """One colored cloud of a rig frameset in the rig frame: each camera's registered,
+        occlusion-tested cloud, placed by the rig file; *box* (metres, rig frame) crops."""
+        if self.rig_file is None:
+            raise UsageError("a fused cloud needs the rig file (Rig(..., rig_file=...))")
+        points, colors = [], []
+        for member, frames in rs.frames.items():
+            client = self._slots[member].client
+            cloud = client.point_cloud(frames, decimate=decimate, timeout=timeout)
+            place = self.rig_file.camera(member.endpoint, member.device).rig_from_depth
+            pts = place.apply(cloud.points)
+            if box is not None:
+                lo, hi = np.asarray(box[0], np.float32), np.asarray(box[1], np.float32)
+                keep = np.all((pts >= lo) & (pts <= hi), axis=1)
+                pts, col = pts[keep], cloud.colors[keep]
+            else:
+                col = cloud.colors
+            points.append(pts)
+            colors.append(col)
+        if not points:
+            return PointCloud(np.zeros((0, 3), np.float32), np.zeros((0, 3), np.uint8), "rig")
+        return PointCloud(
+            np.concatenate(points).astype(np.float32, copy=False),
+            np.concatenate(colors),
+            self.rig_file.frame,
+        )
+
     def stats(self) -> dict[str, dict[str, Any]]:
         """Per device: framesets replaced before use, left unmatched, and the clock offset."""
         with self._cond:
@@ -254,3 +304,26 @@ class Rig:
                     "clock": est.describe() if est is not None else "clock offset: unknown",
                 }
             return out
+
+
+def load_rig_file(path: str | Path) -> RigFile:
+    """Read a rig file (docs/rig.md); :class:`UsageError` with one line if it is not one."""
+    import json
+
+    p = Path(path)
+    try:
+        doc = json.loads(p.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise UsageError(f"rig file {p}: {exc.strerror}") from None
+    except ValueError as exc:
+        raise UsageError(f"rig file {p}: not JSON ({exc})") from None
+    try:
+        return RigFile.from_dict(doc)
+    except UsageError as exc:
+        raise UsageError(f"{p}: {exc}") from None
+
+
+def save_rig_file(rig: RigFile, path: str | Path) -> None:
+    import json
+
+    Path(path).write_text(json.dumps(rig.to_dict(), indent=1) + "\n", encoding="utf-8")

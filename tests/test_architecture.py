@@ -25,6 +25,7 @@ ASSEMBLY = {
     "_clientgeo",
     "_clientclock",
     "rig",
+    "aiorig",
     "framesets",
     "_requests",
     "aio",

@@ -106,7 +106,9 @@ def test_a_rig_matches_framesets_across_servers_whose_clocks_disagree() -> None:
             assert rig.tolerance_ns == pytest.approx(1e9 / 30 / 2, rel=0.01)
             sets = [rig.get(timeout=10) for _ in range(30)]
             assert all(len(rs.frames) == 3 and not rs.missing for rs in sets)
-            assert max(rs.skew_ns for rs in sets) <= rig.tolerance_ns
+            for rs in sets:  # each frame within the tolerance of the set's middle
+                assert all(abs(t - rs.time_ns) <= rig.tolerance_ns for t in rs.times_ns.values())
+                assert rs.skew_ns <= 2 * rig.tolerance_ns
             # in the servers' own clocks the same framesets are ~87 ms apart: only the
             # offsets make them match
             raw = [
@@ -154,7 +156,8 @@ def _mean_nn(a: np.ndarray, b: np.ndarray, near: float = 0.05) -> tuple[float, i
 
 def test_a_rig_file_fuses_the_cameras_into_one_cloud(tmp_path: Path) -> None:
     """Cameras placed by a rig file (here: the mocks' true poses) give one cloud in which each
-    camera's view of the shared surfaces lies within a centimetre of the others'."""
+    camera's view of the static scene lies within a centimetre of the others' (the person and
+    the ball move between unsynchronised cameras' captures, so they are left out)."""
     from rgbdcast import Server
     from rgbdcast.geometry import Extrinsics
     from rgbdcast.geometry.rigfile import RigCamera, RigFile
@@ -190,8 +193,12 @@ def test_a_rig_file_fuses_the_cameras_into_one_cloud(tmp_path: Path) -> None:
                 for m, frames in rs.frames.items()
             }
         assert fused.frame_id == "rig" and len(fused) == sum(len(p) for p in each.values())
+
+        def static(p: np.ndarray) -> np.ndarray:  # the wall and the floor: nothing moves there
+            return p[(p[:, 2] > 3.5) | (p[:, 1] > 0.95)]
+
         for other in ("cam-b", "cam-c"):
-            mean, shared = _mean_nn(each[other], each["cam-a"])
+            mean, shared = _mean_nn(static(each[other]), static(each["cam-a"]))
             assert shared > 5_000, (other, shared)
             assert mean <= 0.01, (other, mean)
         boxed = rig.point_cloud(rs, box=((-1.0, -2.0, 0.5), (1.0, 2.0, 3.0)))
@@ -220,3 +227,45 @@ def test_bad_rig_files_are_one_line(tmp_path: Path) -> None:
         p.write_text(text)
         with pytest.raises(UsageError, match=needle):
             load_rig_file(p)
+
+
+def test_the_async_rig_matches_and_fuses_the_same() -> None:
+    import asyncio
+
+    from rgbdcast import Server
+    from rgbdcast.aiorig import AsyncRig
+    from rgbdcast.geometry import Extrinsics
+    from rgbdcast.geometry.rigfile import RigCamera, RigFile
+
+    servers, devices = [], []
+    for key in ("a", "b"):
+        srv = Server("127.0.0.1", announce=False)
+        dev = MockDevice(f"as-{key}", pose=POSES[key], prerender=10, color_size=(320, 180))
+        srv.add_device(dev)
+        srv.start()
+        servers.append(srv)
+        devices.append(dev)
+    members = [(f"tcp://127.0.0.1:{s.port}", d.id) for s, d in zip(servers, devices, strict=True)]
+    rig_file = RigFile(
+        {
+            f"{ep} {dev.id}": RigCamera(Extrinsics.from_matrix(*dev.rig_from_depth))
+            for (ep, _), dev in zip(members, devices, strict=True)
+        }
+    )
+
+    async def main() -> tuple[int, int, int]:
+        async with AsyncRig(members, rig_file=rig_file) as rig:
+            rs = await rig.get(timeout=10)
+            seen = 0
+            async for more in rig:  # and as an async iterator
+                seen = len(more.frames)
+                break
+            cloud = await rig.point_cloud(rs, decimate=2)
+            return len(rs.frames), seen, len(cloud)
+
+    try:
+        n, m, points = asyncio.run(main())
+    finally:
+        for srv in servers:
+            srv.stop()
+    assert n == m == 2 and points > 50_000

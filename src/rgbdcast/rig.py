@@ -5,9 +5,10 @@ device, a frameset subscription (its chosen streams matched by frameset id) read
 thread of its own. Each device's newest frameset waits in a slot of one (newest wins: a slow
 consumer gets fewer, fresher rig framesets, and the replaced ones are counted). Capture times are
 read in our clock (each server's clock offset, :mod:`rgbdcast.protocol.clock`), so servers whose
-clocks disagree still match. A rig frameset is handed out when every present device has one whose
-capture times lie within the tolerance (default half a frame period); otherwise the oldest waits
-no more (counted as unmatched) and a newer one is awaited. A device that has sent nothing for
+clocks disagree still match. A rig frameset is handed out when every present device has one
+whose capture time lies within the tolerance (default half a frame period) of the set's middle
+(so at most two tolerances apart); otherwise the oldest waits no more (counted as unmatched) and
+a newer one is awaited. A device that has sent nothing for
 ``absent_s`` leaves the rig until it sends again; each rig frameset says which devices it holds.
 With a rig file (where each camera sits, ``docs/rig.md``) the rig also hands out one fused,
 colored cloud per rig frameset, in the rig frame.
@@ -63,6 +64,13 @@ class RigFrameset:
         """The spread of the capture times (latest minus earliest)."""
         times = list(self.times_ns.values())
         return max(times) - min(times) if times else 0
+
+    @property
+    def time_ns(self) -> int:
+        """The rig frameset's time: the middle of its earliest and latest capture (our clock);
+        every frame lies within the rig's tolerance of it."""
+        times = list(self.times_ns.values())
+        return (max(times) + min(times)) // 2 if times else 0
 
 
 @dataclass
@@ -138,19 +146,9 @@ class Rig:
                     client.connect(timeout=self.connect_timeout)
                     client.clock_offset(timeout=self.connect_timeout)
                     self._clients[m.endpoint] = client
-                record = client.devices.get(m.device)
-                if record is None:
-                    known = ", ".join(client.devices) or "none"
-                    raise UsageError(f"{m.endpoint} has no device {m.device!r} (it has {known})")
-                missing = [s.value for s in self.streams if s.value not in record.streams]
-                if missing:
-                    raise UsageError(f"{m.key} has no {', '.join(missing)} stream")
-                fps.append(
-                    min(float(record.streams[s.value].get("fps") or 30) for s in self.streams)
-                )
+                fps.append(self._member_fps(client, m))
                 self._slots[m] = _Slot(m, client)
-            period_ms = 1000.0 / max(1.0, min(fps))
-            self._tolerance_ns = int((self.tolerance_ms or period_ms / 2) * 1e6)
+            self._set_tolerance(fps)
             for slot in self._slots.values():
                 slot.last_seen = time.monotonic()  # expected from the start, for absent_s
                 slot.sets = slot.client.subscribe_frameset(slot.member.device, self.streams)
@@ -189,6 +187,52 @@ class Rig:
     def tolerance_ns(self) -> int:
         return self._tolerance_ns
 
+    def _member_fps(self, client: Any, m: RigMember) -> float:
+        """The member's frame rate (its streams' slowest), or why it cannot be in the rig."""
+        record = client.devices.get(m.device)
+        if record is None:
+            known = ", ".join(client.devices) or "none"
+            raise UsageError(f"{m.endpoint} has no device {m.device!r} (it has {known})")
+        missing = [s.value for s in self.streams if s.value not in record.streams]
+        if missing:
+            raise UsageError(f"{m.key} has no {', '.join(missing)} stream")
+        return min(float(record.streams[s.value].get("fps") or 30) for s in self.streams)
+
+    def _set_tolerance(self, fps: list[float]) -> None:
+        period_ms = 1000.0 / max(1.0, min(fps))
+        self._tolerance_ns = int((self.tolerance_ms or period_ms / 2) * 1e6)
+
+    def _offer(self, slot: _Slot, frames: dict[StreamKind, Frame]) -> None:
+        """Under the lock: a device's newest frameset, its capture time in our clock."""
+        first = next(iter(frames.values()))
+        local = slot.client.local_time_ns(first.host_time_ns)
+        if slot.frameset is not None:
+            slot.replaced += 1  # newest wins: the consumer was slower than the cameras
+        slot.frameset = frames
+        slot.time_ns = local if local is not None else first.host_time_ns
+        slot.last_seen = time.monotonic()
+
+    def _place(self, member: RigMember, cloud: PointCloud, box: Any) -> tuple[Any, Any]:
+        """A camera's cloud in the rig frame, cropped to *box*."""
+        assert self.rig_file is not None
+        place = self.rig_file.camera(member.endpoint, member.device).rig_from_depth
+        pts = place.apply(cloud.points)
+        if box is None:
+            return pts, cloud.colors
+        lo, hi = np.asarray(box[0], np.float32), np.asarray(box[1], np.float32)
+        keep = np.all((pts >= lo) & (pts <= hi), axis=1)
+        return pts[keep], cloud.colors[keep]
+
+    def _fused(self, parts: list[tuple[Any, Any]]) -> PointCloud:
+        assert self.rig_file is not None
+        if not parts:
+            return PointCloud(np.zeros((0, 3), np.float32), np.zeros((0, 3), np.uint8), "rig")
+        return PointCloud(
+            np.concatenate([p for p, _ in parts]).astype(np.float32, copy=False),
+            np.concatenate([c for _, c in parts]),
+            self.rig_file.frame,
+        )
+
     # -- collectors (one thread per device) -----------------------------------------------------
     def _collect(self, slot: _Slot) -> None:
         while not self._stop.is_set():
@@ -199,14 +243,8 @@ class Rig:
             except RgbdcastError as exc:  # the subscription closed: the rig is stopping
                 slot.error = str(exc)
                 return
-            first = next(iter(frames.values()))
-            local = slot.client.local_time_ns(first.host_time_ns)
             with self._cond:
-                if slot.frameset is not None:
-                    slot.replaced += 1  # newest wins: the consumer was slower than the cameras
-                slot.frameset = frames
-                slot.time_ns = local if local is not None else first.host_time_ns
-                slot.last_seen = time.monotonic()
+                self._offer(slot, frames)
                 self._cond.notify_all()
 
     # -- matching -------------------------------------------------------------------------------
@@ -220,7 +258,10 @@ class Rig:
         if not present or any(s.frameset is None for s in present):
             return None
         times = {s.member: s.time_ns for s in present}
-        if max(times.values()) - min(times.values()) > self._tolerance_ns:
+        # every frame within the tolerance of the set's middle: cameras that are not
+        # synchronised keep their phases, and three of them can never all be within half a
+        # period of each other, but always of their middle
+        if max(times.values()) - min(times.values()) > 2 * self._tolerance_ns:
             oldest = min(present, key=lambda s: s.time_ns)  # its partners are newer: it waits
             oldest.frameset = None  # no more, and a newer one of its own is awaited
             oldest.unmatched += 1
@@ -270,27 +311,12 @@ class Rig:
         occlusion-tested cloud, placed by the rig file; *box* (metres, rig frame) crops."""
         if self.rig_file is None:
             raise UsageError("a fused cloud needs the rig file (Rig(..., rig_file=...))")
-        points, colors = [], []
+        parts = []
         for member, frames in rs.frames.items():
             client = self._slots[member].client
             cloud = client.point_cloud(frames, decimate=decimate, timeout=timeout)
-            place = self.rig_file.camera(member.endpoint, member.device).rig_from_depth
-            pts = place.apply(cloud.points)
-            if box is not None:
-                lo, hi = np.asarray(box[0], np.float32), np.asarray(box[1], np.float32)
-                keep = np.all((pts >= lo) & (pts <= hi), axis=1)
-                pts, col = pts[keep], cloud.colors[keep]
-            else:
-                col = cloud.colors
-            points.append(pts)
-            colors.append(col)
-        if not points:
-            return PointCloud(np.zeros((0, 3), np.float32), np.zeros((0, 3), np.uint8), "rig")
-        return PointCloud(
-            np.concatenate(points).astype(np.float32, copy=False),
-            np.concatenate(colors),
-            self.rig_file.frame,
-        )
+            parts.append(self._place(member, cloud, box))
+        return self._fused(parts)
 
     def stats(self) -> dict[str, dict[str, Any]]:
         """Per device: framesets replaced before use, left unmatched, and the clock offset."""

@@ -105,23 +105,35 @@ def depth_to_color(reg: Registration, calib: Calibration) -> np.ndarray:
     return np.clip(out, 0, 65535).astype(np.uint16).reshape(c.height, c.width)
 
 
-def _crop(
-    points: np.ndarray,
-    keep: np.ndarray,
-    z_range: tuple[float, float] | None,
-    box: tuple[tuple[float, float, float], tuple[float, float, float]] | None,
-) -> np.ndarray:
+Box = tuple[tuple[float, float, float], tuple[float, float, float]]
+
+
+def _check_crop(
+    z_range: tuple[float, float] | None, box: Box | None
+) -> tuple[tuple[float, float] | None, tuple[np.ndarray, np.ndarray] | None]:
+    """The crop asked for, checked: ``(near, far)`` and the box's two corners."""
     if z_range is not None:
         lo, hi = z_range
         if not (math.isfinite(lo) and math.isfinite(hi) and 0 <= lo < hi):
             raise UsageError(f"z_range needs 0 <= near < far, got {z_range}")
-        z = points[..., 2]
-        keep = keep & (z >= lo) & (z <= hi)
+    corners = None
     if box is not None:
         lo3, hi3 = np.asarray(box[0], np.float32), np.asarray(box[1], np.float32)
         if lo3.shape != (3,) or hi3.shape != (3,) or not np.all(lo3 < hi3):
             raise UsageError(f"box needs ((xmin, ymin, zmin), (xmax, ymax, zmax)), got {box}")
-        keep = keep & np.all((points >= lo3) & (points <= hi3), axis=-1)
+        corners = (lo3, hi3)
+    return z_range, corners
+
+
+def _crop(
+    points: np.ndarray, keep: np.ndarray, z_range: tuple[float, float] | None, box: Box | None
+) -> np.ndarray:
+    z_range, corners = _check_crop(z_range, box)
+    if z_range is not None:
+        z = points[..., 2]
+        keep = keep & (z >= z_range[0]) & (z <= z_range[1])
+    if corners is not None:
+        keep = keep & np.all((points >= corners[0]) & (points <= corners[1]), axis=-1)
     return keep
 
 
@@ -201,14 +213,13 @@ def _cloud_c(
     h, w = depth.shape
     k = (*c.distortion, *([0.0] * (8 - len(c.distortion))))
     flags = (1 if organized else 0) | (2 if keep_uncolored else 0) | (16 if any(k) else 0)
+    checked_range, corners = _check_crop(z_range, box)
     zr = (0.0, 0.0)
-    if z_range is not None:
-        _crop(np.zeros((1, 3), np.float32), np.ones(1, bool), z_range, None)  # validate
-        zr, flags = (float(z_range[0]), float(z_range[1])), flags | 4
+    if checked_range is not None:
+        zr, flags = (float(checked_range[0]), float(checked_range[1])), flags | 4
     bx = [0.0] * 6
-    if box is not None:
-        _crop(np.zeros((1, 3), np.float32), np.ones(1, bool), None, box)  # validate
-        bx, flags = [float(v) for v in (*box[0], *box[1])], flags | 8
+    if corners is not None:
+        bx, flags = [float(v) for v in (*corners[0], *corners[1])], flags | 8
     params = np.array(
         [
             *ext.rotation,

@@ -172,6 +172,8 @@ def test_save_ply_writes_colored_clouds_that_other_tools_read(
         (["serve", "--streams", "heat"], "streams are"),
         (["serve", "--depth-codec", "zip", "--no-announce"], "unknown codec"),
         (["save", "tcp://127.0.0.1:9", "--out", "/tmp/x"], "did not answer"),
+        (["bridge", "--zenoh", "--rig", "rig.json"], "needs --ros2"),
+        (["bridge", "--ros2", "--rig", "/nonexistent/rig.json"], "rig file"),
     ],
 )
 def test_errors_are_one_readable_line(args: list[str], needle: str) -> None:

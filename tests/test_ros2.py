@@ -346,8 +346,12 @@ def test_a_bridge_puts_a_zeromq_server_on_ros2(store: Any) -> None:
 
 def test_a_bridge_publishes_the_geometry_it_learns_over_the_wire(store: Any) -> None:
     """bridge --ros2 on a Linux box: the calibration comes from the upstream server (who/me and
-    the calibration request), and /tf_static and /points come out as if served locally."""
+    the calibration request), and /tf_static and /points come out as if served locally; with a
+    rig file, /tf_static also places the camera in the rig frame."""
     from rgbdcast.bridge import Bridge
+    from rgbdcast.devices.scene import world_pose
+    from rgbdcast.geometry import Extrinsics
+    from rgbdcast.geometry.rigfile import RigCamera, RigFile
 
     ep = f"tcp/127.0.0.1:{_port()}"
     got: dict[str, list[bytes]] = {}
@@ -361,8 +365,10 @@ def test_a_bridge_publishes_the_geometry_it_learns_over_the_wire(store: Any) -> 
     ):
         srv.add_device(MockDevice("cam", color_size=(320, 180), streams=["depth", "color"]))
         control = next(iter(srv.endpoints.values()))
+        placed = Extrinsics.from_matrix(*world_pose(0.6, 0.0, 0.2, 0.0, -15.0, 0.0))
+        rig = RigFile({f"{control} cam": RigCamera(placed)})
         with ZenohLink(ZenohOptions(mode="client", connect=[ep])) as link:
-            bridge = Bridge(link, [control], native=False, ros2_domain=0)
+            bridge = Bridge(link, [control], native=False, ros2_domain=0, rig_file=rig)
             bridge.start()
             try:
                 with ZenohLink(ZenohOptions(mode="client", connect=[ep])) as consumer:
@@ -377,11 +383,15 @@ def test_a_bridge_publishes_the_geometry_it_learns_over_the_wire(store: Any) -> 
                         sub.undeclare()
             finally:
                 bridge.stop()
-    tf = store.deserialize_cdr(got[keys["tf"]][0], ros2.TF_MESSAGE.name).transforms[0]
+    tf, in_rig = store.deserialize_cdr(got[keys["tf"]][0], ros2.TF_MESSAGE.name).transforms
     assert (tf.header.frame_id, tf.child_frame_id) == (
         "cam_depth_optical_frame",
         "cam_color_optical_frame",
     )
+    assert (in_rig.header.frame_id, in_rig.child_frame_id) == ("rig", "cam_depth_optical_frame")
+    t, q = in_rig.transform.translation, in_rig.transform.rotation
+    np.testing.assert_allclose((t.x, t.y, t.z), (0.6, 0.0, 0.2), atol=1e-9)
+    np.testing.assert_allclose((q.x, q.y, q.z, q.w), placed.quaternion(), atol=1e-9)
     cloud = store.deserialize_cdr(got[keys["points"]][-1], ros2.POINT_CLOUD2.name)
     pts = np.frombuffer(cloud.data.tobytes(), np.float32).reshape(424, 512, 4)
     assert np.isfinite(pts[..., 2]).mean() > 0.9

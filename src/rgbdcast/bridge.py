@@ -19,6 +19,7 @@ from typing import Any
 from .errors import RgbdcastError
 from .frames import StreamKind
 from .geometry.calibration import Calibration
+from .geometry.rigfile import RigFile
 from .net.addresses import make_endpoint, parse_endpoint
 from .outlets.ros2 import Ros2Publishing
 from .outlets.zenoh import ZenohLink, ZenohPublishing
@@ -41,8 +42,10 @@ class Bridge:
         *,
         native: bool = True,
         ros2_domain: int | None = None,
+        rig_file: RigFile | None = None,
     ) -> None:
         self.link = link
+        self._rig = rig_file
         self._native = native
         self._ros2_domain = ros2_domain
         self._ros: dict[str, Ros2Publishing] = {}
@@ -124,11 +127,16 @@ class Bridge:
                 # a presence entry even when only ROS 2 is asked for: it tracks what is bridged
                 pub.add_device(dev_id, list(record.streams) if self._native else [], _const(info))
                 if ros is not None:
+                    placed = None
+                    cam = self._rig.devices.get(f"{endpoint} {dev_id}") if self._rig else None
+                    if self._rig is not None and cam is not None:
+                        placed = (self._rig.frame, cam.rig_from_depth)
                     ros.add_device(
                         dev_id,
                         [StreamKind(k) for k in record.streams],
                         partial(_calibration, client, dev_id),
                         partial(_table, client, dev_id),
+                        placed,
                     )
             for stream in record.streams:
                 key = (dev_id, StreamKind(stream))

@@ -26,6 +26,13 @@ def add_parsers(sub: Any) -> None:
         "--ros2", action="store_true", help="also (or only) appear as ROS 2 topics (rmw_zenoh)"
     )
     p.add_argument("--domain", type=int, default=0, metavar="N", help="ROS_DOMAIN_ID (default 0)")
+    p.add_argument(
+        "--rig",
+        metavar="FILE",
+        default=None,
+        help="with --ros2: a rig file (docs/rig.md); /tf_static then also places each device's "
+        "depth camera in the rig frame",
+    )
     add_zenoh_options(p)
     p.add_argument("--interface", action="append", metavar="IP", help="discover on this address")
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
@@ -60,6 +67,13 @@ def cmd_bridge(args: argparse.Namespace) -> int:
     if not (args.zenoh or args.ros2):
         raise UsageError("say where to bridge to: rgbdcast bridge --zenoh|--ros2 [ENDPOINT ...]")
     check_domain(args.domain)
+    rig_file = None
+    if args.rig is not None:
+        from ..rig import load_rig_file
+
+        if not args.ros2:
+            raise UsageError("--rig places cameras on /tf_static: it needs --ros2")
+        rig_file = load_rig_file(args.rig)
     with ZenohLink(zenoh_options(args, ros2=args.ros2)) as link:
         bridge = Bridge(
             link,
@@ -67,6 +81,7 @@ def cmd_bridge(args: argparse.Namespace) -> int:
             args.interface,
             native=args.zenoh,
             ros2_domain=args.domain if args.ros2 else None,
+            rig_file=rig_file,
         )
         bridge.start()
         what = ", ".join(args.endpoint) or "servers found on the network"

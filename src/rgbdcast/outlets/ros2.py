@@ -29,7 +29,7 @@ from ..codecs.jpeg import JpegCodec
 from ..devices.base import require
 from ..errors import UsageError
 from ..frames import Frame, Intrinsics, StreamKind
-from ..geometry.calibration import Calibration
+from ..geometry.calibration import Calibration, Extrinsics
 from ..net.slot import LatestSlot
 from ..protocol import ros2
 from ..protocol.envelope import parse_encoded
@@ -257,14 +257,15 @@ class Ros2Publishing:
         kinds: list[StreamKind],
         calibration: Callable[[], Calibration | None] = lambda: None,
         table: Callable[[str], Any] = lambda name: None,
+        placed: tuple[str, Extrinsics] | None = None,
     ) -> dict[StreamKind, Ros2Sender]:
         """Publishers for *device*'s streams and, with depth and color, its geometry
         (``/tf_static``, ``depth_registered``, ``points``) from *calibration*."""
         self.remove_device(device)
         senders = {k: Ros2Sender(self, device, k, calibration) for k in kinds}
         geometry = None
-        if StreamKind.depth in kinds and StreamKind.color in kinds:
-            geometry = Ros2Geometry(self, device, calibration, table, _RosPublisher)
+        if (StreamKind.depth in kinds and StreamKind.color in kinds) or placed is not None:
+            geometry = Ros2Geometry(self, device, calibration, table, _RosPublisher, placed)
         with self._lock:
             self._devices[device] = senders
             if geometry is not None:

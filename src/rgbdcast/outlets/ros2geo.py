@@ -4,7 +4,8 @@ How this works: per device with depth and color, a :class:`Ros2Geometry` publish
 
 - ``/tf_static`` (``tf2_msgs/msg/TFMessage``): the color camera's pose in the depth camera,
   between ``<device>_depth_optical_frame`` and ``<device>_color_optical_frame`` (the frame ids of
-  the images and ``camera_info``\\ s), every 2 s and whenever the calibration changes;
+  the images and ``camera_info``\\ s), every 2 s and whenever the calibration changes; with a
+  rig file (``bridge --rig``), also the depth camera's pose in the rig frame;
 - ``/<device>/depth_registered/image_raw`` (``16UC1``, depth as the color camera sees it,
   z-buffered) with its ``camera_info`` (the color camera's): what ``depth_image_proc`` wants;
 - ``/<device>/points`` (``sensor_msgs/msg/PointCloud2``, organised 512x424, ``x y z rgb``,
@@ -23,7 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..frames import Frame, StreamKind
-from ..geometry.calibration import TABLE_DEPTH_TO_CAMERA, Calibration
+from ..geometry.calibration import TABLE_DEPTH_TO_CAMERA, Calibration, Extrinsics
 from ..geometry.pointcloud import depth_to_color, point_cloud
 from ..geometry.register import register
 from ..protocol import ros2
@@ -48,11 +49,14 @@ class Ros2Geometry:
         calibration: Callable[[], Calibration | None],
         table: Callable[[str], Any],
         publisher: Callable[..., Any],
+        placed: tuple[str, Extrinsics] | None = None,
     ) -> None:
         base = f"/{ros_name(device)}"
         self.depth_frame = f"{ros_name(device)}_depth_optical_frame"
         self.color_frame = f"{ros_name(device)}_color_optical_frame"
         self._calibration, self._table = calibration, table
+        self._placed = placed
+        """The rig frame's name and the depth camera's pose in it (``bridge --rig``)."""
         self.tf = publisher(node, "/tf_static", ros2.TF_MESSAGE, qos=TF_QOS)
         self.registered = publisher(node, f"{base}/depth_registered/image_raw", ros2.IMAGE)
         self.registered_info = publisher(
@@ -96,12 +100,16 @@ class Ros2Geometry:
             except Exception as exc:  # a bridge's client may be reconnecting
                 log.debug("calibration unavailable: %s", exc)
                 cal = None
-            if cal is None or not cal.registrable:
-                continue
+            usable = cal if cal is not None and cal.registrable else None
             now = time.monotonic()
-            if now >= next_tf or cal.revision != revision:
-                self._publish_tf(cal)
-                next_tf, revision = now + TF_PERIOD_S, cal.revision
+            if (usable or self._placed) and (
+                now >= next_tf or (usable is not None and usable.revision != revision)
+            ):
+                self._publish_tf(usable)
+                next_tf, revision = now + TF_PERIOD_S, usable.revision if usable else None
+            if usable is None:
+                continue
+            cal = usable
             with self._lock:
                 depth, color = (
                     self._latest.get(StreamKind.depth),
@@ -123,14 +131,18 @@ class Ros2Geometry:
                 self.errors += 1
                 log.debug("ROS 2 geometry failed: %s", exc)
 
-    def _publish_tf(self, cal: Calibration) -> None:
-        assert cal.depth_to_color is not None
-        pose = cal.depth_to_color.inverse()  # the color camera in the depth camera
-        t = pose.translation
-        msg = ros2.tf_message(
-            time.time_ns(), [(self.depth_frame, self.color_frame, t, pose.quaternion())]
-        )
-        self.tf.put(msg, time.time_ns())
+    def _publish_tf(self, cal: Calibration | None) -> None:
+        transforms: list[ros2.Transform] = []
+        if cal is not None and cal.depth_to_color is not None:
+            pose = cal.depth_to_color.inverse()  # the color camera in the depth camera
+            transforms.append(
+                (self.depth_frame, self.color_frame, pose.translation, pose.quaternion())
+            )
+        if self._placed is not None:  # the depth camera in the rig
+            frame, place = self._placed
+            transforms.append((frame, self.depth_frame, place.translation, place.quaternion()))
+        if transforms:
+            self.tf.put(ros2.tf_message(time.time_ns(), transforms), time.time_ns())
 
     def _publish(self, cal: Calibration, depth: Frame, color: Frame) -> None:
         rays = self._table(TABLE_DEPTH_TO_CAMERA) if TABLE_DEPTH_TO_CAMERA in cal.tables else None

@@ -269,3 +269,49 @@ def test_the_async_rig_matches_and_fuses_the_same() -> None:
         for srv in servers:
             srv.stop()
     assert n == m == 2 and points > 50_000
+
+
+def test_the_mocks_show_the_default_charuco_board_where_it_stands() -> None:
+    """OpenCV's ChArUco detector finds the mock's board in each camera's color image, and each
+    corner where the board's true pose puts it (within a pixel): what calibration will use."""
+    cv2 = pytest.importorskip("cv2", reason="the [webcam] extra (OpenCV) is needed")
+    from rgbdcast.devices.board import DEFAULT_BOARD, BoardSpec
+    from rgbdcast.devices.sceneboard import BOARD_AT
+
+    spec = BoardSpec.parse(DEFAULT_BOARD)
+    board = spec.board()
+    detector = cv2.aruco.CharucoDetector(board)
+    for key, pose in POSES.items():
+        dev = MockDevice(f"board-{key}", pose=pose, board=True)
+        cal = dev.calibration()
+        assert cal.color is not None and cal.depth_to_color is not None
+        color = _frame(dev, StreamKind.color).array  # type: ignore[attr-defined]
+        corners, ids, _, _ = detector.detectBoard(cv2.cvtColor(color, cv2.COLOR_BGR2GRAY))
+        assert ids is not None and len(ids) >= 15, (key, None if ids is None else len(ids))
+        obj, seen = board.matchImagePoints(corners, ids)
+        # the board's corners in the world (its top-left at BOARD_AT, axes along the world's)
+        x0, ytop, bz = BOARD_AT
+        world = obj.reshape(-1, 3) + np.array([x0, -ytop, bz])
+        r, t = dev.rig_from_depth
+        in_color = cal.depth_to_color.apply((world - t) @ r)
+        u, v = project(in_color, cal.color)
+        err = np.hypot(seen.reshape(-1, 2)[:, 0] - u, seen.reshape(-1, 2)[:, 1] - v)
+        assert err.max() < 1.0, (key, err.max())
+
+
+def test_board_specs_are_checked() -> None:
+    pytest.importorskip("cv2", reason="the [webcam] extra (OpenCV) is needed")
+    from rgbdcast import UsageError
+    from rgbdcast.devices.board import DEFAULT_BOARD, BoardSpec
+
+    spec = BoardSpec.parse(DEFAULT_BOARD)
+    assert str(spec) == DEFAULT_BOARD and spec.size_m == pytest.approx((0.7, 0.5))
+    assert spec.to_dict()["dictionary"] == "DICT_5X5_100"
+    for bad, needle in (
+        ("chess:7x5", "charuco:COLSxROWS"),
+        ("charuco:2x5:0.1:0.07:DICT_5X5_100", "3..40"),
+        ("charuco:7x5:0.1:0.2:DICT_5X5_100", "smaller"),
+        ("charuco:7x5:0.1:0.07:DICT_NOPE", "unknown ArUco"),
+    ):
+        with pytest.raises(UsageError, match=needle):
+            BoardSpec.parse(bad)

@@ -8,13 +8,16 @@ rendering). ``MockKinect`` is streamkinect2's name for it, with ``unique_kinect_
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import threading
 import time
+import zlib
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
+import numpy as np
 from blinker import Signal
 
 from ..errors import UsageError
@@ -50,6 +53,20 @@ def _parse_streams(streams: Iterable[StreamKind | str] | None) -> tuple[StreamKi
     return kinds
 
 
+@functools.lru_cache(maxsize=1)
+def default_board_texture() -> tuple[np.ndarray, float, float]:
+    """The default ChArUco board (``devices.board.DEFAULT_BOARD``, drawn by OpenCV once at 120
+    pixels a square and shipped as zlib-compressed bits, so the mock needs no OpenCV): its
+    texture (uint8 0/255), width and height in metres."""
+    from importlib import resources
+
+    raw = resources.files("rgbdcast.devices").joinpath("board_default.bits.z").read_bytes()
+    bits = np.unpackbits(np.frombuffer(zlib.decompress(raw), np.uint8))[: 600 * 840]
+    tex = np.ascontiguousarray(bits.reshape(600, 840) * np.uint8(255))
+    tex.flags.writeable = False
+    return tex, 0.7, 0.5
+
+
 class MockDevice(ThreadedDevice):
     """A virtual Kinect-like camera showing a moving room with a person.
 
@@ -76,6 +93,7 @@ class MockDevice(ThreadedDevice):
         max_frames: int | None = None,
         seed: int = 0,
         pose: tuple[float, float, float, float, float, float] | None = None,
+        board: bool = False,
     ) -> None:
         super().__init__()
         if not 0 < fps <= 100_000:
@@ -100,7 +118,12 @@ class MockDevice(ThreadedDevice):
         """The ground truth a rig calibration is measured against: ``(R, t)``, ``p_world = R
         @ p_depth + t`` (optical axes, metres)."""
         self._scene = Scene(
-            self._depth_intr, self._color_intr, seed, (rot, tr), self.rig_from_depth
+            self._depth_intr,
+            self._color_intr,
+            seed,
+            (rot, tr),
+            self.rig_from_depth,
+            default_board_texture() if board else None,
         )
         self._calibration = Calibration(
             device_id=self.id,

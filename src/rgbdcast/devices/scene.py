@@ -139,6 +139,7 @@ class Scene:
         seed: int = 0,
         depth_to_color: tuple[np.ndarray, np.ndarray] | None = None,
         rig_from_depth: tuple[np.ndarray, np.ndarray] | None = None,
+        board: tuple[np.ndarray, float, float] | None = None,
     ) -> None:
         self.depth_intr = depth_intr
         self.color_intr = color_intr
@@ -152,9 +153,17 @@ class Scene:
             m_c @ m_d,
             m_c @ self.depth_pose[1] + _FLIP @ np.asarray(tr, np.float64),
         )
+        self.board = board
+        """The calibration board on its stand: its texture (uint8, top-left first), its width
+        and height in metres (:mod:`.sceneboard` draws it)."""
         rng = np.random.default_rng(seed)
         self._bg_depth = self._background_z(depth_intr, self.depth_pose)[0] * 1000.0
         self._bg_color, self._bg_color_z = self._background_color(color_intr, rng)
+        if board is not None:  # static: drawn into the backgrounds once
+            from .sceneboard import draw_board
+
+            draw_board(self, self._bg_depth, None, depth_intr, self.depth_pose, 1000.0)
+            draw_board(self, self._bg_color_z, self._bg_color, color_intr, self.color_pose, 1.0)
         h, w = depth_intr.height, depth_intr.width
         self._noise = rng.normal(0.0, 1.0, (4, h, w)).astype(np.float32)
         self._albedo = (0.75 + 0.25 * rng.random((h, w))).astype(np.float32)

@@ -10,7 +10,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from typing import Any, Generic, TypeVar, cast
 
 from blinker import Signal
@@ -24,7 +24,43 @@ from .protocol.control import EndpointType, MessageType, parse_reply
 from .protocol.envelope import EncodedFrame, parse_encoded
 from .protocol.session import DeviceRecord, ServerView, StatsSnapshot, StreamStats
 
-__all__ = ["BlockingSubscription", "ClientBase", "Subscription", "SubscriptionBase"]
+__all__ = [
+    "BlockingSubscription",
+    "ClientBase",
+    "Subscription",
+    "SubscriptionBase",
+    "until_closed",
+    "until_closed_async",
+]
+
+POLL_S = 0.5
+"""How often an iterator over a subscription looks whether it was closed meanwhile."""
+
+
+def until_closed(get: Callable[..., Any], closed: Callable[[], bool]) -> Iterator[Any]:
+    """``get(timeout=...)`` again and again until *closed()*; what every blocking iterator over
+    frames (subscriptions, framesets, rigs) does."""
+    while not closed():
+        try:
+            yield get(timeout=POLL_S)
+        except TimeoutError:
+            continue
+        except UsageError:  # closed while waiting
+            return
+
+
+async def until_closed_async(
+    get: Callable[..., Awaitable[Any]], closed: Callable[[], bool]
+) -> AsyncIterator[Any]:
+    """The asyncio twin of :func:`until_closed`."""
+    while not closed():
+        try:
+            yield await get(timeout=POLL_S)
+        except TimeoutError:
+            continue
+        except UsageError:
+            return
+
 
 T = TypeVar("T", Frame, EncodedFrame)
 
@@ -142,13 +178,7 @@ class BlockingSubscription(SubscriptionBase):
                 return resolved
 
     def __iter__(self) -> Iterator[Any]:
-        while not self.closed:
-            try:
-                yield self.get(timeout=0.5)
-            except TimeoutError:
-                continue
-            except UsageError:
-                return
+        return until_closed(self.get, lambda: self.closed)
 
     def _mark_closed(self) -> None:
         with self._cond:

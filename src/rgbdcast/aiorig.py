@@ -13,6 +13,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+from ._clientbase import until_closed_async
 from .errors import RgbdcastError, UsageError
 from .geometry.pointcloud import PointCloud
 from .rig import Rig, RigFrameset, _Slot
@@ -98,14 +99,8 @@ class AsyncRig(Rig):
                 await asyncio.wait_for(self._new.wait(), min(left, 0.1) if left else 0.1)
         raise UsageError("the rig is stopped")
 
-    async def __aiter__(self) -> AsyncIterator[RigFrameset]:  # type: ignore[override]
-        while not self._stop.is_set():
-            try:
-                yield await self.get(timeout=0.5)
-            except TimeoutError:
-                continue
-            except UsageError:
-                return
+    def __aiter__(self) -> AsyncIterator[RigFrameset]:
+        return until_closed_async(self.get, self._stop.is_set)
 
     async def point_cloud(  # type: ignore[override]
         self,

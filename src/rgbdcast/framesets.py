@@ -19,6 +19,7 @@ import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
+from ._clientbase import until_closed, until_closed_async
 from .errors import UsageError
 from .frames import Frame, StreamKind
 
@@ -107,13 +108,10 @@ class FramesetSubscription:
                     return out
 
     def __iter__(self) -> Iterator[dict[StreamKind, Frame]]:
-        while not any(s.closed for s in self._subs.values()):
-            try:
-                yield self.get(timeout=0.5)
-            except TimeoutError:
-                continue
-            except UsageError:
-                return
+        return until_closed(self.get, self._closed)
+
+    def _closed(self) -> bool:
+        return any(s.closed for s in self._subs.values())
 
     def close(self) -> None:
         for sub in self._subs.values():
@@ -156,14 +154,8 @@ class AsyncFramesetSubscription:
                 if out is not None:
                     return out
 
-    async def __aiter__(self) -> AsyncIterator[dict[StreamKind, Frame]]:
-        while not any(s.closed for s in self._subs.values()):
-            try:
-                yield await self.get(timeout=0.5)
-            except TimeoutError:
-                continue
-            except UsageError:
-                return
+    def __aiter__(self) -> AsyncIterator[dict[StreamKind, Frame]]:
+        return until_closed_async(self.get, lambda: any(s.closed for s in self._subs.values()))
 
     async def close(self) -> None:
         for sub in self._subs.values():

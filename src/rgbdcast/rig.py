@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from ._clientbase import until_closed
 from .errors import RgbdcastError, UsageError
 from .frames import Frame, StreamKind
 from .geometry.pointcloud import PointCloud
@@ -291,13 +292,7 @@ class Rig:
         raise UsageError("the rig is stopped")
 
     def __iter__(self) -> Iterator[RigFrameset]:
-        while not self._stop.is_set():
-            try:
-                yield self.get(timeout=0.5)
-            except TimeoutError:
-                continue
-            except UsageError:
-                return
+        return until_closed(self.get, self._stop.is_set)
 
     def point_cloud(
         self,

@@ -4,8 +4,10 @@ endpoint, key and Zenoh arguments, a connected client, and stopping on Ctrl-C.""
 from __future__ import annotations
 
 import argparse
+import contextlib
+import select
 import signal
-import threading
+import socket
 import time
 from typing import Any, NoReturn
 
@@ -18,6 +20,7 @@ __all__ = [
     "DEFAULT_ENDPOINT",
     "ROS2_ROUTER",
     "OneLineParser",
+    "StopRequest",
     "add_zenoh_options",
     "add_zenoh_source",
     "check_domain",
@@ -106,8 +109,40 @@ def connect(endpoint: str, curve: Any = None) -> Any:
 
 
 # -- stopping -----------------------------------------------------------------------------------
-def install_stop_signals(stop: threading.Event) -> None:
-    """Ctrl-C, SIGTERM (and SIGBREAK on Windows) set *stop* instead of raising."""
+class StopRequest:
+    """Set by Ctrl-C or SIGTERM; the main thread waits on it.
+
+    Not a ``threading.Event``: a signal handler runs on the main thread between two bytecodes,
+    and when that is inside ``Event.wait`` while it holds the event's lock, ``Event.set()`` in the
+    handler waits for that lock forever (the command then never stops). Here the handler only
+    stores a flag and writes a byte to a socket, neither of which takes a lock."""
+
+    def __init__(self) -> None:
+        self._requested = False
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+
+    def set(self) -> None:
+        self._requested = True
+        with contextlib.suppress(OSError):  # full (a byte is waiting already) or closed
+            self._wake_w.send(b"\0")
+
+    def is_set(self) -> bool:
+        return self._requested
+
+    def wait(self, timeout: float) -> bool:
+        """Block until stop is requested or *timeout* seconds pass; return :meth:`is_set`."""
+        if not self._requested:
+            with contextlib.suppress(OSError, ValueError):
+                select.select([self._wake_r], [], [], max(timeout, 0.0))
+                self._wake_r.recv(64)
+        return self._requested
+
+
+def install_stop_signals() -> StopRequest:
+    """Ctrl-C, SIGTERM (and SIGBREAK on Windows) set the returned request instead of raising."""
+    stop = StopRequest()
 
     def handler(signum: int, frame: Any) -> None:
         stop.set()
@@ -116,12 +151,12 @@ def install_stop_signals(stop: threading.Event) -> None:
     for name in ("SIGTERM", "SIGBREAK"):
         if hasattr(signal, name):
             signal.signal(getattr(signal, name), handler)
+    return stop
 
 
 def wait_until_stopped(duration: float | None) -> None:
     """Return on Ctrl-C or SIGTERM, or after *duration* seconds when given."""
-    stop = threading.Event()
-    install_stop_signals(stop)
+    stop = install_stop_signals()
     started = time.monotonic()
     while not stop.wait(0.2):
         if duration is not None and time.monotonic() - started >= duration:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -89,8 +88,7 @@ def _snapshots(client: Any, out: Path) -> list[Path]:
 def cmd_demo(args: argparse.Namespace) -> int:
     from ..client import Client
 
-    stop = threading.Event()
-    install_stop_signals(stop)
+    stop = install_stop_signals()
     server, web = _start_server(args.port)
     try:
         control = next(iter(server.endpoints.values()))

@@ -6,7 +6,6 @@ import argparse
 import contextlib
 import queue
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -92,8 +91,7 @@ def cmd_record(args: argparse.Namespace) -> int:
     endpoint = args.endpoint or _find_server(args.interface)
     if args.chunk_mb <= 0 or (args.duration is not None and args.duration <= 0):
         raise UsageError("--chunk-mb and --duration must be positive")
-    stop = threading.Event()
-    install_stop_signals(stop)
+    stop = install_stop_signals()
     pending: queue.Queue[Any] = queue.Queue(QUEUE_FRAMES)
     dropped = [0]
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import threading
 import time
 from typing import Any
 
@@ -307,8 +306,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
     for dev in assemble.devices(args):
         server.add_device(dev)
-    stop = threading.Event()
-    install_stop_signals(stop)
+    stop = install_stop_signals()
     server.start()
     try:
         control = next(iter(server.endpoints.values()))

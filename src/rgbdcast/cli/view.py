@@ -4,7 +4,6 @@ streams in Zenoh."""
 from __future__ import annotations
 
 import argparse
-import threading
 import time
 from typing import Any
 
@@ -63,8 +62,7 @@ def cmd_view(args: argparse.Namespace) -> int:
         raise UsageError(
             f"cannot listen on {host}:{port}: {exc.strerror} (choose another --web port)"
         ) from exc
-    stop = threading.Event()
-    install_stop_signals(stop)
+    stop = install_stop_signals()
     backend.start(viewer)
     try:
         print(f"web viewer at {viewer.url}  (open it in a browser)", flush=True)

@@ -420,8 +420,11 @@ class Scene:
         """Depth in millimetres (uint16), with distance-dependent sensor noise."""
         z = self._bg_depth.copy()
         self._draw(t, z, None, self.depth_intr, 1000.0, self.depth_pose)
-        noise = self._noise[index % len(self._noise)]
-        z += noise * (z * z) * 0.5e-6  # ~0.8 mm at 4 m, growing with distance like ToF
+        # four patterns, shifted sideways in turn: 64 framesets before the noise repeats (what
+        # averages over frames, as calibration does, must not meet the same noise again soon)
+        k = len(self._noise)
+        noise = np.roll(self._noise[index % k], (index // k) % 16 * 29, axis=1)
+        z += noise * (z * z) * 0.5e-6  # sigma ~8 mm at 4 m, growing with distance like ToF
         out = z.astype(np.uint16)
         out[z > 8000] = 0
         return out

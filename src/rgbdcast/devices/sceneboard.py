@@ -45,8 +45,37 @@ def draw_board(
     inside = (bx >= 0) & (bx < width) & (by >= 0) & (by < height) & (sz * scale < region)
     region[inside] = (sz * scale)[inside]
     if img is not None:
+        # a camera pixel sees the texture over its footprint: average the texels under it
+        # (box filter of the footprint's size, then bilinear), or the corners would sit on
+        # the jagged edges of nearest-texel sampling, a third of a pixel off
         th, tw = tex.shape
-        ti = np.clip((by[inside] / height * th).astype(np.int64), 0, th - 1)
-        tj = np.clip((bx[inside] / width * tw).astype(np.int64), 0, tw - 1)
-        grey = 30 + tex[ti, tj].astype(np.uint16) * 195 // 255  # printed: not pure black
-        img[rows, cols][inside] = grey.astype(np.uint8)[:, None]
+        footprint_m = float(np.median(sz[inside])) / intr.fx if inside.any() else 0.0
+        smooth = _box_blur(tex.astype(np.float32), round(footprint_m / (width / tw)))
+        grey = 30.0 + _bilinear(smooth, by[inside] / height * th, bx[inside] / width * tw) * (
+            195.0 / 255.0
+        )  # printed: not pure black
+        img[rows, cols][inside] = np.clip(grey + 0.5, 0, 255).astype(np.uint8)[:, None]
+
+
+def _box_blur(tex: np.ndarray, k: int) -> np.ndarray:
+    """The mean of each k x k neighbourhood (edges repeated), k >= 1."""
+    if k <= 1:
+        return tex
+    lo, hi = k // 2, k - 1 - k // 2
+    pad = np.pad(tex, ((lo + 1, hi), (lo + 1, hi)), mode="edge")
+    pad[0, :] = 0
+    pad[:, 0] = 0
+    c = pad.cumsum(axis=0).cumsum(axis=1)
+    return (c[k:, k:] - c[:-k, k:] - c[k:, :-k] + c[:-k, :-k]) / (k * k)
+
+
+def _bilinear(tex: np.ndarray, y: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """*tex* at texel coordinates (y, x), texel centres at +0.5."""
+    h, w = tex.shape
+    y = np.clip(y - 0.5, 0, h - 1.001)
+    x = np.clip(x - 0.5, 0, w - 1.001)
+    i, j = y.astype(np.int64), x.astype(np.int64)
+    fy, fx = y - i, x - j
+    top = tex[i, j] * (1 - fx) + tex[i, j + 1] * fx
+    bottom = tex[i + 1, j] * (1 - fx) + tex[i + 1, j + 1] * fx
+    return top * (1 - fy) + bottom * fy

@@ -184,6 +184,11 @@ class Rig:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    def client_of(self, member: RigMember) -> Any:
+        """The :class:`~rgbdcast.client.Client` connected to *member*'s server (while started):
+        for its calibration, clock and point clouds."""
+        return self._slots[member].client
+
     @property
     def tolerance_ns(self) -> int:
         return self._tolerance_ns
@@ -308,8 +313,7 @@ class Rig:
             raise UsageError("a fused cloud needs the rig file (Rig(..., rig_file=...))")
         parts = []
         for member, frames in rs.frames.items():
-            client = self._slots[member].client
-            cloud = client.point_cloud(frames, decimate=decimate, timeout=timeout)
+            cloud = self.client_of(member).point_cloud(frames, decimate=decimate, timeout=timeout)
             parts.append(self._place(member, cloud, box))
         return self._fused(parts)
 

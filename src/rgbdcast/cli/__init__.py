@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 
 from .._version import __version__
 from ..errors import RgbdcastError
-from . import admin, bench, bridge, demo, record, serve, view, watch
+from . import admin, bench, bridge, calibrate, demo, record, serve, view, watch
 from .common import OneLineParser
 
 __all__ = ["build_parser", "main"]
@@ -29,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"rgbdcast {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for group in (serve, watch, admin, demo, view, record, bridge, bench):
+    for group in (serve, watch, admin, demo, view, record, calibrate, bridge, bench):
         group.add_parsers(sub)
     return parser
 

@@ -132,6 +132,7 @@ def devices(args: argparse.Namespace) -> list[Device]:
                 depth_size=args.depth_size,
                 prerender=args.prerender,
                 pose=poses[i] if i < len(poses) else None,
+                board=bool(getattr(args, "mock_board", False)),
             )
             for i in range(mocks)
         ]

@@ -88,6 +88,12 @@ def add_parsers(sub: Any) -> None:
         "to its left. Several mocks then see the same room from their own viewpoints",
     )
     p.add_argument(
+        "--mock-board",
+        action="store_true",
+        help="the mocks show the default calibration board on a stand in the room (for "
+        "rgbdcast calibrate)",
+    )
+    p.add_argument(
         "--streams",
         type=streams_type,
         default=list(StreamKind),

@@ -30,6 +30,7 @@ ASSEMBLY = {
     "boardpose",
     "calibrate",
     "icp",
+    "rigview",
     "_requests",
     "aio",
     "bridge",

@@ -16,6 +16,7 @@ through those that do. The rig frame is the first camera's depth optical frame.
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -39,6 +40,8 @@ MIN_VIEWS = 5
 """Views of a pair needed before it places a camera."""
 REFINE_FRAMESETS = 6
 """Rig framesets whose depth ``--refine`` averages (what moves between them is left out)."""
+SAMPLES = 6
+"""Color frames kept per camera that saw no board, to look for other dictionaries in."""
 STILL_MM = 20.0
 """A depth pixel that changes more than this across those framesets is not static scene."""
 
@@ -233,7 +236,7 @@ def calibrate(
     started = time.monotonic()
     with Rig(members, (StreamKind.depth, StreamKind.color), connect_timeout=connect_timeout) as rig:
         cal = Calibrator([m.key for m in rig.members], spec)
-        last_color: dict[str, Frame] = {}
+        samples: dict[str, deque[Frame]] = {}
         while time.monotonic() - started < timeout_s:
             if cal.useful >= framesets and cal.ready():
                 break
@@ -241,13 +244,16 @@ def calibrate(
                 rs = rig.get(timeout=1.0)
             except TimeoutError:
                 continue
-            cal.add(_sightings(rig, finder, rs.frames, last_color))
+            cal.add(_sightings(rig, finder, rs.frames, samples, cal.framesets))
             if on_progress is not None:
                 on_progress(cal)
 
         def other(key: str) -> str | None:
-            frame = last_color.get(key)
-            return finder.other_dictionary(frame) if frame is not None else None
+            for frame in samples.get(key, ()):  # a person may hide the board in some of them
+                found = finder.other_dictionary(frame)
+                if found is not None:
+                    return found
+            return None
 
         rig_file = cal.solve(other)
         if not refine:
@@ -266,8 +272,11 @@ def _sightings(
     rig: Rig,
     finder: BoardFinder,
     frames: Mapping[RigMember, Mapping[StreamKind, Frame]],
-    last_color: dict[str, Frame],
+    samples: dict[str, deque[Frame]],
+    n: int,
 ) -> dict[str, Sighting]:
+    """Each camera's sighting; every 5th frameset's color of a camera that saw no board is kept
+    (the last few) to tell a wrong dictionary from no board at the end."""
     out = {}
     for member, fs in frames.items():
         client = rig.client_of(member)
@@ -276,8 +285,9 @@ def _sightings(
         rays = None
         if geo.tables:
             rays = client.calibration_table(member.device)
-        out[member.key] = finder.find(fs, geo, rays)
-        last_color[member.key] = fs[StreamKind.color]
+        seen = out[member.key] = finder.find(fs, geo, rays)
+        if seen.corners == 0 and n % 5 == 0:
+            samples.setdefault(member.key, deque(maxlen=SAMPLES)).append(fs[StreamKind.color])
     return out
 
 

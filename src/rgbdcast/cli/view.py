@@ -10,6 +10,7 @@ from typing import Any
 from ..errors import UsageError
 from ..net.addresses import DEFAULT_WEB_PORT, parse_hostport
 from ..remoteview import RemoteBackend, ZenohBackend
+from ..rigview import RigBackend
 from .common import add_zenoh_source, client_keys, install_stop_signals
 
 __all__ = ["add_parsers"]
@@ -36,6 +37,13 @@ def add_parsers(sub: Any) -> None:
     )
     p.add_argument("--interface", action="append", metavar="IP", help="discover on this address")
     add_zenoh_source(p)
+    p.add_argument(
+        "--rig",
+        metavar="FILE",
+        default=None,
+        help="show a calibrated rig (its rig file, rgbdcast calibrate): every camera's cloud "
+        "fused, the skeletons, each camera's frustum and time skew",
+    )
     p.add_argument("--secure", metavar="DIR", default=None, help="client keys for --secure servers")
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     p.set_defaults(func=cmd_view)
@@ -46,8 +54,12 @@ def cmd_view(args: argparse.Namespace) -> int:
 
     host, port = parse_hostport(args.web, "127.0.0.1")
     discover = not args.endpoint and not args.no_discover and not args.zenoh
-    backend: RemoteBackend | ZenohBackend
-    if args.zenoh:
+    backend: RemoteBackend | ZenohBackend | RigBackend
+    if args.rig:
+        if args.endpoint or args.zenoh:
+            raise UsageError("--rig takes its cameras from the rig file: give no endpoints")
+        backend = RigBackend(args.rig)
+    elif args.zenoh:
         if args.endpoint:
             raise UsageError("give either server endpoints or --zenoh KEYEXPR, not both")
         backend = ZenohBackend(args.zenoh, args.connect)
@@ -63,7 +75,11 @@ def cmd_view(args: argparse.Namespace) -> int:
             f"cannot listen on {host}:{port}: {exc.strerror} (choose another --web port)"
         ) from exc
     stop = install_stop_signals()
-    backend.start(viewer)
+    try:
+        backend.start(viewer)
+    except BaseException:
+        viewer.stop()
+        raise
     try:
         print(f"web viewer at {viewer.url}  (open it in a browser)", flush=True)
         if discover:

@@ -136,6 +136,12 @@ class MockDevice(ThreadedDevice):
         self._cache: list[list[Frame]] = []
         self._index = 0
         self._t0 = 0
+        self.shared_time = pose is not None
+        """A posed (multi-view) mock's scene runs on the wall clock, shared by every mock on
+        this host in any process: cameras started at different moments see the person where it
+        is when they capture, as real cameras of one room do. Unposed, frame *i* shows the
+        scene at ``i / fps`` (what :meth:`render` returns)."""
+        self._phase = 0
 
     @property
     def unique_kinect_id(self) -> str:
@@ -195,9 +201,11 @@ class MockDevice(ThreadedDevice):
         """The synthetic room (its ground truth: ``depth_m(t)``, ``color_and_z(t)``)."""
         return self._scene
 
-    def render(self, index: int) -> list[Frame]:
-        """The frameset with number *index* (deterministic pixels; host time is when done)."""
-        t = index / self.fps
+    def render(self, index: int, scene_index: int | None = None) -> list[Frame]:
+        """The frameset with number *index* (deterministic pixels; host time is when done),
+        showing the scene at frame *scene_index* (default *index*)."""
+        at = index if scene_index is None else scene_index
+        t = at / self.fps
         data: dict[StreamKind, Any] = {}
         if StreamKind.color in self.kinds:
             data[StreamKind.color] = self._scene.color(t)
@@ -224,6 +232,7 @@ class MockDevice(ThreadedDevice):
             self._cache = [self.render(i) for i in range(self.prerender)]
         self._index = 0
         self._t0 = time.monotonic_ns()
+        self._phase = int(time.time() * self.fps) if self.shared_time else 0
 
     def _capture(self, stop: threading.Event) -> list[Frame]:
         if self.max_frames is not None and self._index >= self.max_frames:
@@ -239,11 +248,12 @@ class MockDevice(ThreadedDevice):
             return []
         index = self._index
         self._index += 1
+        at = index + self._phase
         if self._cache:
-            cached = self._cache[index % len(self._cache)]
+            cached = self._cache[at % len(self._cache)]
             frames = self._frameset(index, {f.kind: f.data for f in cached})
         else:
-            frames = self.render(index)
+            frames = self.render(index, at)
         for f in frames:
             if f.kind is StreamKind.depth and bool(self.on_depth_frame.receivers):
                 arr = f.array

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import struct
 import zlib
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -152,12 +153,13 @@ def cloud_message(
     colors: np.ndarray,
     bodies: tuple[Body, ...] = (),
     send_time_ms: float = 0.0,
+    extra: dict[str, Any] | None = None,
 ) -> bytes:
     """The 3-D view's frame (``fmt: "cloud"``): *points* (N, 3) float32 metres in the depth
     camera's optical frame go out as int16 millimetres (x y z, little-endian, N*6 bytes), then
     *colors* (N, 3) uint8 RGB; the header carries ``n`` and each body's 25 joints as
-    ``[x, y, z, state]`` in the same frame (metres; Kinect camera space is y up, so y flips)."""
-    pts = np.clip(np.rint(np.asarray(points, np.float32) * 1000.0), -32767, 32767)
+    ``[x, y, z, state]`` in the same frame (metres; Kinect camera space is y up, so y flips).
+    *extra* adds header fields (a rig's ``cameras``: :mod:`rgbdcast.rigview`)."""
     joints = [
         [
             [_num3(j.position[0]), _num3(-j.position[1]), _num3(j.position[2]), int(j.state)]
@@ -165,6 +167,37 @@ def cloud_message(
         ]
         for b in bodies
     ]
+    return cloud_frame(device, seq, t_host_ns, points, colors, joints, send_time_ms, extra)
+
+
+def rig_joints(bodies: tuple[Body, ...], place: Callable[[np.ndarray], np.ndarray]) -> list[Any]:
+    """A camera's bodies as :func:`cloud_message` joints, placed by *place* (optical-frame
+    points (N, 3) to the rig frame) so that several cameras' skeletons share one frame."""
+    out = []
+    for b in bodies:
+        optical = np.array([[j.position[0], -j.position[1], j.position[2]] for j in b.joints])
+        placed = place(optical) if len(optical) else optical
+        out.append(
+            [
+                [_num3(p[0]), _num3(p[1]), _num3(p[2]), int(j.state)]
+                for p, j in zip(placed, b.joints, strict=True)
+            ]
+        )
+    return out
+
+
+def cloud_frame(
+    device: str,
+    seq: int,
+    t_host_ns: int,
+    points: np.ndarray,
+    colors: np.ndarray,
+    joints: list[Any],
+    send_time_ms: float = 0.0,
+    extra: dict[str, Any] | None = None,
+) -> bytes:
+    """:func:`cloud_message` with the joints given as they go out (:func:`rig_joints`)."""
+    pts = np.clip(np.rint(np.asarray(points, np.float32) * 1000.0), -32767, 32767)
     header = {
         "device": device,
         "stream": "points",
@@ -174,6 +207,7 @@ def cloud_message(
         "fmt": "cloud",
         "n": len(pts),
         "bodies": joints,
+        **(extra or {}),
     }
     head = json.dumps(header, separators=(",", ":"), allow_nan=False).encode()
     xyz = pts.astype("<i2").tobytes()

@@ -38,7 +38,7 @@ function create(fig) {
   const controls = new OrbitControls(camera, renderer.domElement);
   controls.target.set(0, -0.3, -2.6);
   controls.update();
-  const v = { renderer, scene, camera, controls, geometry, bones, frames: 0, drawn: 0, moved: 0 };
+  const v = { renderer, scene, camera, controls, geometry, bones, world, frames: 0, drawn: 0, moved: 0 };
   controls.addEventListener("change", () => { v.moved++; render(v); });
   views.set(fig, v);
   return v;
@@ -72,10 +72,56 @@ function update(fig, h, payload) {
   });
   v.bones.geometry.setAttribute("position", new THREE.Float32BufferAttribute(lines, 3));
   v.bones.geometry.setAttribute("color", new THREE.Float32BufferAttribute(colors, 3));
+  if (h.cameras) drawRig(v, fig, h);
   v.frames++;
   v.points = n;
   v.segments = lines.length / 6;
   render(v);
+}
+
+// a rig (rgbdcast view --rig): each camera's frustum where the rig file puts it, and how far
+// its capture was from the rig frameset's time
+const CAMERA_COLORS = [0x4cc9f0, 0xf72585, 0xb5e48c, 0xffd166, 0xc77dff, 0xff8c42];
+
+function drawRig(v, fig, h) {
+  if (!v.frusta) {
+    v.frusta = new THREE.LineSegments(new THREE.BufferGeometry(),
+      new THREE.LineBasicMaterial({ vertexColors: true }));
+    v.frusta.frustumCulled = false;
+    v.world.add(v.frusta);
+    v.legend = document.createElement("div");
+    v.legend.className = "rigcams";
+    fig.querySelector(".stack").after(v.legend);
+  }
+  const pos = [], col = [];
+  v.legend.replaceChildren();
+  h.cameras.forEach((cam, i) => {
+    const c = new THREE.Color(cam.present ? CAMERA_COLORS[i % CAMERA_COLORS.length] : 0x666666);
+    const m = new THREE.Matrix4().set(...cam.pose);  // row-major, as in the rig file
+    const [w, hh, fx, fy, cx, cy] = cam.intr || [512, 424, 365, 365, 256, 212];
+    const z = 0.3;
+    const corner = (u, q) => new THREE.Vector3((u - cx) / fx * z, (q - cy) / fy * z, z).applyMatrix4(m);
+    const apex = new THREE.Vector3(0, 0, 0).applyMatrix4(m);
+    const k = [corner(0, 0), corner(w, 0), corner(w, hh), corner(0, hh)];
+    for (let j = 0; j < 4; j++) {
+      for (const [a, b] of [[apex, k[j]], [k[j], k[(j + 1) % 4]]]) {
+        pos.push(a.x, a.y, a.z, b.x, b.y, b.z);
+        col.push(c.r, c.g, c.b, c.r, c.g, c.b);
+      }
+    }
+    const skew = cam.skew_ms === null ? "absent" : `${cam.skew_ms >= 0 ? "+" : ""}${cam.skew_ms.toFixed(1)} ms`;
+    const swatch = document.createElement("span");
+    swatch.style.color = `#${c.getHexString()}`;
+    swatch.textContent = "■ ";
+    const item = document.createElement("span");
+    item.className = "rigcam";
+    item.append(swatch, `${cam.name} ${skew}`);  // text: a device id is never markup
+    v.legend.append(item, " · ");
+  });
+  v.frusta.geometry.setAttribute("position", new THREE.Float32BufferAttribute(pos, 3));
+  v.frusta.geometry.setAttribute("color", new THREE.Float32BufferAttribute(col, 3));
+  v.cameras = h.cameras.length;
+  v.legend.append(`skew ${h.skew_ms.toFixed(1)} ms`);
 }
 
 // what app.js and the tests use

@@ -315,3 +315,77 @@ def test_board_specs_are_checked() -> None:
     ):
         with pytest.raises(UsageError, match=needle):
             BoardSpec.parse(bad)
+
+
+def test_record_rig_writes_every_camera_and_the_rig_frame(tmp_path: Path) -> None:
+    """``record --rig`` records the cameras of two servers into one file, with the rig file on
+    /rig and, on /tf, each camera's depth frame placed in the rig frame (what Foxglove needs
+    to show the rig); a device the server does not have is one line."""
+    from mcap.reader import make_reader
+    from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+
+    from rgbdcast import Server
+    from rgbdcast.geometry import Extrinsics
+    from rgbdcast.geometry.rigfile import RigCamera, RigFile
+    from rgbdcast.protocol import cdr
+    from rgbdcast.record.reader import Recording
+    from rgbdcast.rig import save_rig_file
+
+    servers, devices = [], []
+    for key in ("a", "b"):
+        srv = Server("127.0.0.1", announce=False)
+        dev = MockDevice(f"rec-{key}", pose=POSES[key], prerender=5, color_size=(320, 180))
+        srv.add_device(dev)
+        srv.start()
+        servers.append(srv)
+        devices.append(dev)
+    try:
+        eps = [f"tcp://127.0.0.1:{s.port}" for s in servers]
+        rig = RigFile(
+            {
+                f"{ep} {d.id}": RigCamera(Extrinsics.from_matrix(*d.rig_from_depth))
+                for ep, d in zip(eps, devices, strict=True)
+            }
+        )
+        path = tmp_path / "rig.json"
+        save_rig_file(rig, path)
+        out = tmp_path / "rig.mcap"
+        cmd = [sys.executable, "-m", "rgbdcast", "record", "--rig", str(path), "-o", str(out)]
+        res = subprocess.run(
+            [*cmd, "--duration", "1.5", "--streams", "depth,color"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert res.returncode == 0, res.stderr
+        assert "recording 4 streams" in res.stdout
+        summary = Recording(out).scan().summary()
+        got = {(s["device"], s["stream"]) for s in summary["streams"] if s["frames"] > 10}
+        assert got == {(d.id, k) for d in devices for k in ("depth", "color")}
+        store = get_typestore(Stores.ROS2_HUMBLE)
+        store.register(get_types_from_msg(cdr.FRAME_TRANSFORM[1], cdr.FRAME_TRANSFORM[0]))
+        placed, rig_doc = {}, None
+        with open(out, "rb") as f:
+            for _, channel, message in make_reader(f).iter_messages(topics=["/tf", "/rig"]):
+                if channel.topic == "/rig":
+                    rig_doc = json.loads(message.data)
+                    continue
+                tf = store.deserialize_cdr(message.data, cdr.FRAME_TRANSFORM[0])
+                if tf.parent_frame_id == "rig":
+                    placed[tf.child_frame_id] = (tf.translation, tf.rotation)
+        assert rig_doc == rig.to_dict()
+        for dev in devices:
+            t, q = placed[f"{dev.id}_depth_optical_frame"]
+            want = Extrinsics.from_matrix(*dev.rig_from_depth)
+            np.testing.assert_allclose([t.x, t.y, t.z], want.translation, atol=1e-9)
+            np.testing.assert_allclose([q.x, q.y, q.z, q.w], want.quaternion(), atol=1e-9)
+        # a rig file naming a device its server does not have: one line
+        twice = RigFile(
+            {f"{ep} same": RigCamera(Extrinsics.from_matrix(np.eye(3), [0, 0, 0])) for ep in eps}
+        )
+        save_rig_file(twice, path)
+        bad = subprocess.run([*cmd, "--duration", "1"], capture_output=True, text=True, timeout=60)
+        assert bad.returncode == 2 and "has no device same" in bad.stderr
+    finally:
+        for srv in servers:
+            srv.stop()

@@ -52,6 +52,13 @@ def add_parsers(sub: Any) -> None:
         metavar="N",
         help="with --points: every Nth pixel of every Nth row (default 1: all)",
     )
+    p.add_argument(
+        "--rig",
+        metavar="FILE",
+        default=None,
+        help="record every camera a rig file names (on all its servers), with each camera's "
+        "place in the rig frame (FrameTransform on /tf) so Foxglove shows the rig",
+    )
     p.add_argument("--interface", action="append", metavar="IP", help="discover on this address")
     p.add_argument(
         "--secure", metavar="DIR", default=None, help="client keys for a --secure server"
@@ -88,7 +95,7 @@ def cmd_record(args: argparse.Namespace) -> int:
     from ..client import Client
     from ..record.writer import McapRecorder
 
-    endpoint = args.endpoint or _find_server(args.interface)
+    rig, sources = _sources(args)
     if args.chunk_mb <= 0 or (args.duration is not None and args.duration <= 0):
         raise UsageError("--chunk-mb and --duration must be positive")
     stop = install_stop_signals()
@@ -102,32 +109,34 @@ def cmd_record(args: argparse.Namespace) -> int:
         except queue.Full:
             dropped[0] += 1
 
-    with Client(endpoint, reconnect=True, curve=client_keys(args)) as client:
-        me = client.who(timeout=3.0)
-        wanted = set(args.streams or StreamKind)
-        chosen = {
-            (dev_id, StreamKind(k)): info
-            for dev_id, rec in client.devices.items()
-            if not args.device or dev_id in args.device
-            for k, info in rec.streams.items()
-            if StreamKind(k) in wanted
+    with contextlib.ExitStack() as stack:
+        clients = {
+            ep: stack.enter_context(Client(ep, reconnect=True, curve=client_keys(args)))
+            for ep in sources
         }
-        if not chosen:
-            raise UsageError(f"nothing to record: no such devices or streams on {endpoint}")
+        infos = [c.who(timeout=3.0) for c in clients.values()]
+        chosen, owner = _choose(clients, sources, set(args.streams or StreamKind))
         out = Path(args.out)
         recorder = McapRecorder(
             out,
-            info=me,
+            info=infos[0] if len(infos) == 1 else {"name": f"rig of {len(infos)}", "rig": infos},
             streams=chosen,
             chunk_bytes=int(args.chunk_mb * (1 << 20)),
             compression=args.compression,
         )
+        if rig is not None:
+            recorder.write_rig(rig, time.time_ns())
         calibrations = _CalibrationWriter(
-            client, _PointsWriter(client, args.points_decimate) if args.points else None
+            owner, _PointsWriter(owner, args.points_decimate) if args.points else None
         )
-        client.on_frame.connect(on_frame, sender=client, weak=False)
-        subs = [client.subscribe(d, k, decode=False, queue_size=1) for d, k in chosen]
-        print(f"recording {len(subs)} streams of {client.server_name!r} to {out}", flush=True)
+        subs = []
+        for client in clients.values():
+            client.on_frame.connect(on_frame, sender=client, weak=False)
+            stack.callback(client.on_frame.disconnect, on_frame, sender=client)
+        for d, k in chosen:
+            subs.append(owner[d].subscribe(d, k, decode=False, queue_size=1))
+        names = ", ".join(repr(c.server_name) for c in clients.values())
+        print(f"recording {len(subs)} streams of {names} to {out}", flush=True)
         started = time.monotonic()
         next_line = started + 1.0
         tty = sys.stdout.isatty()
@@ -143,7 +152,8 @@ def cmd_record(args: argparse.Namespace) -> int:
                     line = _progress(recorder, subs, dropped[0], now - started)
                     print(("\r" + line) if tty else line, end="" if tty else "\n", flush=True)
         finally:
-            client.on_frame.disconnect(on_frame, sender=client)
+            for client in clients.values():
+                client.on_frame.disconnect(on_frame, sender=client)
             while recorder.failed is None:  # what already arrived is kept
                 try:
                     calibrations.write(recorder, pending.get_nowait())
@@ -157,12 +167,62 @@ def cmd_record(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sources(args: argparse.Namespace) -> tuple[Any, dict[str, set[str] | None]]:
+    """The rig file (with --rig) and, per server endpoint, the device ids to record (None:
+    all, or those of --device)."""
+    if args.rig is None:
+        endpoint = args.endpoint or _find_server(args.interface)
+        return None, {endpoint: set(args.device) if args.device else None}
+    from ..rig import load_rig_file
+
+    if args.endpoint or args.device:
+        raise UsageError("--rig records the cameras its file names: give no endpoint or --device")
+    rig = load_rig_file(args.rig)
+    sources: dict[str, set[str] | None] = {}
+    for key in rig.devices:
+        endpoint, device = key.split(" ", 1)
+        devices = sources.setdefault(endpoint, set())
+        assert devices is not None
+        devices.add(device)
+    return rig, sources
+
+
+def _choose(
+    clients: dict[str, Any], sources: dict[str, set[str] | None], wanted: set[StreamKind]
+) -> tuple[dict[tuple[str, StreamKind], Any], dict[str, Any]]:
+    """The streams to record and, per device id, the client of its server (ids are topics in
+    the recording: two servers' devices must not share one)."""
+    chosen: dict[tuple[str, StreamKind], Any] = {}
+    owner: dict[str, Any] = {}
+    for endpoint, client in clients.items():
+        only = sources[endpoint]
+        missing = sorted((only or set()) - set(client.devices))
+        if missing:
+            raise UsageError(f"{endpoint} has no device {', '.join(missing)}")
+        for dev_id, rec in client.devices.items():
+            if only is not None and dev_id not in only:
+                continue
+            if dev_id in owner:
+                raise UsageError(
+                    f"device {dev_id} is on {owner[dev_id].control_endpoint} and {endpoint}: a "
+                    "recording names streams by device id, so record them separately"
+                )
+            owner[dev_id] = client
+            for k, info in rec.streams.items():
+                if StreamKind(k) in wanted:
+                    chosen[(dev_id, StreamKind(k))] = info
+    if not chosen:
+        raise UsageError(f"nothing to record: no such devices or streams on {', '.join(clients)}")
+    return chosen, owner
+
+
 class _CalibrationWriter:
     """Writes each device's calibration (and its tables) into the recording before the first
     frame that names it, so a calibration fitted or changed while recording is recorded too."""
 
-    def __init__(self, client: Any, points: _PointsWriter | None = None) -> None:
-        self.client = client
+    def __init__(self, owner: dict[str, Any], points: _PointsWriter | None = None) -> None:
+        self.owner = owner
+        """The client of each device's server."""
         self.points = points
         self.seen: set[tuple[str, str]] = set()
 
@@ -171,8 +231,9 @@ class _CalibrationWriter:
         if h.calib is not None and (h.device_id, h.calib) not in self.seen:
             self.seen.add((h.device_id, h.calib))
             try:
-                cal = self.client.calibration(h.device_id, h.calib, timeout=3.0)
-                tables = {n: self.client.calibration_table(h.device_id, n, 5.0) for n in cal.tables}
+                client = self.owner[h.device_id]
+                cal = client.calibration(h.device_id, h.calib, timeout=3.0)
+                tables = {n: client.calibration_table(h.device_id, n, 5.0) for n in cal.tables}
                 recorder.write_calibration(
                     cal, h.host_time_ns, {n: t for n, t in tables.items() if t is not None}
                 )
@@ -186,10 +247,10 @@ class _CalibrationWriter:
 class _PointsWriter:
     """Pairs each device's depth and color of one frameset and writes their colored cloud."""
 
-    def __init__(self, client: Any, decimate: int) -> None:
+    def __init__(self, owner: dict[str, Any], decimate: int) -> None:
         if not 1 <= decimate <= 16:
             raise UsageError(f"--points-decimate must be 1..16, got {decimate}")
-        self.client, self.decimate = client, decimate
+        self.owner, self.decimate = owner, decimate
         self.held: dict[tuple[str, StreamKind], Any] = {}
         self.failed: set[str] = set()
 
@@ -205,7 +266,8 @@ class _PointsWriter:
         del self.held[(h.device_id, other)], self.held[(h.device_id, h.stream)]
         try:
             frames = [encoded.decode(), mate.decode()]
-            cloud = self.client.point_cloud(frames, decimate=self.decimate, timeout=3.0)
+            client = self.owner[h.device_id]
+            cloud = client.point_cloud(frames, decimate=self.decimate, timeout=3.0)
         except (RgbdcastError, TimeoutError) as exc:
             self.failed.add(h.device_id)
             print(f"\nnote: no point clouds of {h.device_id}: {exc}", flush=True)

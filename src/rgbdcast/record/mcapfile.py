@@ -34,6 +34,7 @@ from ..frames import (
     TrackingState,
 )
 from ..geometry.calibration import Calibration
+from ..geometry.rigfile import RigFile
 from ..protocol import cdr
 from ..protocol.envelope import EncodedFrame
 from ..protocol.viewer import is_plain_jpeg
@@ -144,6 +145,30 @@ def full_calibration_messages(cal: Calibration, t_ns: int) -> list[tuple[Channel
             t_ns, cal.depth_frame, cal.color_frame, (tx, ty, tz), pose.quaternion()
         )
         out.append((ChannelSpec(TRANSFORMS_TOPIC, _ros(cdr.FRAME_TRANSFORM), "cdr"), msg))
+    return out
+
+
+RIG_TOPIC = "/rig"
+
+
+def rig_messages(rig: RigFile, t_ns: int) -> list[tuple[ChannelSpec, bytes]]:
+    """What a rig file becomes in a recording: itself (JSON on ``/rig``) and, on ``/tf``, a
+    ``FrameTransform`` from the rig frame to each camera's depth optical frame, so Foxglove's
+    3-D panel shows every camera (and its clouds and images) in one frame."""
+    schema = ("rgbdcast.RigFile", "jsonschema", json.dumps({"type": "object"}).encode())
+    out = [(ChannelSpec(RIG_TOPIC, schema, "json"), json.dumps(rig.to_dict()).encode())]
+    tf = ChannelSpec(TRANSFORMS_TOPIC, _ros(cdr.FRAME_TRANSFORM), "cdr")
+    for key, cam in rig.devices.items():
+        device = key.split(" ", 1)[1]
+        pose = cam.rig_from_depth
+        tx, ty, tz = pose.translation
+        child = optical_frame(device, StreamKind.depth)
+        out.append(
+            (
+                tf,
+                cdr.encode_frame_transform(t_ns, rig.frame, child, (tx, ty, tz), pose.quaternion()),
+            )
+        )
     return out
 
 

@@ -21,6 +21,7 @@ from .._version import __version__
 from ..errors import RecordingError
 from ..frames import StreamKind
 from ..geometry.calibration import Calibration
+from ..geometry.rigfile import RigFile
 from ..protocol.envelope import EncodedFrame
 from .mcapfile import (
     METADATA_NAME,
@@ -31,6 +32,7 @@ from .mcapfile import (
     frame_message,
     full_calibration_messages,
     points_message,
+    rig_messages,
 )
 
 __all__ = ["McapRecorder"]
@@ -171,6 +173,14 @@ class McapRecorder:
             )
         self._revisions[device] = cal.revision
         self._full.add(device)
+
+    def write_rig(self, rig: RigFile, t_ns: int) -> None:
+        """Append a rig file and each camera's place in the rig frame (``/rig``, ``/tf``)."""
+        if self.closed:
+            raise RecordingError("the recording is closed")
+        for spec, data in rig_messages(rig, t_ns):
+            ch = self._channel(spec, "rig", None, "rig")
+            self._guard(lambda ch=ch, data=data: self._writer.add_message(ch, t_ns, data, t_ns, 0))
 
     def write_points(self, device: str, t_ns: int, points: np.ndarray, rgb: np.ndarray) -> None:
         """Append one colored cloud of *device* (float32 metres in its depth camera's optical

@@ -533,6 +533,32 @@ def test_subscribing_without_decoding_yields_the_payload_as_sent(endpoint: str) 
         assert raw.snapshot().frames >= 1
 
 
+def test_lazy_frames_decode_when_their_pixels_are_read(endpoint: str) -> None:
+    """``decode="lazy"``: a Frame whose image decodes on first read (what a rig uses, so the
+    framesets it replaces cost no decoding), equal to an eager decode; a payload that does not
+    decode raises CodecError where the pixels are read."""
+    from rgbdcast import CodecError, EncodedFrame
+
+    with Client(endpoint) as client:
+        for kind in ("depth", "color"):
+            lazy = client.subscribe("mock0", kind, decode="lazy").get(timeout=5)
+            raw = client.subscribe("mock0", kind, decode=False).get(timeout=5)
+            assert isinstance(lazy, Frame) and not lazy.decoded
+            assert lazy.shape == raw.header.shape and lazy.units == raw.header.units
+            assert lazy.intrinsics is not None and lazy.calibration == raw.header.calib
+            pixels = lazy.array
+            assert lazy.decoded and pixels.shape == raw.decode().array.shape
+        body = client.subscribe("mock0", "body", decode="lazy").get(timeout=5)
+        assert len(body.bodies[0].joints) == 25
+        raw = client.subscribe("mock0", "depth", decode=False).get(timeout=5)
+        eager, late = raw.decode(), raw.lazy()
+        assert np.array_equal(late.array, eager.array)
+        broken = EncodedFrame(raw.header, b"\x00" * raw.nbytes, raw.raw_header)
+        frame = broken.lazy()
+        with pytest.raises(CodecError):
+            _ = frame.array
+
+
 def test_every_subscription_of_a_device_follows_it_when_it_comes_back() -> None:
     """A device removed and added again gets new endpoints: each of its subscriptions moves,
     not only the first (the client used to skip every other one while moving them)."""

@@ -11,7 +11,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
-from typing import Any, Generic, TypeVar, cast
+from typing import Any, Generic, Literal, TypeVar, cast
 
 from blinker import Signal
 
@@ -63,6 +63,9 @@ async def until_closed_async(
 
 
 T = TypeVar("T", Frame, EncodedFrame)
+Decode = bool | Literal["lazy"]
+"""A subscription's decoding: True (when taken), False (never: ``EncodedFrame``), or
+``"lazy"`` (a :class:`Frame` whose image decodes when its pixels are first read)."""
 
 log = logging.getLogger("rgbdcast.client")
 
@@ -71,7 +74,7 @@ class SubscriptionBase:
     """One device stream a client receives: a small newest-wins queue plus statistics."""
 
     def __init__(
-        self, device_id: str, kind: StreamKind, queue_size: int, strict: bool, decode: bool = True
+        self, device_id: str, kind: StreamKind, queue_size: int, strict: bool, decode: Decode = True
     ) -> None:
         if queue_size < 1:
             raise UsageError("queue_size must be at least 1")
@@ -111,7 +114,7 @@ class SubscriptionBase:
             raise item
         if self.decode and isinstance(item, EncodedFrame):
             try:
-                return item.decode()
+                return item.lazy() if self.decode == "lazy" else item.decode()
             except ProtocolError as exc:
                 self._bad(exc)
                 if self.strict:
@@ -126,7 +129,7 @@ class SubscriptionBase:
         if self._latest_decoded is not None and self._latest_decoded[0] is latest:
             return self._latest_decoded[1]
         try:
-            frame = latest.decode()
+            frame = latest.lazy() if self.decode == "lazy" else latest.decode()
         except ProtocolError as exc:
             self._bad(exc)
             return None
@@ -146,7 +149,7 @@ class BlockingSubscription(SubscriptionBase):
     ``Subscription`` and the Zenoh subscription share."""
 
     def __init__(
-        self, device_id: str, kind: StreamKind, queue_size: int, strict: bool, decode: bool = True
+        self, device_id: str, kind: StreamKind, queue_size: int, strict: bool, decode: Decode = True
     ) -> None:
         super().__init__(device_id, kind, queue_size, strict, decode)
         self._cond = threading.Condition()
@@ -199,7 +202,7 @@ class Subscription(BlockingSubscription, Generic[T]):
         kind: StreamKind,
         queue_size: int,
         strict: bool,
-        decode: bool = True,
+        decode: Decode = True,
     ) -> None:
         super().__init__(device_id, kind, queue_size, strict, decode)
         self._client = client
@@ -393,7 +396,7 @@ class ClientBase:
         wants_depth = encoded.kind is StreamKind.depth and bool(self.on_depth_frame.receivers)
         if sub.decode and (self.on_frame.receivers or wants_depth):
             try:
-                item = encoded.decode()
+                item = encoded.lazy() if sub.decode == "lazy" else encoded.decode()
             except ProtocolError as exc:
                 sub._bad(exc)
                 return

@@ -212,18 +212,25 @@ class ClientGeometry(_GeometryCore):
         streams: Iterable[StreamKind | str] = (StreamKind.depth, StreamKind.color),
         *,
         queue_size: int = 2,
+        lazy: bool = False,
     ) -> FramesetSubscription:
         """Receive several streams of one device matched by frameset id (default depth and
         color: what :meth:`point_cloud` takes)::
 
             for frameset in client.subscribe_frameset("mock0"):
                 cloud = client.point_cloud(frameset)
-        """
+
+        With *lazy*, images are decoded when their pixels are first read, so framesets a
+        consumer skips cost no decoding."""
         kinds = list(dict.fromkeys(StreamKind(s) for s in streams))
         subs: list[Any] = []
         try:
             for kind in kinds:
-                subs.append(self.subscribe(device_id, kind, queue_size=queue_size))  # type: ignore[attr-defined]
+                subs.append(
+                    self.subscribe(  # type: ignore[attr-defined]
+                        device_id, kind, queue_size=queue_size, decode="lazy" if lazy else True
+                    )
+                )
         except BaseException:
             for sub in subs:
                 sub.close()
@@ -298,10 +305,16 @@ class AsyncClientGeometry(_GeometryCore):
         streams: Iterable[StreamKind | str] = (StreamKind.depth, StreamKind.color),
         *,
         queue_size: int = 2,
+        lazy: bool = False,
     ) -> AsyncFramesetSubscription:
-        """Several streams of one device matched by frameset id (``async for``)."""
+        """Several streams of one device matched by frameset id (``async for``); *lazy* as
+        :meth:`ClientGeometry.subscribe_frameset`."""
         kinds = list(dict.fromkeys(StreamKind(s) for s in streams))
-        subs = [self.subscribe(device_id, k, queue_size=queue_size) for k in kinds]  # type: ignore[attr-defined]
+        decode = "lazy" if lazy else True
+        subs = [
+            self.subscribe(device_id, k, queue_size=queue_size, decode=decode)  # type: ignore[attr-defined]
+            for k in kinds
+        ]
         return AsyncFramesetSubscription(self, device_id, subs)
 
     async def point_cloud(

@@ -18,7 +18,7 @@ from typing import Any, Generic, Literal, TypeVar, cast, overload
 import zmq
 import zmq.asyncio
 
-from ._clientbase import ClientBase, SubscriptionBase
+from ._clientbase import ClientBase, Decode, SubscriptionBase
 from ._clientclock import CLOCK_PERIOD_S
 from ._clientgeo import AsyncClientGeometry
 from .errors import ProtocolError, ServerTimeout, UsageError
@@ -46,7 +46,7 @@ class AsyncSubscription(SubscriptionBase, Generic[T]):
         kind: StreamKind,
         queue_size: int,
         strict: bool,
-        decode: bool = True,
+        decode: Decode = True,
     ) -> None:
         super().__init__(device_id, kind, queue_size, strict, decode)
         self._client = client
@@ -175,7 +175,7 @@ class AsyncClient(AsyncClientGeometry, ClientBase):
         *,
         queue_size: int = ...,
         strict: bool = ...,
-        decode: Literal[True] = ...,
+        decode: Literal[True, "lazy"] = ...,
     ) -> AsyncSubscription[Frame]: ...
 
     @overload
@@ -197,7 +197,7 @@ class AsyncClient(AsyncClientGeometry, ClientBase):
         *,
         queue_size: int = ...,
         strict: bool = ...,
-        decode: bool,
+        decode: Decode,
     ) -> AsyncSubscription[Any]: ...
 
     def subscribe(
@@ -207,7 +207,7 @@ class AsyncClient(AsyncClientGeometry, ClientBase):
         *,
         queue_size: int = 2,
         strict: bool = False,
-        decode: bool = True,
+        decode: Decode = True,
     ) -> AsyncSubscription[Any]:
         kind = StreamKind(stream)
         endpoint = self._stream_endpoint(device_id, kind)

@@ -43,7 +43,9 @@ class AsyncRig(Rig):
             self._set_tolerance(fps)
             for slot in self._slots.values():
                 slot.last_seen = time.monotonic()
-                slot.sets = slot.client.subscribe_frameset(slot.member.device, self.streams)
+                slot.sets = slot.client.subscribe_frameset(
+                    slot.member.device, self.streams, lazy=True
+                )
                 self._tasks.append(asyncio.create_task(self._collect_async(slot)))
         except BaseException:
             await self.stop()

@@ -27,7 +27,7 @@ from typing import Any, Literal, overload
 
 import zmq
 
-from ._clientbase import ClientBase, Subscription
+from ._clientbase import ClientBase, Decode, Subscription
 from ._clientclock import CLOCK_PERIOD_S, ClientClock
 from ._clientgeo import ClientGeometry
 from ._osthreads import name_native_thread
@@ -175,7 +175,7 @@ class Client(ClientClock, ClientGeometry, ClientBase):
         *,
         queue_size: int = ...,
         strict: bool = ...,
-        decode: Literal[True] = ...,
+        decode: Literal[True, "lazy"] = ...,
     ) -> Subscription[Frame]: ...
 
     @overload
@@ -197,7 +197,7 @@ class Client(ClientClock, ClientGeometry, ClientBase):
         *,
         queue_size: int = ...,
         strict: bool = ...,
-        decode: bool,
+        decode: Decode,
     ) -> Subscription[Any]: ...
 
     def subscribe(
@@ -207,9 +207,11 @@ class Client(ClientClock, ClientGeometry, ClientBase):
         *,
         queue_size: int = 2,
         strict: bool = False,
-        decode: bool = True,
+        decode: Decode = True,
     ) -> Subscription[Any]:
-        """Start receiving one stream of one device."""
+        """Start receiving one stream of one device. *decode*: frames decoded when taken
+        (True), never (False: ``EncodedFrame``), or when their pixels are first read
+        (``"lazy"``: frames a consumer drops are never decoded)."""
         kind = StreamKind(stream)
         endpoint = self._stream_endpoint(device_id, kind)
         sub: Subscription[Any] = Subscription(self, device_id, kind, queue_size, strict, decode)

@@ -97,6 +97,10 @@ class FramesetSubscription:
         """Per stream, frames dropped because no frame of the other streams had their id."""
         return self._matcher.unmatched
 
+    def snapshots(self) -> dict[StreamKind, Any]:
+        """Each stream's figures now (fps, drops, latency, bandwidth): ``Subscription.snapshot``."""
+        return {kind: sub.snapshot() for kind, sub in self._subs.items()}
+
     def get(self, timeout: float | None = None) -> dict[StreamKind, Frame]:
         """The next complete frameset; ``TimeoutError`` after *timeout* s."""
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -136,6 +140,10 @@ class AsyncFramesetSubscription:
         self.device_id = device_id
         self._subs = {s.kind: s for s in subs}
         self._matcher = FramesetMatcher([s.kind for s in subs])
+
+    def snapshots(self) -> dict[StreamKind, Any]:
+        """Each stream's figures now (fps, drops, latency, bandwidth)."""
+        return {kind: sub.snapshot() for kind, sub in self._subs.items()}
 
     @property
     def matched(self) -> int:

@@ -152,7 +152,10 @@ class Rig:
             self._set_tolerance(fps)
             for slot in self._slots.values():
                 slot.last_seen = time.monotonic()  # expected from the start, for absent_s
-                slot.sets = slot.client.subscribe_frameset(slot.member.device, self.streams)
+                # lazy: the framesets newest-wins replaces are never decoded
+                slot.sets = slot.client.subscribe_frameset(
+                    slot.member.device, self.streams, lazy=True
+                )
                 slot.thread = threading.Thread(
                     target=self._collect,
                     args=(slot,),
@@ -318,15 +321,19 @@ class Rig:
         return self._fused(parts)
 
     def stats(self) -> dict[str, dict[str, Any]]:
-        """Per device: framesets replaced before use, left unmatched, and the clock offset."""
+        """Per device: framesets replaced before use, left unmatched, the clock offset, and
+        what its streams bring in (bytes so far, Mbit/s now)."""
         with self._cond:
             out = {}
             for m, s in self._slots.items():
                 est = s.client.clock
+                snaps = s.sets.snapshots().values() if s.sets is not None else ()
                 out[m.key] = {
                     "replaced": s.replaced,
                     "unmatched": s.unmatched,
                     "clock": est.describe() if est is not None else "clock offset: unknown",
+                    "bytes": sum(x.bytes for x in snaps),
+                    "mbit_s": sum(x.mbit_s for x in snaps),
                 }
             return out
 

@@ -7,7 +7,6 @@ truth the mocks were given.
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import sys
 import tempfile
@@ -34,23 +33,10 @@ three 1080p renderers within this machine's two cores beside the calibration."""
 
 
 def _serve(i: int, pose: tuple[float, ...]) -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen(
-        [
-            *(sys.executable, "-m", "rgbdcast", "serve", "--no-announce", "--no-web"),
-            *("--bind", "127.0.0.1", "--port", "0", "--streams", "depth,color"),
-            *("--mock", "--mock-board", "--fps", str(CAL_FPS), "--name", f"cam{i}"),
-            "--mock-pose=" + ",".join(f"{v:g}" for v in pose),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    m = re.search(r"at (tcp://\S+)", proc.stdout.readline())
-    if m is None:
-        stop_processes([proc])
-        raise RuntimeError(f"serve did not start: {proc.stderr.read() if proc.stderr else ''}")
-    return proc, m.group(1)
+    from .rig import _serve_process
+
+    extra = ["--mock", "--mock-board", "--mock-pose=" + ",".join(f"{v:g}" for v in pose)]
+    return _serve_process(f"cam{i}", "depth,color", extra, CAL_FPS)
 
 
 def _truth() -> list[np.ndarray]:

@@ -18,7 +18,7 @@ from typing import Any
 
 from .. import codecs
 from ..errors import CodecError, ProtocolError
-from ..frames import Frame, Intrinsics, StreamKind
+from ..frames import Encoded, Frame, Intrinsics, StreamKind
 
 __all__ = [
     "ENVELOPE_VERSION",
@@ -277,6 +277,44 @@ class EncodedFrame:
 
     def decode(self) -> Frame:
         return decode_parts(self.header, self.payload)
+
+    def lazy(self) -> Frame:
+        """The frame with its image decoded the first time its pixels are read (bodies are
+        decoded now): a consumer that drops frames never pays for decoding them. A payload that
+        does not decode then raises :class:`CodecError` where the pixels are read."""
+        h = self.header
+        if h.stream is StreamKind.body or not h.shape:
+            return self.decode()
+        try:
+            codec = codecs.get(h.codec, h.stream)
+        except ValueError as exc:
+            raise ProtocolError(str(exc)) from None
+
+        def decode(payload: Any) -> Any:
+            try:
+                return codec.decode(payload, h.shape, h.dtype)
+            except CodecError:
+                raise
+            except Exception as exc:
+                raise CodecError(f"{h.codec} payload could not be decoded: {exc}") from exc
+
+        try:
+            return Frame(
+                device_id=h.device_id,
+                kind=h.stream,
+                seq=h.seq,
+                encoded=Encoded(
+                    codec=h.codec, payload=self.payload, shape=h.shape, dtype=h.dtype, decode=decode
+                ),
+                device_time_ns=h.device_time_ns,
+                host_time_ns=h.host_time_ns,
+                frameset_id=h.frameset_id,
+                units=h.units,
+                intrinsics=_intrinsics(h) if h.intrinsics is not None else None,
+                calibration=h.calib,
+            )
+        except ValueError as exc:
+            raise ProtocolError(f"frame does not match its header: {exc}") from None
 
 
 def parse_encoded(parts: Sequence[Any]) -> EncodedFrame:

@@ -299,6 +299,20 @@ def test_the_mocks_show_the_default_charuco_board_where_it_stands() -> None:
         assert err.max() < 1.0, (key, err.max())
 
 
+def test_the_board_shows_in_the_mocks_infrared_too() -> None:
+    """The printed board changes the depth camera's infrared where it stands: its white paper
+    bright, its print dark (a Kinect sees a board in IR; at 3.5 m the 512x424 camera resolves
+    its squares, not its markers)."""
+    plain = MockDevice("ir-plain", pose=POSES["b"])
+    board = MockDevice("ir-board", pose=POSES["b"], board=True)
+    a = _frame(board, StreamKind.infrared, 3).array.astype(np.float64)  # type: ignore[attr-defined]
+    b = _frame(plain, StreamKind.infrared, 3).array.astype(np.float64)  # type: ignore[attr-defined]
+    changed = a != b
+    assert 2000 < changed.sum() < 6000  # the board: 0.7 x 0.5 m at 3.5 m
+    dark, light = np.percentile(a[changed], [10, 90])
+    assert dark < 0.3 * light  # the print against the paper
+
+
 def test_board_specs_are_checked() -> None:
     pytest.importorskip("cv2", reason="the [webcam] extra (OpenCV) is needed")
     from rgbdcast import UsageError

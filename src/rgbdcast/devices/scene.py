@@ -159,14 +159,15 @@ class Scene:
         rng = np.random.default_rng(seed)
         self._bg_depth = self._background_z(depth_intr, self.depth_pose)[0] * 1000.0
         self._bg_color, self._bg_color_z = self._background_color(color_intr, rng)
-        if board is not None:  # static: drawn into the backgrounds once
-            from .sceneboard import draw_board
-
-            draw_board(self, self._bg_depth, None, depth_intr, self.depth_pose, 1000.0)
-            draw_board(self, self._bg_color_z, self._bg_color, color_intr, self.color_pose, 1.0)
         h, w = depth_intr.height, depth_intr.width
         self._noise = rng.normal(0.0, 1.0, (4, h, w)).astype(np.float32)
         self._albedo = (0.75 + 0.25 * rng.random((h, w))).astype(np.float32)
+        if board is not None:  # static: drawn into the backgrounds (and IR albedo) once
+            from .sceneboard import board_albedo, draw_board
+
+            draw_board(self, self._bg_depth, None, depth_intr, self.depth_pose, 1000.0)
+            draw_board(self, self._bg_color_z, self._bg_color, color_intr, self.color_pose, 1.0)
+            self._albedo = board_albedo(self, self._albedo)
 
     # -- geometry ---------------------------------------------------------------------------
     @staticmethod
@@ -420,8 +421,7 @@ class Scene:
         """Depth in millimetres (uint16), with distance-dependent sensor noise."""
         z = self._bg_depth.copy()
         self._draw(t, z, None, self.depth_intr, 1000.0, self.depth_pose)
-        # four patterns, shifted sideways in turn: 64 framesets before the noise repeats (what
-        # averages over frames, as calibration does, must not meet the same noise again soon)
+        # 4 patterns shifted sideways in turn: 64 framesets before the noise repeats
         k = len(self._noise)
         noise = np.roll(self._noise[index % k], (index // k) % 16 * 29, axis=1)
         z += noise * (z * z) * 0.5e-6  # sigma ~8 mm at 4 m, growing with distance like ToF
@@ -447,3 +447,4 @@ class Scene:
         ir = self._albedo * (9000.0 / (z * z))
         ir[depth == 0] = 0
         return np.clip(ir, 0, 65535).astype(np.uint16)
+

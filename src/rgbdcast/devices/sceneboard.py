@@ -10,7 +10,7 @@ import numpy as np
 
 from ..frames import Intrinsics
 
-__all__ = ["BOARD_AT", "draw_board"]
+__all__ = ["BOARD_AT", "board_albedo", "draw_board"]
 
 BOARD_AT = (0.55, 0.05, 3.5)
 """Where the board's top-left corner stands in the scene (x right, y up, z away; metres); it
@@ -55,6 +55,17 @@ def draw_board(
             195.0 / 255.0
         )  # printed: not pure black
         img[rows, cols][inside] = np.clip(grey + 0.5, 0, 255).astype(np.uint8)[:, None]
+
+
+def board_albedo(scene: Any, albedo: np.ndarray) -> np.ndarray:
+    """*albedo* (the depth camera's infrared reflectance) with the board's print where the
+    depth camera sees it: white paper reflects the emitter's near-infrared, the print less."""
+    h, w = albedo.shape
+    shade = np.zeros((h, w, 1), np.uint8)
+    seen = scene._bg_depth + 0.5  # the board's own depth passes, what stands before it not
+    draw_board(scene, seen, shade, scene.depth_intr, scene.depth_pose, 1000.0)
+    on = shade[..., 0] > 0
+    return np.where(on, shade[..., 0].astype(np.float32) / 255.0, albedo).astype(np.float32)
 
 
 def _box_blur(tex: np.ndarray, k: int) -> np.ndarray:

@@ -282,3 +282,36 @@ def test_calibrate_without_a_board_in_view() -> None:
         srv.stop()
     assert res.returncode == 2 and "no board in view of" in res.stderr
     assert "--print-board" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_a_camera_bumped_during_calibration_is_caught() -> None:
+    """A camera moved 5 cm and turned 2 degrees halfway through: the views of its pose form two
+    clusters, and calibration says the cameras disagree instead of averaging them."""
+    from rgbdcast.calibrate import CalibrationError, calibrate
+
+    srv = Server("127.0.0.1", announce=False)
+    devs = [
+        MockDevice(f"bump-{k}", pose=POSES[k], board=True, fps=10, streams=["depth", "color"])
+        for k in ("a", "b")
+    ]
+    for dev in devs:
+        srv.add_device(dev)
+    srv.start()
+    moved = []
+
+    def bump(cal: object) -> None:
+        if getattr(cal, "framesets", 0) >= 12 and not moved:
+            moved.append(True)
+            devs[1].move((0.65, 0.0, 0.2, 0.0, -13.0, 0.0))
+
+    try:
+        with pytest.raises(CalibrationError, match=r"disagree.*bumped"):
+            calibrate(
+                [(f"tcp://127.0.0.1:{srv.port}", d.id) for d in devs],
+                framesets=30,
+                timeout_s=60,
+                on_progress=bump,
+            )
+    finally:
+        srv.stop()
+    assert moved

@@ -110,21 +110,8 @@ class MockDevice(ThreadedDevice):
         self._depth_intr = scaled(KINECT_DEPTH, *depth_size)
         self._color_intr = scaled(KINECT_COLOR, *color_size)
         rot, tr = mock_depth_to_color()
-        self.pose = tuple(float(v) for v in pose) if pose is not None else (0.0,) * 6
-        """The depth camera's pose in the shared world: x, y, z (m), rx, ry, rz (degrees)."""
-        if len(self.pose) != 6 or not all(math.isfinite(v) for v in self.pose):
-            raise UsageError(f"a mock pose is X,Y,Z,RX,RY,RZ, got {pose}")
-        self.rig_from_depth = world_pose(*self.pose)
-        """The ground truth a rig calibration is measured against: ``(R, t)``, ``p_world = R
-        @ p_depth + t`` (optical axes, metres)."""
-        self._scene = Scene(
-            self._depth_intr,
-            self._color_intr,
-            seed,
-            (rot, tr),
-            self.rig_from_depth,
-            default_board_texture() if board else None,
-        )
+        self._seed, self._board = seed, board
+        self._place(pose)
         self._calibration = Calibration(
             device_id=self.id,
             depth=self._depth_intr,
@@ -195,6 +182,31 @@ class MockDevice(ThreadedDevice):
     def calibration(self) -> Calibration:
         """The exact geometry the scene is rendered with."""
         return self._calibration
+
+    def _place(self, pose: tuple[float, ...] | None) -> None:
+        p = tuple(float(v) for v in pose) if pose is not None else (0.0,) * 6
+        if len(p) != 6 or not all(math.isfinite(v) for v in p):
+            raise UsageError(f"a mock pose is X,Y,Z,RX,RY,RZ, got {pose}")
+        self.pose = p
+        """The depth camera's pose in the shared world: x, y, z (m), rx, ry, rz (degrees)."""
+        self.rig_from_depth = world_pose(*self.pose)
+        """The ground truth a rig calibration is measured against: ``(R, t)``, ``p_world = R
+        @ p_depth + t`` (optical axes, metres)."""
+        self._scene = Scene(
+            self._depth_intr,
+            self._color_intr,
+            self._seed,
+            mock_depth_to_color(),
+            self.rig_from_depth,
+            default_board_texture() if self._board else None,
+        )
+
+    def move(self, pose: tuple[float, float, float, float, float, float]) -> None:
+        """Put the camera somewhere else while it runs (a bumped camera, for tests): the scene
+        is drawn again from there (pre-rendered framesets too)."""
+        self._place(pose)
+        if self._cache:
+            self._cache = [self.render(i) for i in range(self.prerender)]
 
     @property
     def scene(self) -> Scene:

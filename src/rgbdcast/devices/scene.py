@@ -447,4 +447,3 @@ class Scene:
         ir = self._albedo * (9000.0 / (z * z))
         ir[depth == 0] = 0
         return np.clip(ir, 0, 65535).astype(np.uint16)
-

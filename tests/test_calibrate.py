@@ -300,7 +300,7 @@ def test_a_camera_bumped_during_calibration_is_caught() -> None:
     moved = []
 
     def bump(cal: object) -> None:
-        if getattr(cal, "framesets", 0) >= 12 and not moved:
+        if getattr(cal, "useful", 0) >= 12 and not moved:  # 12 views of the pair first
             moved.append(True)
             devs[1].move((0.65, 0.0, 0.2, 0.0, -13.0, 0.0))
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from .devices.base import require
 from .devices.board import BoardSpec
-from .frames import Frame, StreamKind
+from .frames import Frame, Intrinsics, StreamKind
 from .geometry.calibration import Calibration
 from .geometry.camera import deproject, project, undistort
 from .geometry.poses import fit_plane, invert, rigid_fit
@@ -57,10 +57,13 @@ class Sighting:
     depth_from_board: np.ndarray | None = None
     """The board's pose in the depth optical frame (4x4, metres), or None if too few corners."""
     reprojection_px: float = float("nan")
-    """RMS distance between the corners found and the refined pose's corners, color pixels."""
+    """RMS distance between the corners found and the refined pose's corners, in pixels of
+    the image they were found in."""
     plane_points: int = 0
-    """Depth points the pose was refined with (0: color alone)."""
+    """Depth points the pose was refined with (0: the image alone)."""
     plane_rms_mm: float = float("nan")
+    stream: StreamKind = StreamKind.color
+    """The image the board was found in (color, or infrared where color did not show it)."""
 
 
 class BoardFinder:
@@ -75,34 +78,54 @@ class BoardFinder:
     def find(
         self, frames: Mapping[StreamKind, Frame], cal: Calibration, rays: np.ndarray | None = None
     ) -> Sighting:
-        """The board in one frameset (color, and depth to refine); *rays* is the device's
+        """The board in one frameset: in color, or where color does not show it, in infrared
+        (the depth camera's own image); depth refines the pose. *rays* is the device's
         per-pixel depth table where it has one."""
-        color = frames.get(StreamKind.color)
-        if color is None or cal.color is None:
-            raise ValueError("finding the board needs the color stream and its calibration")
-        gray = self._gray(color.array)
+        best = Sighting(0, 0)
+        for kind in (StreamKind.color, StreamKind.infrared):
+            frame, intr = frames.get(kind), cal.intrinsics_of(kind)
+            if frame is None or intr is None:
+                continue
+            seen = self._find_in(frame, kind, intr, frames.get(StreamKind.depth), cal, rays)
+            if seen.depth_from_board is not None:
+                return seen
+            if (seen.corners, seen.markers) > (best.corners, best.markers):
+                best = seen
+        if StreamKind.color not in frames and StreamKind.infrared not in frames:
+            raise ValueError("finding the board needs the color or infrared stream")
+        return best
+
+    def _find_in(
+        self,
+        frame: Frame,
+        kind: StreamKind,
+        intr: Intrinsics,
+        depth: Frame | None,
+        cal: Calibration,
+        rays: np.ndarray | None,
+    ) -> Sighting:
+        gray = self._gray(frame.array)
         corners, ids, _, marker_ids = self.detector.detectBoard(gray)
         n = 0 if ids is None else len(ids)
         markers = 0 if marker_ids is None else len(marker_ids)
         if n < MIN_CORNERS:
-            return Sighting(n, markers)
+            return Sighting(n, markers, stream=kind)
         obj, img = self.board.matchImagePoints(corners, ids)
         obj, img = obj.reshape(-1, 3).astype(np.float64), img.reshape(-1, 2).astype(np.float64)
-        color_from_board = self._pnp(obj, img, cal)
-        depth_from_color = (
-            invert(cal.depth_to_color.matrix()) if cal.depth_to_color is not None else np.eye(4)
-        )
-        pose = depth_from_color @ color_from_board
+        cam_from_board = self._pnp(obj, img, intr)
+        depth_from_cam = np.eye(4)  # infrared is the depth camera's image
+        if kind is StreamKind.color and cal.depth_to_color is not None:
+            depth_from_cam = invert(cal.depth_to_color.matrix())
+        pose = depth_from_cam @ cam_from_board
         plane_points, plane_rms = 0, float("nan")
-        depth = frames.get(StreamKind.depth)
         if depth is not None and cal.depth is not None:
-            refined = self._refine(pose, obj, img, depth, cal, rays, depth_from_color)
+            refined = self._refine(pose, obj, img, depth, cal, rays, intr, depth_from_cam)
             if refined is not None:
                 pose, plane_points, plane_rms = refined
-        color_pts = (invert(depth_from_color) @ pose @ np.c_[obj, np.ones(len(obj))].T).T[:, :3]
-        u, v = project(color_pts, cal.color)
+        cam_pts = (invert(depth_from_cam) @ pose @ np.c_[obj, np.ones(len(obj))].T).T[:, :3]
+        u, v = project(cam_pts, intr)
         err = float(np.sqrt(np.mean((u - img[:, 0]) ** 2 + (v - img[:, 1]) ** 2)))
-        return Sighting(n, markers, pose, err, plane_points, plane_rms)
+        return Sighting(n, markers, pose, err, plane_points, plane_rms, kind)
 
     def other_dictionary(self, frame: Frame) -> str | None:
         """The first common ArUco dictionary (other than the board's) with 4 or more markers in
@@ -121,15 +144,16 @@ class BoardFinder:
     # -- steps ----------------------------------------------------------------------------------
     def _gray(self, img: np.ndarray) -> np.ndarray:
         cv2 = self.cv2
+        if img.dtype == np.uint16:  # infrared: falls with distance squared; compress, stretch
+            top = float(np.percentile(img[img > 0], 99)) if np.any(img > 0) else 1.0
+            return np.asarray(np.sqrt(np.clip(img / max(top, 1.0), 0, 1)) * 255, np.uint8)
         if img.ndim == 2:
             return img
         code = cv2.COLOR_BGRA2GRAY if img.shape[2] == 4 else cv2.COLOR_BGR2GRAY
         return cv2.cvtColor(img, code)
 
-    def _pnp(self, obj: np.ndarray, img: np.ndarray, cal: Calibration) -> np.ndarray:
+    def _pnp(self, obj: np.ndarray, img: np.ndarray, intr: Intrinsics) -> np.ndarray:
         cv2 = self.cv2
-        intr = cal.color
-        assert intr is not None
         k = np.array([[intr.fx, 0, intr.cx], [0, intr.fy, intr.cy], [0, 0, 1]], np.float64)
         dist = np.asarray(intr.distortion or (0.0,) * 5, np.float64)
         ok, rvec, tvec = cv2.solvePnP(obj, img, k, dist, flags=cv2.SOLVEPNP_IPPE)
@@ -149,21 +173,22 @@ class BoardFinder:
         depth: Frame,
         cal: Calibration,
         rays: Any,
-        depth_from_color: np.ndarray,
+        intr: Intrinsics,
+        depth_from_cam: np.ndarray,
     ) -> tuple[np.ndarray, int, float] | None:
-        """The pose again, with the board's plane from depth (None: too little of it seen)."""
-        assert cal.depth is not None and cal.color is not None
+        """The pose again, with the board's plane from depth (None: too little of it seen);
+        *intr* and *depth_from_cam* are the camera the corners were found in."""
+        assert cal.depth is not None
         pts = deproject(depth.array, rays if rays is not None else cal.depth, cal.depth_units)
         pts = pts.reshape(-1, 3)
         pts = pts[pts[:, 2] > 0].astype(np.float64)
         width, height = self.spec.size_m
         margin = self.spec.square_m * 0.5  # away from the board's edges (mixed pixels)
-        intr = cal.color
         xn = (img[:, 0] - intr.cx) / intr.fx
         yn = (img[:, 1] - intr.cy) / intr.fy
         xu, yu = undistort(xn, yn, intr.distortion)
-        dirs = (depth_from_color[:3, :3] @ np.c_[xu, yu, np.ones(len(xu))].T).T
-        origin = depth_from_color[:3, 3]
+        dirs = (depth_from_cam[:3, :3] @ np.c_[xu, yu, np.ones(len(xu))].T).T
+        origin = depth_from_cam[:3, 3]
         kept, rms = 0, float("nan")
         for band in (0.15, 0.02):  # first near the color pose's plane, then near the fitted one
             local = (pts - pose[:3, 3]) @ pose[:3, :3]  # the depth points in board coordinates

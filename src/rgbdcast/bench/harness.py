@@ -30,6 +30,7 @@ __all__ = [
     "median_cpu_by_thread",
     "pct",
     "section_head",
+    "serve_process",
     "source_share",
     "stop_processes",
     "thread_times",
@@ -200,3 +201,25 @@ def data_dir(arg: str | None) -> Path | None:
     if arg:
         raise UsageError(f"no .npy depth frames in {arg}")
     return None
+
+
+def serve_process(
+    name: str, streams: str, extra: list[str], fps: float = 30.0
+) -> tuple[subprocess.Popen[str], str]:
+    """``rgbdcast serve`` on loopback as a child process; returns it and its endpoint."""
+    proc = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "rgbdcast", "serve", "--no-announce", "--no-web"),
+            *("--bind", "127.0.0.1", "--port", "0", "--streams", streams),
+            *("--fps", f"{fps:g}", "--name", name, *extra),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    m = re.search(r"at (tcp://\S+)", proc.stdout.readline())
+    if m is None:
+        stop_processes([proc])
+        raise RuntimeError(f"serve did not start: {proc.stderr.read() if proc.stderr else ''}")
+    return proc, m.group(1)

@@ -10,47 +10,23 @@ states. Loopback: a LAN adds its own delays.
 from __future__ import annotations
 
 import argparse
-import re
 import statistics
 import subprocess
-import sys
 import time
 from typing import Any
 
 import numpy as np
 
-from .harness import section_head, stop_processes, write_section
+from .harness import section_head, serve_process, stop_processes, write_section
 
 __all__ = ["OFFSETS_MS", "clock_runs", "cmd_rig"]
 
 OFFSETS_MS = (-50.0, 0.0, 37.0)
 
 
-def _serve_process(
-    name: str, streams: str, extra: list[str], fps: float = 30.0
-) -> tuple[subprocess.Popen[str], str]:
-    """``rgbdcast serve`` on loopback as a child process; returns it and its endpoint."""
-    proc = subprocess.Popen(
-        [
-            *(sys.executable, "-m", "rgbdcast", "serve", "--no-announce", "--no-web"),
-            *("--bind", "127.0.0.1", "--port", "0", "--streams", streams),
-            *("--fps", f"{fps:g}", "--name", name, *extra),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    m = re.search(r"at (tcp://\S+)", proc.stdout.readline())
-    if m is None:
-        stop_processes([proc])
-        raise RuntimeError(f"serve did not start: {proc.stderr.read() if proc.stderr else ''}")
-    return proc, m.group(1)
-
-
 def _serve(offset_ms: float) -> tuple[subprocess.Popen[str], str]:
     name = f"clock {offset_ms:+g} ms"
-    return _serve_process(name, "depth", ["--clock-offset-ms", str(offset_ms)])
+    return serve_process(name, "depth", ["--clock-offset-ms", str(offset_ms)])
 
 
 def clock_runs(repeats: int = 20) -> dict[float, dict[str, float]]:

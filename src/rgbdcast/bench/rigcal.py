@@ -18,7 +18,7 @@ import numpy as np
 
 from ..devices.mock import MockDevice
 from ..geometry.poses import invert, pose_difference
-from .harness import stop_processes
+from .harness import serve_process, stop_processes
 
 __all__ = ["CAL_POSES", "calibration_runs"]
 
@@ -33,10 +33,8 @@ three 1080p renderers within this machine's two cores beside the calibration."""
 
 
 def _serve(i: int, pose: tuple[float, ...]) -> tuple[subprocess.Popen[str], str]:
-    from .rig import _serve_process
-
     extra = ["--mock", "--mock-board", "--mock-pose=" + ",".join(f"{v:g}" for v in pose)]
-    return _serve_process(f"cam{i}", "depth,color", extra, CAL_FPS)
+    return serve_process(f"cam{i}", "depth,color", extra, CAL_FPS)
 
 
 def _truth() -> list[np.ndarray]:

@@ -17,8 +17,7 @@ import psutil
 
 from ..geometry.calibration import Extrinsics
 from ..geometry.rigfile import RigCamera, RigFile
-from .harness import stop_processes
-from .rig import _serve_process
+from .harness import serve_process, stop_processes
 
 __all__ = ["FUSE_POSES", "LIVESCAN_BYTES_PER_POINT", "fusion_run"]
 
@@ -46,7 +45,7 @@ def fusion_run(
         for i, pose in enumerate(FUSE_POSES):
             extra = ["--mock-pose=" + ",".join(f"{v:g}" for v in pose)]
             extra += ["--color-size", f"{color_size[0]}x{color_size[1]}", "--prerender", "60"]
-            proc, endpoint = _serve_process(f"fuse{i}", "depth,color", extra, fps)
+            proc, endpoint = serve_process(f"fuse{i}", "depth,color", extra, fps)
             procs.append(proc)
             members.append((endpoint, "mock0"))
             truth = MockDevice("truth", pose=pose, streams=["depth"]).rig_from_depth

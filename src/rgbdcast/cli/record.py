@@ -129,18 +129,17 @@ def cmd_record(args: argparse.Namespace) -> int:
         calibrations = _CalibrationWriter(
             owner, _PointsWriter(owner, args.points_decimate) if args.points else None
         )
-        subs = []
-        for client in clients.values():
-            client.on_frame.connect(on_frame, sender=client, weak=False)
-            stack.callback(client.on_frame.disconnect, on_frame, sender=client)
-        for d, k in chosen:
-            subs.append(owner[d].subscribe(d, k, decode=False, queue_size=1))
-        names = ", ".join(repr(c.server_name) for c in clients.values())
-        print(f"recording {len(subs)} streams of {names} to {out}", flush=True)
+        subs: list[Any] = []
         started = time.monotonic()
         next_line = started + 1.0
         tty = sys.stdout.isatty()
-        try:
+        try:  # from here on the recording is closed properly whatever happens
+            for client in clients.values():
+                client.on_frame.connect(on_frame, sender=client, weak=False)
+            for d, k in chosen:
+                subs.append(owner[d].subscribe(d, k, decode=False, queue_size=1))
+            names = ", ".join(repr(c.server_name) for c in clients.values())
+            print(f"recording {len(subs)} streams of {names} to {out}", flush=True)
             while not stop.is_set():
                 now = time.monotonic()
                 if args.duration is not None and now - started >= args.duration:

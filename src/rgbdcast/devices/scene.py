@@ -16,6 +16,7 @@ import math
 import numpy as np
 
 from ..frames import Body, HandState, Intrinsics, Joint, JointType, TrackingState
+from .sceneboard import rect_hits
 
 __all__ = [
     "KINECT_COLOR",
@@ -374,15 +375,10 @@ class Scene:
     ) -> None:
         """Ray-cast the box's front face (a rectangle at z = bz) inside its projected bounds."""
         x0, x1, y0, y1, bz = box
-        corners = [self._to_cam(pose, (x, y, bz)) for x in (x0, x1) for y in (y0, y1)]
-        us, vs = zip(*(intr.project(*c) for c in corners), strict=True)
-        cols = slice(max(int(min(us)) - 1, 0), min(int(max(us)) + 2, intr.width))
-        rows = slice(max(int(min(vs)) - 1, 0), min(int(max(vs)) + 2, intr.height))
-        if cols.start >= cols.stop or rows.start >= rows.stop:
+        hits = rect_hits(self, intr, pose, (x0, x1, y0, y1, bz))
+        if hits is None:
             return
-        o, (dx, dy, dz) = self._cast(intr, pose, rows, cols)
-        sz = (bz - o[2]) / dz
-        hx, hy = o[0] + sz * dx, o[1] + sz * dy
+        rows, cols, hx, hy, sz = hits
         region = zbuf[rows, cols]
         closer = (hx >= x0) & (hx < x1) & (hy >= y0) & (hy < y1) & (sz * scale < region)
         region[closer] = (sz * scale)[closer]

@@ -10,11 +10,29 @@ import numpy as np
 
 from ..frames import Intrinsics
 
-__all__ = ["BOARD_AT", "board_albedo", "draw_board"]
+__all__ = ["BOARD_AT", "board_albedo", "draw_board", "rect_hits"]
 
 BOARD_AT = (0.55, 0.05, 3.5)
 """Where the board's top-left corner stands in the scene (x right, y up, z away; metres); it
 faces the cameras (its plane is z = 3.5)."""
+
+
+def rect_hits(
+    scene: Any, intr: Intrinsics, pose: tuple[np.ndarray, np.ndarray], rect: tuple[float, ...]
+) -> tuple[slice, slice, np.ndarray, np.ndarray, np.ndarray] | None:
+    """Where the rays of the pixels around an upright rectangle ``(x0, x1, y0, y1, z)`` (scene
+    axes) meet its plane: rows, cols, hit x and y, and depth; None if it is off the image. The
+    scene's box and the board are drawn with it."""
+    x0, x1, y0, y1, bz = rect
+    corners = [scene._to_cam(pose, (x, y, bz)) for x in (x0, x1) for y in (y0, y1)]
+    us, vs = zip(*(intr.project(*c) for c in corners), strict=True)
+    cols = slice(max(int(min(us)) - 1, 0), min(int(max(us)) + 2, intr.width))
+    rows = slice(max(int(min(vs)) - 1, 0), min(int(max(vs)) + 2, intr.height))
+    if cols.start >= cols.stop or rows.start >= rows.stop:
+        return None
+    o, (dx, dy, dz) = scene._cast(intr, pose, rows, cols)
+    sz = (bz - o[2]) / dz
+    return rows, cols, o[0] + sz * dx, o[1] + sz * dy, sz
 
 
 def draw_board(
@@ -30,17 +48,11 @@ def draw_board(
     assert scene.board is not None
     tex, width, height = scene.board
     x0, ytop, bz = BOARD_AT
-    corners = [
-        scene._to_cam(pose, (x, y, bz)) for x in (x0, x0 + width) for y in (ytop, ytop - height)
-    ]
-    us, vs = zip(*(intr.project(*c) for c in corners), strict=True)
-    cols = slice(max(int(min(us)) - 1, 0), min(int(max(us)) + 2, intr.width))
-    rows = slice(max(int(min(vs)) - 1, 0), min(int(max(vs)) + 2, intr.height))
-    if cols.start >= cols.stop or rows.start >= rows.stop:
+    hits = rect_hits(scene, intr, pose, (x0, x0 + width, ytop - height, ytop, bz))
+    if hits is None:
         return
-    o, (dx, dy, dz) = scene._cast(intr, pose, rows, cols)
-    sz = (bz - o[2]) / dz
-    bx, by = o[0] + sz * dx - x0, ytop - (o[1] + sz * dy)  # metres from the top-left
+    rows, cols, hx, hy, sz = hits
+    bx, by = hx - x0, ytop - hy  # metres from the top-left
     region = zbuf[rows, cols]
     inside = (bx >= 0) & (bx < width) & (by >= 0) & (by < height) & (sz * scale < region)
     region[inside] = (sz * scale)[inside]

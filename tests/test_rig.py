@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -24,6 +25,23 @@ POSES = {
 
 def _frame(dev: MockDevice, kind: StreamKind, index: int = 10) -> object:
     return next(f for f in dev.render(index) if f.kind is kind)
+
+
+def _serve_posed(
+    prefix: str, keys: tuple[str, ...], **options: Any
+) -> tuple[list[Any], list[MockDevice]]:
+    """A started server per key, each serving one mock at that key's pose."""
+    from rgbdcast import Server
+
+    servers, devices = [], []
+    for key in keys:
+        srv = Server("127.0.0.1", announce=False)
+        dev = MockDevice(f"{prefix}-{key}", pose=POSES[key], **options)
+        srv.add_device(dev)
+        srv.start()
+        servers.append(srv)
+        devices.append(dev)
+    return servers, devices
 
 
 def _world(dev: MockDevice, points: np.ndarray) -> np.ndarray:
@@ -158,19 +176,11 @@ def test_a_rig_file_fuses_the_cameras_into_one_cloud(tmp_path: Path) -> None:
     """Cameras placed by a rig file (here: the mocks' true poses) give one cloud in which each
     camera's view of the static scene lies within a centimetre of the others' (the person and
     the ball move between unsynchronised cameras' captures, so they are left out)."""
-    from rgbdcast import Server
     from rgbdcast.geometry import Extrinsics
     from rgbdcast.geometry.rigfile import RigCamera, RigFile
     from rgbdcast.rig import Rig, RigFrameset, load_rig_file, save_rig_file
 
-    servers, devices = [], []
-    for key in ("a", "b", "c"):
-        srv = Server("127.0.0.1", announce=False)
-        dev = MockDevice(f"cam-{key}", pose=POSES[key], prerender=15, color_size=(640, 360))
-        srv.add_device(dev)
-        srv.start()
-        servers.append(srv)
-        devices.append(dev)
+    servers, devices = _serve_posed("cam", ("a", "b", "c"), prerender=15, color_size=(640, 360))
     try:
         members = [
             (f"tcp://127.0.0.1:{s.port}", d.id) for s, d in zip(servers, devices, strict=True)
@@ -232,19 +242,11 @@ def test_bad_rig_files_are_one_line(tmp_path: Path) -> None:
 def test_the_async_rig_matches_and_fuses_the_same() -> None:
     import asyncio
 
-    from rgbdcast import Server
     from rgbdcast.aiorig import AsyncRig
     from rgbdcast.geometry import Extrinsics
     from rgbdcast.geometry.rigfile import RigCamera, RigFile
 
-    servers, devices = [], []
-    for key in ("a", "b"):
-        srv = Server("127.0.0.1", announce=False)
-        dev = MockDevice(f"as-{key}", pose=POSES[key], prerender=10, color_size=(320, 180))
-        srv.add_device(dev)
-        srv.start()
-        servers.append(srv)
-        devices.append(dev)
+    servers, devices = _serve_posed("as", ("a", "b"), prerender=10, color_size=(320, 180))
     members = [(f"tcp://127.0.0.1:{s.port}", d.id) for s, d in zip(servers, devices, strict=True)]
     rig_file = RigFile(
         {
@@ -338,21 +340,13 @@ def test_record_rig_writes_every_camera_and_the_rig_frame(tmp_path: Path) -> Non
     from mcap.reader import make_reader
     from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
-    from rgbdcast import Server
     from rgbdcast.geometry import Extrinsics
     from rgbdcast.geometry.rigfile import RigCamera, RigFile
     from rgbdcast.protocol import cdr
     from rgbdcast.record.reader import Recording
     from rgbdcast.rig import save_rig_file
 
-    servers, devices = [], []
-    for key in ("a", "b"):
-        srv = Server("127.0.0.1", announce=False)
-        dev = MockDevice(f"rec-{key}", pose=POSES[key], prerender=5, color_size=(320, 180))
-        srv.add_device(dev)
-        srv.start()
-        servers.append(srv)
-        devices.append(dev)
+    servers, devices = _serve_posed("rec", ("a", "b"), prerender=5, color_size=(320, 180))
     try:
         eps = [f"tcp://127.0.0.1:{s.port}" for s in servers]
         rig = RigFile(

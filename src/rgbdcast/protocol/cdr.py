@@ -20,6 +20,7 @@ __all__ = [
     "CALIBRATION",
     "COMPRESSED_IMAGE",
     "FRAME_TRANSFORM",
+    "pack_points",
     "POINT_CLOUD",
     "RAW_IMAGE",
     "Reader",
@@ -257,14 +258,7 @@ def encode_frame_transform(
 def encode_point_cloud(t_ns: int, frame_id: str, points: Any, rgb: Any) -> bytes:
     """Foxglove ``PointCloud``: float32 ``x y z`` then uint8 ``red green blue alpha`` per point
     (16 bytes), in *frame_id* (identity pose)."""
-    import numpy as np
-
-    pts = np.asarray(points, np.float32).reshape(-1, 3)
-    col = np.asarray(rgb, np.uint8).reshape(-1, 3)
-    packed = np.empty((len(pts), 16), np.uint8)
-    packed[:, :12] = pts.view(np.uint8).reshape(-1, 12)
-    packed[:, 12:15] = col
-    packed[:, 15] = 255
+    packed = pack_points(points, rgb)
     w = Writer()
     w.time(t_ns)
     w.string(frame_id)
@@ -279,6 +273,20 @@ def encode_point_cloud(t_ns: int, frame_id: str, points: Any, rgb: Any) -> bytes
         w.u8(kind)
     w.octets(packed.data)
     return w.getvalue()
+
+
+def pack_points(points: Any, rgb: Any) -> Any:
+    """Points (N, 3) float32 metres and colors (N, 3) uint8 RGB as (N, 16) bytes: ``x y z``
+    little-endian float32, then ``red green blue alpha`` (opaque)."""
+    import numpy as np
+
+    pts = np.asarray(points, "<f4").reshape(-1, 3)
+    col = np.asarray(rgb, np.uint8).reshape(-1, 3)
+    packed = np.empty((len(pts), 16), np.uint8)
+    packed[:, :12] = np.ascontiguousarray(pts).view(np.uint8).reshape(-1, 12)
+    packed[:, 12:15] = col
+    packed[:, 15] = 255
+    return packed
 
 
 def write_pinhole(w: Writer, intr: Intrinsics) -> None:

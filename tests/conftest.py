@@ -48,6 +48,8 @@ def _warm_global_contexts() -> None:
     pull.close(0)
     import importlib.util
 
+    if importlib.util.find_spec("foxglove") is not None:
+        _warm_foxglove()
     if importlib.util.find_spec("zenoh") is None:
         return
     # Zenoh's runtime opens its descriptors with the first sessions and keeps them
@@ -67,6 +69,17 @@ def _warm_global_contexts() -> None:
         time.sleep(0.2)
         pub.undeclare()
         sub.undeclare()
+
+
+def _warm_foxglove() -> None:
+    """The Foxglove SDK's runtime opens its descriptors with the first server and keeps them."""
+    import foxglove
+    from websockets.sync.client import connect
+
+    server = foxglove.start_server(host="127.0.0.1", port=0, context=foxglove.Context())
+    with connect(f"ws://127.0.0.1:{server.port}", subprotocols=["foxglove.sdk.v1"]) as ws:  # type: ignore[list-item]
+        ws.recv(timeout=5)
+    server.stop()
 
 
 def _ours() -> set[threading.Thread]:

@@ -10,7 +10,7 @@ from ..devices.base import Device
 from ..errors import UsageError
 from ..net.addresses import DEFAULT_WEB_PORT
 from ..outlets.base import Outlet
-from .common import check_domain, zenoh_options
+from .common import check_domain, foxglove_options, zenoh_options
 
 __all__ = ["codec_settings", "devices", "outlets", "server_keys"]
 
@@ -47,7 +47,7 @@ def server_keys(args: argparse.Namespace) -> Any:
 
 def outlets(args: argparse.Namespace) -> list[Outlet]:
     """The outlets asked for, in the order they start: the TCP gateway, the web viewer (unless
-    ``--no-web``), Zenoh and ROS 2 (one Zenoh session for both)."""
+    ``--no-web``), Zenoh and ROS 2 (one Zenoh session for both), Foxglove."""
     made: list[Outlet] = []
     gateway = _gateway_options(args)  # checked even when no gateway is asked for
     if args.domain is not None and not args.ros2:
@@ -78,6 +78,10 @@ def outlets(args: argparse.Namespace) -> list[Outlet]:
 
             domain = check_domain(0 if args.domain is None else args.domain)
             made.append(Ros2Outlet(session, domain, compressed_depth=args.ros2_compressed_depth))
+    if args.foxglove is not None:
+        from ..outlets.foxglove import FoxgloveOutlet
+
+        made.append(FoxgloveOutlet(foxglove_options(args, args.foxglove)))
     return made
 
 

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 from typing import Any
 
 from ..bridge import Bridge
 from ..errors import UsageError
 from ..outlets.zenoh import ZenohLink
-from .common import add_zenoh_options, check_domain, wait_until_stopped, zenoh_options
+from .common import (
+    add_foxglove_options,
+    add_zenoh_options,
+    check_domain,
+    foxglove_options,
+    wait_until_stopped,
+    zenoh_options,
+)
 
 __all__ = ["add_parsers"]
 
@@ -16,9 +24,10 @@ __all__ = ["add_parsers"]
 def add_parsers(sub: Any) -> None:
     p = sub.add_parser(
         "bridge",
-        help="republish rgbdcast servers into Zenoh",
+        help="republish rgbdcast servers into Zenoh, ROS 2 or Foxglove",
         description="Publish every stream of the servers given (or found on Zeroconf) into "
-        "Zenoh under rgbdcast/<server>/<device>/<stream>, already encoded.",
+        "Zenoh under rgbdcast/<server>/<device>/<stream>, already encoded; as ROS 2 topics; "
+        "or to Foxglove clients (docs/foxglove.md).",
     )
     p.add_argument("endpoint", nargs="*", help="servers to bridge (default: discovered ones)")
     p.add_argument("--zenoh", action="store_true", help="bridge into Zenoh (rgbdcast keys)")
@@ -30,10 +39,11 @@ def add_parsers(sub: Any) -> None:
         "--rig",
         metavar="FILE",
         default=None,
-        help="with --ros2: a rig file (docs/rig.md); /tf_static then also places each device's "
-        "depth camera in the rig frame",
+        help="with --ros2 or --foxglove: a rig file (docs/rig.md); /tf_static (Foxglove: /tf) "
+        "then also places each device's depth camera in the rig frame",
     )
     add_zenoh_options(p)
+    add_foxglove_options(p, flag=True)
     p.add_argument("--interface", action="append", metavar="IP", help="discover on this address")
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     p.set_defaults(func=cmd_bridge)
@@ -64,17 +74,32 @@ def add_parsers(sub: Any) -> None:
 
 
 def cmd_bridge(args: argparse.Namespace) -> int:
-    if not (args.zenoh or args.ros2):
-        raise UsageError("say where to bridge to: rgbdcast bridge --zenoh|--ros2 [ENDPOINT ...]")
+    if not (args.zenoh or args.ros2 or args.foxglove):
+        raise UsageError(
+            "say where to bridge to: rgbdcast bridge --zenoh|--ros2|--foxglove [ENDPOINT ...]"
+        )
     check_domain(args.domain)
     rig_file = None
     if args.rig is not None:
         from ..rig import load_rig_file
 
-        if not args.ros2:
-            raise UsageError("--rig places cameras on /tf_static: it needs --ros2")
+        if not (args.ros2 or args.foxglove):
+            raise UsageError(
+                "--rig places cameras on /tf_static or /tf: it needs --ros2 or --foxglove"
+            )
         rig_file = load_rig_file(args.rig)
-    with ZenohLink(zenoh_options(args, ros2=args.ros2)) as link:
+    with contextlib.ExitStack() as stack:
+        link = None
+        if args.zenoh or args.ros2:
+            link = stack.enter_context(ZenohLink(zenoh_options(args, ros2=args.ros2)))
+        fox = None
+        if args.foxglove:
+            from ..outlets.foxglove import FoxglovePublishing, FoxgloveServer
+
+            options = foxglove_options(args, args.foxglove_listen)
+            options.check(False)
+            fox = FoxglovePublishing(FoxgloveServer(options, "rgbdcast bridge"))
+            stack.callback(fox.close)
         bridge = Bridge(
             link,
             list(args.endpoint),
@@ -82,14 +107,16 @@ def cmd_bridge(args: argparse.Namespace) -> int:
             native=args.zenoh,
             ros2_domain=args.domain if args.ros2 else None,
             rig_file=rig_file,
+            foxglove=fox,
         )
         bridge.start()
+        stack.callback(bridge.stop)
         what = ", ".join(args.endpoint) or "servers found on the network"
-        print(f"bridging {what} into Zenoh (Ctrl-C to stop)", flush=True)
-        try:
-            wait_until_stopped(args.duration)
-        finally:
-            bridge.stop()
+        into = [n for n, on in (("Zenoh", args.zenoh), ("ROS 2", args.ros2)) if on]
+        if fox is not None:
+            into.append(f"Foxglove at {fox.server.url}")
+        print(f"bridging {what} into {', '.join(into)} (Ctrl-C to stop)", flush=True)
+        wait_until_stopped(args.duration)
     return 0
 
 

@@ -9,6 +9,7 @@ import select
 import signal
 import socket
 import time
+from pathlib import Path
 from typing import Any, NoReturn
 
 from ..errors import UsageError
@@ -241,4 +242,72 @@ def add_zenoh_source(p: argparse.ArgumentParser) -> None:
         default=[],
         metavar="ENDPOINT",
         help="Zenoh router or peer for --zenoh, e.g. tcp/10.0.0.5:7447",
+    )
+
+
+def add_foxglove_options(p: argparse.ArgumentParser, *, flag: bool) -> None:
+    """The Foxglove outlet's options. With *flag* (``bridge``, whose endpoints are positional)
+    ``--foxglove`` takes no value and ``--foxglove-listen`` says where; otherwise (``serve``)
+    ``--foxglove [[HOST:]PORT]`` says both."""
+    where = "127.0.0.1:8765 (the Foxglove app's default; a LAN address only when asked)"
+    if flag:
+        p.add_argument(
+            "--foxglove", action="store_true", help="serve the streams to Foxglove (live)"
+        )
+        p.add_argument(
+            "--foxglove-listen",
+            metavar="[HOST:]PORT",
+            default="127.0.0.1:8765",
+            help=f"where the Foxglove WebSocket server listens (default {where})",
+        )
+    else:
+        p.add_argument(
+            "--foxglove",
+            nargs="?",
+            const="127.0.0.1:8765",
+            default=None,
+            metavar="[HOST:]PORT",
+            help=f"also serve the streams to Foxglove, live (default {where}; [foxglove] extra)",
+        )
+    p.add_argument(
+        "--foxglove-backlog",
+        type=int,
+        default=32,
+        metavar="N",
+        help="messages queued for one Foxglove client before its oldest are dropped (32)",
+    )
+    p.add_argument(
+        "--foxglove-decimate",
+        type=int,
+        default=2,
+        metavar="N",
+        help="point cloud: every N-th pixel of every N-th row (default 2)",
+    )
+    p.add_argument("--foxglove-tls-cert", metavar="PEM", help="serve wss:// with this certificate")
+    p.add_argument("--foxglove-tls-key", metavar="PEM", help="... and this PKCS#8 key")
+    p.add_argument(
+        "--foxglove-allow-insecure",
+        action="store_true",
+        help="let a --secure server serve Foxglove unencrypted off loopback",
+    )
+
+
+def foxglove_options(args: argparse.Namespace, address: str) -> Any:
+    """The :class:`~rgbdcast.outlets.foxglove.FoxgloveOptions` the flags ask for."""
+    from ..outlets.foxglove import FoxgloveOptions
+
+    pem = {}
+    for name in ("tls_cert", "tls_key"):
+        path = getattr(args, f"foxglove_{name}")
+        if path is not None:
+            try:
+                pem[name] = Path(path).read_bytes()
+            except OSError as exc:
+                raise UsageError(f"cannot read {path}: {exc.strerror}") from exc
+    return FoxgloveOptions(
+        address=address,
+        backlog=args.foxglove_backlog,
+        decimate=args.foxglove_decimate,
+        allow_insecure=args.foxglove_allow_insecure,
+        **pem,
     )

@@ -11,12 +11,19 @@ from .._version import __version__
 from ..errors import UsageError
 from ..frames import StreamKind
 from ..net.addresses import DEFAULT_CONTROL_PORT, DEFAULT_WEB_PORT
+from ..outlets.foxglove import FoxgloveOutlet
 from ..outlets.gateway import TcpGatewayOutlet
 from ..outlets.ros2 import Ros2Outlet
 from ..outlets.web import WebOutlet
 from ..outlets.zenoh import ZenohOutlet
 from . import assemble
-from .common import add_zenoh_options, install_stop_signals, size_type, streams_type
+from .common import (
+    add_foxglove_options,
+    add_zenoh_options,
+    install_stop_signals,
+    size_type,
+    streams_type,
+)
 
 __all__ = ["add_parsers", "cmd_serve"]
 
@@ -214,6 +221,7 @@ def add_parsers(sub: Any) -> None:
         help="method of the /<device>/depth/image_raw/compressedDepth topic (default png)",
     )
     add_zenoh_options(p, "zenoh-")
+    add_foxglove_options(p, flag=False)
     p.add_argument(
         "--webcam",
         action="append",
@@ -365,6 +373,9 @@ def _banner(server: Any) -> list[str]:
             f"ROS 2 (domain {ros2.node.domain}): node {ros2.node.node}, topics "
             "/<device>/<stream>/image_raw[/compressed], camera_info, /<device>/bodies"
         )
+    fox = server.outlet(FoxgloveOutlet)
+    if fox is not None and fox.publishing is not None:
+        lines.append(f"Foxglove: open connection {fox.publishing.server.url} (docs/foxglove.md)")
     return lines
 
 

@@ -1,0 +1,432 @@
+"""Live Foxglove: a server's devices as Foxglove topics, checked with a client written from the
+published WebSocket protocol (tests/fgclient.py) that decodes every message with the protobuf
+schema the server advertises. The server side is Foxglove's own SDK."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+
+from rgbdcast import Client, MockDevice, Server, StreamKind
+from rgbdcast.errors import UsageError
+from rgbdcast.frames import JointType, TrackingState
+from rgbdcast.geometry.pointcloud import point_cloud
+from rgbdcast.net.security import ServerKeys, keygen
+from rgbdcast.testing import wait_for
+
+pytest.importorskip("foxglove", reason="the [foxglove] extra is not installed")
+pytest.importorskip("websockets", reason="websockets is not installed (the [dev] extra)")
+
+from fgclient import FoxgloveClient
+from rgbdcast.outlets.foxglove import FoxgloveOptions, FoxgloveOutlet
+
+DEVICE = "fox0"
+ALL = [
+    f"/{DEVICE}/color",
+    f"/{DEVICE}/depth",
+    f"/{DEVICE}/infrared",
+    f"/{DEVICE}/bodies",
+    f"/{DEVICE}/points",
+    f"/{DEVICE}/color/calibration",
+    f"/{DEVICE}/depth/calibration",
+    f"/{DEVICE}/infrared/calibration",
+    "/tf",
+]
+
+
+def _serve(**options: Any) -> tuple[Server, FoxgloveOutlet, MockDevice]:
+    mock = MockDevice(DEVICE, color_size=(320, 180), fps=30.0)
+    outlet = FoxgloveOutlet(FoxgloveOptions(address="127.0.0.1:0", **options))
+    srv = Server(address="127.0.0.1", announce=False, name="fox", outlets=[outlet])
+    srv.add_device(mock)
+    srv.start()
+    return srv, outlet, mock
+
+
+@pytest.fixture
+def fox() -> Iterator[tuple[Server, FoxgloveOutlet, MockDevice]]:
+    srv, outlet, mock = _serve()
+    yield srv, outlet, mock
+    srv.stop()
+
+
+def _url(outlet: FoxgloveOutlet) -> str:
+    assert outlet.publishing is not None
+    return outlet.publishing.server.url
+
+
+def test_every_topic_is_advertised_with_foxglove_schemas(fox: Any) -> None:
+    srv, outlet, _ = fox
+    with FoxgloveClient(_url(outlet)) as c:
+        chans = c.wait_topics(set(ALL))
+        assert c.server_info["name"] == "fox"
+    want = {
+        "color": "foxglove.CompressedImage",
+        "depth": "foxglove.RawImage",
+        "infrared": "foxglove.RawImage",
+        "bodies": "foxglove.SceneUpdate",
+        "points": "foxglove.PointCloud",
+        "calibration": "foxglove.CameraCalibration",
+        "tf": "foxglove.FrameTransforms",
+    }
+    for topic, ch in chans.items():
+        assert ch.schema_name == want[topic.rsplit("/", 1)[1]], topic
+        assert ch.encoding == "protobuf"
+    assert srv._me_payload()["endpoints"]["foxglove"] == _url(outlet)
+
+
+def _drain(sub: Any, most: int = 200) -> list[Any]:
+    out = []
+    for _ in range(most):
+        try:
+            out.append(sub.get(timeout=0))
+        except TimeoutError:
+            break
+    return out
+
+
+def _zmq_frames(
+    srv: Server, kinds: list[str], seconds: float, fc: FoxgloveClient
+) -> tuple[list[Any], dict[tuple[str, int], Any]]:
+    """Foxglove messages for *seconds*, and the frames a ZeroMQ subscriber got meanwhile, by
+    (stream, capture time)."""
+    with Client(next(iter(srv.endpoints.values()))) as zc:
+        subs = [zc.subscribe(DEVICE, k, queue_size=200) for k in kinds]
+        time.sleep(0.3)
+        got = fc.collect(seconds)
+        frames = {}
+        for sub in subs:
+            for f in _drain(sub):
+                frames[(f.kind.value, f.host_time_ns)] = f
+    return got, frames
+
+
+def test_images_are_the_streams_own_bytes_and_pixels(fox: Any) -> None:
+    srv, outlet, mock = fox
+    with FoxgloveClient(_url(outlet)) as c:
+        c.wait_topics(set(ALL))
+        c.subscribe([f"/{DEVICE}/color", f"/{DEVICE}/depth", f"/{DEVICE}/infrared"])
+        got, frames = _zmq_frames(srv, ["depth"], 1.5, c)
+        with Client(next(iter(srv.endpoints.values()))) as zc:
+            raw = zc.subscribe(DEVICE, "color", decode=False, queue_size=200)
+            more = c.collect(1.0)
+            sent = {f.header.host_time_ns: bytes(f.payload) for f in _drain(raw)}
+    by_topic: dict[str, list[Any]] = {}
+    for m in got + more:
+        by_topic.setdefault(m.topic, []).append(m)
+    assert set(by_topic) == {f"/{DEVICE}/color", f"/{DEVICE}/depth", f"/{DEVICE}/infrared"}
+    # color: the JPEG the ZeroMQ subscribers get, byte for byte (matched by capture time)
+    matched = [m for m in by_topic[f"/{DEVICE}/color"] if m.log_time_ns in sent]
+    assert len(matched) >= 5, "too few color messages matched a ZeroMQ frame by capture time"
+    for m in matched:
+        assert m.decoded.data == sent[m.log_time_ns]
+        assert m.decoded.format == "jpeg"
+        assert m.decoded.frame_id == f"{DEVICE}_color_optical_frame"
+    # depth: the mock's pixels, exactly as the ZeroMQ subscriber decodes them
+    depths = [m for m in by_topic[f"/{DEVICE}/depth"] if ("depth", m.log_time_ns) in frames]
+    assert len(depths) >= 5
+    for m in depths:
+        d = m.decoded
+        assert (d.width, d.height, d.encoding, d.step) == (512, 424, "16UC1", 1024)
+        img = np.frombuffer(d.data, "<u2").reshape(424, 512)
+        truth = next(
+            f
+            for f in mock.render(frames[("depth", m.log_time_ns)].seq)
+            if f.kind is StreamKind.depth
+        )
+        assert np.array_equal(img, truth.array), "depth pixels differ"
+    ir = by_topic[f"/{DEVICE}/infrared"][0].decoded
+    assert (ir.encoding, ir.frame_id) == ("mono16", f"{DEVICE}_depth_optical_frame")
+
+
+def test_calibration_points_bodies_and_transforms(fox: Any) -> None:
+    srv, outlet, mock = fox
+    cal = mock.calibration()
+    assert cal is not None
+    with FoxgloveClient(_url(outlet)) as c:
+        c.wait_topics(set(ALL))
+        c.subscribe(
+            [f"/{DEVICE}/points", f"/{DEVICE}/bodies", f"/{DEVICE}/color/calibration", "/tf"]
+        )
+        got, frames = _zmq_frames(srv, ["depth", "color", "body"], 2.0, c)
+    topics = {m.topic for m in got}
+    assert topics == {
+        f"/{DEVICE}/points",
+        f"/{DEVICE}/bodies",
+        f"/{DEVICE}/color/calibration",
+        "/tf",
+    }
+    info = next(m.decoded for m in got if m.topic.endswith("/calibration"))
+    assert (info.width, info.height) == (cal.color.width, cal.color.height)
+    assert list(info.K) == pytest.approx(
+        [cal.color.fx, 0, cal.color.cx, 0, cal.color.fy, cal.color.cy, 0, 0, 1]
+    )
+    assert list(info.D) == pytest.approx(list(cal.color.distortion))
+    tf = next(m.decoded for m in got if m.topic == "/tf").transforms[0]
+    assert (tf.parent_frame_id, tf.child_frame_id) == (cal.depth_frame, cal.color_frame)
+    pose = cal.depth_to_color.inverse()
+    assert [tf.translation.x, tf.translation.y, tf.translation.z] == pytest.approx(
+        list(pose.translation)
+    )
+    # the point cloud is the geometry code's own, for the same frameset
+    cloud_msg = next(
+        m for m in got if m.topic.endswith("/points") and ("depth", m.log_time_ns) in frames
+    )
+    pc = cloud_msg.decoded
+    assert pc.point_stride == 16 and pc.frame_id == cal.depth_frame
+    assert [f.name for f in pc.fields] == ["x", "y", "z", "red", "green", "blue", "alpha"]
+    packed = np.frombuffer(pc.data, np.uint8).reshape(-1, 16)
+    pts = packed[:, :12].copy().view("<f4").reshape(-1, 3)
+    depth = frames[("depth", cloud_msg.log_time_ns)]
+    # the server converts the frame it captured: the color before its JPEG, as the mock made it
+    color = next(f for f in mock.render(depth.seq) if f.kind is StreamKind.color)
+    ref = point_cloud(depth.array, color.array, cal, decimate=2)
+    assert np.array_equal(pts, ref.points)
+    assert np.array_equal(packed[:, 12:15], ref.colors)
+    # bodies: one entity per tracked body, with spheres for its known joints and its bones
+    bodies = [m for m in got if m.topic.endswith("/bodies") and ("body", m.log_time_ns) in frames]
+    update = bodies[-1].decoded
+    truth = frames[("body", bodies[-1].log_time_ns)].bodies
+    assert len(update.entities) == len(truth) >= 1
+    for entity, body in zip(update.entities, truth, strict=True):
+        assert entity.frame_id == cal.depth_frame
+        assert {kv.key: kv.value for kv in entity.metadata} == {
+            "tracking_id": str(body.tracking_id)
+        }
+        known = [j for j in body.joints if j.state is not TrackingState.NotTracked]
+        assert len(entity.spheres) == len(known)
+        head = body.joints[JointType.Head].position
+        assert any(
+            (s.pose.position.x, s.pose.position.y, s.pose.position.z)
+            == pytest.approx((head[0], -head[1], head[2]), abs=1e-6)
+            for s in entity.spheres
+        )
+        line = entity.lines[0]
+        kind = line.DESCRIPTOR.fields_by_name["type"].enum_type.values_by_number[line.type].name
+        assert kind == "LINE_LIST" and len(line.points) >= 2 and len(line.points) % 2 == 0
+
+
+def test_a_topic_nobody_subscribes_is_not_converted_and_no_stream_is_encoded_for_it(
+    fox: Any,
+) -> None:
+    srv, outlet, _ = fox
+    with FoxgloveClient(_url(outlet)) as c:
+        c.wait_topics(set(ALL))
+        time.sleep(0.5)
+        topics = srv.stats()["foxglove"]["topics"]
+        assert all(v["sent"] == 0 for v in topics.values()), topics
+        c.subscribe([f"/{DEVICE}/depth"])
+        assert len(c.collect(0.5)) > 3
+
+
+def test_a_secure_server_refuses_foxglove_off_loopback_without_tls(tmp_path: Any) -> None:
+    keygen(tmp_path / "keys")
+    keys = ServerKeys.from_dir(tmp_path / "keys")
+    outlet = FoxgloveOutlet(FoxgloveOptions(address="192.0.2.1:0"))
+    with pytest.raises(UsageError, match="foxglove-allow-insecure"):
+        Server(address="127.0.0.1", announce=False, secure=keys, outlets=[outlet])
+    FoxgloveOptions(address="192.0.2.1:0", allow_insecure=True).check(True)
+    FoxgloveOptions(address="127.0.0.1:0").check(True)
+    with pytest.raises(UsageError, match="both a certificate and its key"):
+        FoxgloveOptions(tls_cert=b"x").check(False)
+
+
+def test_a_client_that_stops_reading_costs_only_its_own_bounded_backlog() -> None:
+    import psutil
+
+    srv, outlet, _ = _serve(backlog=8)
+    try:
+        stalled = FoxgloveClient(_url(outlet), max_queue=1)
+        stalled.wait_topics(set(ALL))
+        stalled.subscribe(ALL)  # and never reads again
+        rss0 = psutil.Process().memory_info().rss
+        with (
+            FoxgloveClient(_url(outlet)) as reader,
+            Client(next(iter(srv.endpoints.values()))) as zc,
+        ):
+            reader.wait_topics(set(ALL))
+            reader.subscribe(ALL)
+            zsub = zc.subscribe(DEVICE, "depth", queue_size=2, decode=False)
+            time.sleep(1.0)  # the stalled client's socket buffers fill
+            zframes = zsub.stats.frames
+            counts = reader.tally(3.0)
+            zframes, zdropped = zsub.stats.frames - zframes, zsub.stats.dropped
+            rss1 = psutil.Process().memory_info().rss
+        # the reader keeps (nearly) the mock's 30 fps of images and bodies while the other stalls
+        for topic in (f"/{DEVICE}/depth", f"/{DEVICE}/color", f"/{DEVICE}/bodies"):
+            assert counts[topic] >= 45, counts
+        assert counts["/tf"] >= 2 and counts[f"/{DEVICE}/points"] >= 10, counts
+        assert zframes >= 80 and zdropped == 0, f"ZeroMQ: {zframes} frames, {zdropped} lost"
+        stats = srv.stats()["foxglove"]
+        # the SDK dropped the stalled client's oldest and said so (at most once every 30 s in a
+        # process: this is the first test in the run whose client stalls)
+        assert stats["slow_client_notices"] >= 1, stats
+        assert rss1 - rss0 < 150e6, f"memory grew by {(rss1 - rss0) / 1e6:.0f} MB"
+        stalled.close()
+    finally:
+        srv.stop()
+
+
+def test_a_client_that_connects_again_gets_fresh_frames_not_a_backlog(fox: Any) -> None:
+    _srv, outlet, _ = fox
+    with FoxgloveClient(_url(outlet), max_queue=1) as c:
+        c.wait_topics(set(ALL))
+        c.subscribe([f"/{DEVICE}/depth", f"/{DEVICE}/color"])
+        time.sleep(1.0)  # unread: its backlog fills
+    with FoxgloveClient(_url(outlet)) as again:
+        again.wait_topics(set(ALL))
+        again.subscribe([f"/{DEVICE}/depth", f"/{DEVICE}/color"])
+        first = again.next_message()
+        assert time.time_ns() - first.log_time_ns < 0.5e9, "a stale frame came first"
+
+
+def test_bridge_shows_servers_elsewhere_and_keeps_colliding_device_ids_apart() -> None:
+    from rgbdcast.bridge import Bridge
+    from rgbdcast.devices.scene import world_pose
+    from rgbdcast.geometry import Extrinsics
+    from rgbdcast.geometry.rigfile import RigCamera, RigFile
+    from rgbdcast.outlets.foxglove import FoxglovePublishing, FoxgloveServer
+
+    servers = []
+    for name in ("left", "right"):
+        srv = Server(address="127.0.0.1", announce=False, name=name)
+        srv.add_device(MockDevice(DEVICE, color_size=(320, 180), fps=30.0))
+        srv.start()
+        servers.append(srv)
+    fox = FoxglovePublishing(FoxgloveServer(FoxgloveOptions(address="127.0.0.1:0"), "bridge"))
+    endpoints = [next(iter(s.endpoints.values())) for s in servers]
+    placed = Extrinsics.from_matrix(*world_pose(0.6, 0.0, 0.2, 0.0, -15.0, 0.0))
+    rig = RigFile({f"{endpoints[0]} {DEVICE}": RigCamera(placed)})  # the left one is placed
+    bridge = Bridge(None, endpoints, native=False, foxglove=fox, rig_file=rig)
+    try:
+        bridge.start()
+        assert wait_for(
+            lambda: (
+                sorted(fox.devices) == sorted([DEVICE, f"right_{DEVICE}"])
+                or sorted(fox.devices) == sorted([DEVICE, f"left_{DEVICE}"])
+            ),
+            15.0,
+        ), fox.devices
+        other = next(d for d in fox.devices if d != DEVICE)
+        with FoxgloveClient(fox.server.url) as c:
+            c.wait_topics({f"/{DEVICE}/color", f"/{other}/depth", f"/{DEVICE}/points", "/tf"})
+            c.subscribe(
+                [
+                    f"/{DEVICE}/color",
+                    f"/{other}/depth",
+                    f"/{DEVICE}/points",
+                    f"/{other}/bodies",
+                    "/tf",
+                ]
+            )
+            got = c.collect(2.5)
+        topics = {m.topic for m in got}
+        assert topics == {
+            f"/{DEVICE}/color",
+            f"/{other}/depth",
+            f"/{DEVICE}/points",
+            f"/{other}/bodies",
+            "/tf",
+        }
+        left = DEVICE if other.startswith("right") else other
+        edges = {
+            (t.parent_frame_id, t.child_frame_id): t
+            for m in got
+            if m.topic == "/tf"
+            for t in m.decoded.transforms
+        }
+        in_rig = edges[("rig", f"{left}_depth_optical_frame")]
+        t, q = in_rig.translation, in_rig.rotation
+        np.testing.assert_allclose((t.x, t.y, t.z), (0.6, 0.0, 0.2), atol=1e-9)
+        np.testing.assert_allclose((q.x, q.y, q.z, q.w), placed.quaternion(), atol=1e-9)
+        for dev in (DEVICE, other):  # each device's own optical frames, whether placed or not
+            assert (f"{dev}_depth_optical_frame", f"{dev}_color_optical_frame") in edges
+        depth = next(m.decoded for m in got if m.topic == f"/{other}/depth")
+        assert depth.frame_id == f"{other}_depth_optical_frame"
+        cloud = next(m.decoded for m in got if m.topic == f"/{DEVICE}/points")
+        assert len(cloud.data) > 16 * 10_000
+        # a server going away takes its device's topics with it
+        gone = servers.pop()
+        gone.stop()
+        assert wait_for(lambda: len(fox.devices) == 1, 15.0), fox.devices
+    finally:
+        bridge.stop()
+        fox.close()
+        for srv in servers:
+            srv.stop()
+
+
+def _cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "rgbdcast", *args], capture_output=True, text=True, timeout=timeout
+    )
+
+
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["bridge", "tcp://127.0.0.1:9"], "say where to bridge to"),
+        (
+            ["serve", "--no-announce", "--foxglove", "0", "--foxglove-tls-cert", "/nonexistent"],
+            "/nonexistent",
+        ),
+        (
+            ["bridge", "--foxglove", "--foxglove-listen", "192.0.2.1:0"],
+            "cannot start the Foxglove server",
+        ),
+    ],
+)
+def test_foxglove_flags_fail_in_one_readable_line(args: list[str], needle: str) -> None:
+    res = _cli(*args, timeout=30)
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert needle in res.stderr and len(lines) <= 3, res.stderr
+
+
+def test_serve_foxglove_from_the_command_line(tmp_path: Any) -> None:
+    keys = tmp_path / "keys"
+    assert _cli("keygen", "--out", str(keys)).returncode == 0
+    refused = _cli("serve", "--no-announce", "--secure", str(keys), "--foxglove", "0.0.0.0:0")
+    assert refused.returncode == 2 and "--foxglove-allow-insecure" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "rgbdcast",
+            "serve",
+            "--no-announce",
+            "--port",
+            "0",
+            "--color-size",
+            "320x180",
+            "--foxglove",
+            "127.0.0.1:0",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        url = None
+        for _ in range(20):
+            line = proc.stdout.readline()
+            if "Foxglove: open connection" in line:
+                url = line.split("connection ", 1)[1].split()[0]
+                break
+        assert url and url.startswith("ws://127.0.0.1:"), url
+        with FoxgloveClient(url) as c:
+            c.wait_topics({"/mock0/color", "/mock0/points", "/tf"})
+            c.subscribe(["/mock0/color"])
+            assert c.next_message().decoded.format == "jpeg"
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=15)
+    assert proc.returncode == 0

@@ -207,6 +207,12 @@ def test_calibration_points_bodies_and_transforms(fox: Any) -> None:
             == pytest.approx((head[0], -head[1], head[2]), abs=1e-6)
             for s in entity.spheres
         )
+        # in the depth optical frame: each joint lands on its depth pixel through the intrinsics
+        k = cal.depth
+        for sphere, joint in zip(entity.spheres, known, strict=True):
+            p = sphere.pose.position
+            uv = (k.fx * p.x / p.z + k.cx, k.fy * p.y / p.z + k.cy)
+            assert uv == pytest.approx(joint.depth_xy, abs=0.5)
         line = entity.lines[0]
         kind = line.DESCRIPTOR.fields_by_name["type"].enum_type.values_by_number[line.type].name
         assert kind == "LINE_LIST" and len(line.points) >= 2 and len(line.points) % 2 == 0
@@ -430,3 +436,60 @@ def test_serve_foxglove_from_the_command_line(tmp_path: Any) -> None:
         proc.terminate()
         proc.communicate(timeout=15)
     assert proc.returncode == 0
+
+
+def test_a_recording_shows_the_same_topics_as_a_live_server(tmp_path: Any) -> None:
+    """record writes what the live server shows under the same names (bodies as the same
+    SceneUpdate, beside the JSON a replay reads), so one Foxglove layout serves both."""
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+    from mcap.reader import make_reader
+
+    from rgbdcast import codecs
+    from rgbdcast.protocol.envelope import build_header, parse_encoded
+    from rgbdcast.record import McapRecorder, Recording
+
+    dev = MockDevice(DEVICE, color_size=(320, 180))
+    cal = dev.calibration()
+    assert cal is not None
+    path = tmp_path / "r.mcap"
+    sent = []
+    with McapRecorder(path) as rec:
+        rec.write_calibration(cal, time.time_ns())
+        for i in range(3):
+            frames = dev.render(i)
+            for frame in frames:
+                name = codecs.default_codec(frame.kind)
+                codec = codecs.get(name, frame.kind)
+                payload = codec.encode(frame.data, {})
+                shape = codecs.output_shape(codec, frame.shape)
+                header = build_header(frame, name, len(payload), time.time_ns(), shape)
+                rec.write(parse_encoded([header, payload]))
+            by_kind = {f.kind: f for f in frames}
+            depth, color = by_kind[StreamKind.depth], by_kind[StreamKind.color]
+            cloud = point_cloud(depth.array, color.array, cal, decimate=2)
+            rec.write_points(DEVICE, depth.host_time_ns, cloud.points, cloud.colors)
+            sent.append(by_kind[StreamKind.body])
+    with open(path, "rb") as f:
+        reader = make_reader(f)
+        summary = reader.get_summary()
+        assert summary is not None
+        topics = {c.topic for c in summary.channels.values()}
+        assert set(ALL) <= topics, set(ALL) - topics
+        scenes = [
+            (schema, msg)
+            for schema, channel, msg in reader.iter_messages(topics=[f"/{DEVICE}/bodies"])
+        ]
+    assert len(scenes) == 3
+    schema = scenes[0][0]
+    assert (schema.name, schema.encoding) == ("foxglove.SceneUpdate", "protobuf")
+    pool = descriptor_pool.DescriptorPool()
+    for fd in descriptor_pb2.FileDescriptorSet.FromString(schema.data).file:
+        pool.Add(fd)
+    cls = message_factory.GetMessageClass(pool.FindMessageTypeByName("foxglove.SceneUpdate"))
+    for (_s, msg), body_frame in zip(scenes, sent, strict=True):
+        update = cls.FromString(msg.data)
+        assert len(update.entities) == len(body_frame.bodies) >= 1
+        assert update.entities[0].frame_id == f"{DEVICE}_depth_optical_frame"
+    # and a replay still reads the bodies from the JSON topic, as older files have them
+    bodies = [f for _t, f in Recording(path).scan().frames() if f.kind is StreamKind.body]
+    assert [len(b.bodies) for b in bodies] == [len(b.bodies) for b in sent]

@@ -34,12 +34,21 @@ __all__ = [
     "Calibration",
     "Extrinsics",
     "check_intrinsics",
+    "optical_frame",
 ]
 
 CALIBRATION_VERSION = 1
 DISTORTION_MODELS = {"plumb_bob": (0, 4, 5), "rational_polynomial": (0, 8)}
 """Distortion models we carry and how many coefficients each may have (OpenCV's order:
 k1 k2 p1 p2 [k3 [k4 k5 k6]]; none means no distortion)."""
+
+
+def optical_frame(device_id: str, kind: StreamKind) -> str:
+    """The frame id of a stream's pixels: ``<device>_color_optical_frame`` for color,
+    ``<device>_depth_optical_frame`` for depth and infrared (one camera). Recordings, Foxglove
+    and the calibration all name frames this way."""
+    return f"{device_id}_{'color' if kind is StreamKind.color else 'depth'}_optical_frame"
+
 
 MAX_BASELINE_M = 1.0
 """Two cameras of one device further apart than this are refused as implausible."""
@@ -238,15 +247,15 @@ class Calibration:
     # -- names --------------------------------------------------------------------------------
     @property
     def depth_frame(self) -> str:
-        return f"{self.device_id}_depth_optical_frame"
+        return optical_frame(self.device_id, StreamKind.depth)
 
     @property
     def color_frame(self) -> str:
-        return f"{self.device_id}_color_optical_frame"
+        return optical_frame(self.device_id, StreamKind.color)
 
     def frame_of(self, kind: StreamKind) -> str:
         """The optical frame a stream's pixels are in (infrared is the depth camera)."""
-        return self.color_frame if kind is StreamKind.color else self.depth_frame
+        return optical_frame(self.device_id, kind)
 
     def intrinsics_of(self, kind: StreamKind) -> Intrinsics | None:
         return self.color if kind is StreamKind.color else self.depth

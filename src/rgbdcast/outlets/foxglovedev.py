@@ -27,7 +27,12 @@ from typing import Any
 
 from ..codecs.jpeg import JpegCodec
 from ..frames import Frame, Intrinsics, StreamKind
-from ..geometry.calibration import TABLE_DEPTH_TO_CAMERA, Calibration, Extrinsics
+from ..geometry.calibration import (
+    TABLE_DEPTH_TO_CAMERA,
+    Calibration,
+    Extrinsics,
+    optical_frame,
+)
 from ..geometry.pointcloud import point_cloud
 from ..net.slot import LatestSlot
 from ..protocol import foxglove as fx
@@ -41,11 +46,6 @@ log = logging.getLogger(__name__)
 
 TF_PERIOD_S = 1.0
 _jpeg = JpegCodec()
-
-
-def optical_frame(device: str, kind: StreamKind) -> str:
-    """The frame id of a stream's pixels (infrared is the depth camera), as in recordings."""
-    return f"{device}_{'color' if kind is StreamKind.color else 'depth'}_optical_frame"
 
 
 def _decoded(item: Frame | bytes, payload: Any) -> Frame:

@@ -11,6 +11,7 @@ the depth camera's optical frame), and ``FrameTransforms``. The live Foxglove ou
 from __future__ import annotations
 
 import importlib
+import math
 from typing import Any
 
 import numpy as np
@@ -27,6 +28,8 @@ __all__ = [
     "camera_calibration",
     "compressed_image",
     "fox",
+    "have_sdk",
+    "schema_of",
     "frame_transforms",
     "point_cloud",
     "raw_image",
@@ -50,6 +53,22 @@ def fox() -> Any:
         raise UsageError(
             "Foxglove support needs the foxglove-sdk package: pip install 'rgbdcast[foxglove]'"
         ) from exc
+
+
+def have_sdk() -> bool:
+    """Whether ``foxglove-sdk`` is installed (the ``[foxglove]`` extra)."""
+    try:
+        fox()
+    except UsageError:
+        return False
+    return True
+
+
+def schema_of(message: Any) -> tuple[str, str, bytes]:
+    """A message's schema as an MCAP channel needs it: name, encoding (``protobuf``) and the
+    serialized ``FileDescriptorSet``."""
+    schema = type(message).get_schema()
+    return (schema.name, schema.encoding, bytes(schema.data))
 
 
 def timestamp(t_ns: int) -> Any:
@@ -127,7 +146,10 @@ def bodies_update(t_ns: int, frame_id: str, bodies: tuple[Body, ...]) -> Any:
     stamp = timestamp(t_ns)
     entities = []
     for body in bodies:
-        known = [j.state is not TrackingState.NotTracked for j in body.joints]
+        known = [
+            j.state is not TrackingState.NotTracked and all(map(math.isfinite, j.position))
+            for j in body.joints
+        ]
         xyz = [(j.position[0], -j.position[1], j.position[2]) for j in body.joints]
         size = m.Vector3(x=2 * JOINT_RADIUS_M, y=2 * JOINT_RADIUS_M, z=2 * JOINT_RADIUS_M)
         spheres = [

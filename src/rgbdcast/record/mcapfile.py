@@ -33,9 +33,10 @@ from ..frames import (
     StreamKind,
     TrackingState,
 )
-from ..geometry.calibration import Calibration
+from ..geometry.calibration import Calibration, optical_frame
 from ..geometry.rigfile import RigFile
 from ..protocol import cdr
+from ..protocol import foxglove as fx
 from ..protocol.envelope import EncodedFrame
 from ..protocol.viewer import is_plain_jpeg
 
@@ -45,6 +46,7 @@ __all__ = [
     "CALIBRATION_SCHEMA",
     "TABLE_ATTACHMENT",
     "ChannelSpec",
+    "bodies_scene_message",
     "calibration_message",
     "full_calibration_messages",
     "optical_frame",
@@ -113,13 +115,6 @@ TABLE_ATTACHMENT = "rgbdcast/{device}/{revision}/{table}"
 """The name of an attachment holding a per-pixel table (float32 little-endian, [H, W, 2])."""
 
 
-def optical_frame(device: str, kind: StreamKind) -> str:
-    """The frame id of a stream's pixels: the color camera, or the depth camera (depth and
-    infrared), as in the device's calibration."""
-    cam = "color" if kind is StreamKind.color else "depth"
-    return f"{device}_{cam}_optical_frame"
-
-
 def full_calibration_messages(cal: Calibration, t_ns: int) -> list[tuple[ChannelSpec, bytes]]:
     """What a device's calibration becomes in a recording: itself (JSON, on
     ``/<device>/calibration``, what a replay reads back), Foxglove ``CameraCalibration`` for
@@ -176,7 +171,7 @@ def points_message(
     device: str, t_ns: int, points: np.ndarray, rgb: np.ndarray
 ) -> tuple[ChannelSpec, bytes]:
     """A colored cloud as a Foxglove ``PointCloud`` in the device's depth optical frame."""
-    msg = cdr.encode_point_cloud(t_ns, f"{device}_depth_optical_frame", points, rgb)
+    msg = cdr.encode_point_cloud(t_ns, optical_frame(device, StreamKind.depth), points, rgb)
     return ChannelSpec(f"/{device}/points", _ros(cdr.POINT_CLOUD), "cdr"), msg
 
 
@@ -214,6 +209,19 @@ def frame_message(encoded: EncodedFrame) -> tuple[ChannelSpec, bytes]:
     frame_id = optical_frame(device, kind)
     msg = cdr.encode_raw_image(t, frame_id, arr.shape[1], arr.shape[0], enc, step, arr.data)
     return channel_spec(device, kind, "raw"), msg
+
+
+def bodies_scene_message(frame: Frame) -> tuple[ChannelSpec, bytes] | None:
+    """A body frame as the live Foxglove server shows it: a ``SceneUpdate`` (protobuf) on
+    ``/<device>/bodies``, one entity per body in the depth optical frame. None without the
+    ``[foxglove]`` extra; the JSON on ``/<device>/body`` (what a replay reads) is written
+    either way."""
+    if not fx.have_sdk():
+        return None
+    frame_id = optical_frame(frame.device_id, StreamKind.depth)
+    update = fx.bodies_update(frame.host_time_ns, frame_id, frame.bodies)
+    spec = ChannelSpec(f"/{frame.device_id}/bodies", fx.schema_of(update), "protobuf")
+    return spec, bytes(update.encode())
 
 
 def calibration_message(encoded: EncodedFrame) -> tuple[ChannelSpec, bytes] | None:

@@ -28,6 +28,7 @@ from .mcapfile import (
     PROFILE,
     TABLE_ATTACHMENT,
     ChannelSpec,
+    bodies_scene_message,
     calibration_message,
     frame_message,
     full_calibration_messages,
@@ -141,6 +142,11 @@ class McapRecorder:
                 self._calibration[key] = h.intrinsics
         seq = h.seq & 0xFFFFFFFF
         self._guard(lambda: self._writer.add_message(ch, t_log, data, t_pub, seq))
+        if h.stream is StreamKind.body:  # also as Foxglove shows bodies live (/<device>/bodies)
+            scene = bodies_scene_message(encoded.decode())
+            if scene is not None:
+                scene_ch = self._channel(scene[0], h.device_id, None, "scene")
+                self._guard(lambda: self._writer.add_message(scene_ch, t_log, scene[1], t_pub, seq))
         self.frames[key] += 1
         self.first_ns = self.first_ns or t_log
         self.last_ns = max(self.last_ns, t_log)

@@ -32,6 +32,7 @@ SUBCOMMANDS = [
     "keygen",
     "bridge",
     "router",
+    "foxglove-layout",
 ]
 
 

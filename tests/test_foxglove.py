@@ -25,6 +25,7 @@ pytest.importorskip("websockets", reason="websockets is not installed (the [dev]
 
 from fgclient import FoxgloveClient
 from rgbdcast.outlets.foxglove import FoxgloveOptions, FoxgloveOutlet
+from rgbdcast.protocol.foxglovelayout import layout
 
 DEVICE = "fox0"
 ALL = [
@@ -168,8 +169,22 @@ def test_calibration_points_bodies_and_transforms(fox: Any) -> None:
         [cal.color.fx, 0, cal.color.cx, 0, cal.color.fy, cal.color.cy, 0, 0, 1]
     )
     assert list(info.D) == pytest.approx(list(cal.color.distortion))
-    tf = next(m.decoded for m in got if m.topic == "/tf").transforms[0]
+    tf, view = next(m.decoded for m in got if m.topic == "/tf").transforms
     assert (tf.parent_frame_id, tf.child_frame_id) == (cal.depth_frame, cal.color_frame)
+    # and the upright view under the depth camera: ahead is its +x, up (optical -y) its +z
+    assert (view.parent_frame_id, view.child_frame_id) == (cal.depth_frame, f"{DEVICE}_view")
+    q = view.rotation
+    w, x, y, z = q.w, q.x, q.y, q.z
+    r = np.array(  # the view's axes in the optical frame, as columns
+        [
+            [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+            [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+            [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+        ]
+    )
+    np.testing.assert_allclose(r.T @ [0, 0, 1], [1, 0, 0], atol=1e-12)  # ahead
+    np.testing.assert_allclose(r.T @ [0, -1, 0], [0, 0, 1], atol=1e-12)  # up
+    np.testing.assert_allclose(r.T @ [-1, 0, 0], [0, 1, 0], atol=1e-12)  # left
     pose = cal.depth_to_color.inverse()
     assert [tf.translation.x, tf.translation.y, tf.translation.z] == pytest.approx(
         list(pose.translation)
@@ -475,6 +490,7 @@ def test_a_recording_shows_the_same_topics_as_a_live_server(tmp_path: Any) -> No
         assert summary is not None
         topics = {c.topic for c in summary.channels.values()}
         assert set(ALL) <= topics, set(ALL) - topics
+        assert _layout_topics(layout([DEVICE])) <= topics
         scenes = [
             (schema, msg)
             for schema, channel, msg in reader.iter_messages(topics=[f"/{DEVICE}/bodies"])
@@ -493,3 +509,49 @@ def test_a_recording_shows_the_same_topics_as_a_live_server(tmp_path: Any) -> No
     # and a replay still reads the bodies from the JSON topic, as older files have them
     bodies = [f for _t, f in Recording(path).scan().frames() if f.kind is StreamKind.body]
     assert [len(b.bodies) for b in bodies] == [len(b.bodies) for b in sent]
+
+
+def _layout_topics(doc: dict[str, Any]) -> set[str]:
+    out = set()
+    for config in doc["configById"].values():
+        mode = config.get("imageMode", {})
+        out |= {mode[k] for k in ("imageTopic", "calibrationTopic") if k in mode}
+        out |= set(config.get("topics", {}))
+    return out
+
+
+def _leaves(node: Any) -> list[str]:
+    if isinstance(node, str):
+        return [node]
+    assert set(node) <= {"direction", "first", "second", "splitPercentage"}, node
+    assert node["direction"] in ("row", "column")
+    return _leaves(node["first"]) + _leaves(node["second"])
+
+
+def test_the_shipped_layout_names_what_the_server_publishes() -> None:
+    import json
+    from pathlib import Path
+
+    shipped = json.loads((Path(__file__).parent.parent / "docs/foxglove-layout.json").read_text())
+    assert shipped == layout(["mock0"]), "docs/foxglove-layout.json: rgbdcast foxglove-layout -o"
+    doc = layout([DEVICE, "other"])
+    leaves = _leaves(doc["layout"])
+    assert sorted(leaves) == sorted(doc["configById"])  # every panel placed, none missing
+    assert {leaf.split("!")[0] for leaf in leaves} == {"Image", "3D"}
+    # the topics are the live server's (the other device's are its own, by the same names)
+    assert _layout_topics(layout([DEVICE])) <= set(ALL)
+    assert _layout_topics(doc) - _layout_topics(layout([DEVICE])) == {
+        "/other/points",
+        "/other/bodies",
+    }
+    images = [c["imageMode"] for c in doc["configById"].values() if "imageMode" in c]
+    depth = next(m for m in images if m["imageTopic"].endswith("/depth"))
+    assert depth["colorMode"] == "colormap" and depth["minValue"] < depth["maxValue"]
+    color = next(
+        c
+        for c in doc["configById"].values()
+        if c.get("imageMode", {}).get("imageTopic") == f"/{DEVICE}/color"
+    )
+    assert color["topics"][f"/{DEVICE}/bodies"]["visible"] is True  # the skeleton overlaid
+    scene = doc["configById"]["3D!rgbdcast"]
+    assert scene["followTf"] == f"{DEVICE}_view"  # published on /tf (test above)

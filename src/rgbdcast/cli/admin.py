@@ -1,4 +1,5 @@
-"""``rgbdcast devices`` and ``rgbdcast keygen``: what this machine can serve, and its keys."""
+"""``rgbdcast devices``, ``keygen`` and ``foxglove-layout``: what this machine can serve, its
+keys, and a Foxglove layout for its topics."""
 
 from __future__ import annotations
 
@@ -36,6 +37,24 @@ def add_parsers(sub: Any) -> None:
     )
     p.set_defaults(func=cmd_keygen)
 
+    p = sub.add_parser(
+        "foxglove-layout",
+        help="write a Foxglove layout for devices' topics",
+        description="A layout to import in the Foxglove app (Layouts, Import from file): the "
+        "first device's color with the bodies drawn over it, its depth with a colormap, and a "
+        "3-D panel with every device's point cloud and bodies. It works for a live server "
+        "(serve --foxglove, bridge --foxglove) and for its recordings alike (docs/foxglove.md).",
+    )
+    p.add_argument(
+        "--device",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="device ids, as the topics name them (default mock0; repeatable, first in images)",
+    )
+    p.add_argument("--out", "-o", metavar="FILE", help="write here (default: standard output)")
+    p.set_defaults(func=cmd_foxglove_layout)
+
 
 def cmd_keygen(args: argparse.Namespace) -> int:
     from ..net.security import fingerprint, keygen
@@ -50,6 +69,25 @@ def cmd_keygen(args: argparse.Namespace) -> int:
     print(f"  authorized {args.out}/authorized/  (public keys the server accepts)")
     print(f"serve with:    rgbdcast serve --secure {args.out}")
     print(f"connect with:  rgbdcast info tcp://HOST:5606 --secure {args.out}")
+    return 0
+
+
+def cmd_foxglove_layout(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from ..errors import UsageError
+    from ..protocol.foxglovelayout import layout
+
+    text = json.dumps(layout(args.device or ["mock0"]), indent=2) + "\n"
+    if args.out is None:
+        print(text, end="")
+        return 0
+    try:
+        Path(args.out).write_text(text)
+    except OSError as exc:
+        raise UsageError(f"cannot write {args.out}: {exc.strerror}") from exc
+    print(f"layout written to {args.out}: in Foxglove, Layouts, Import from file")
     return 0
 
 

@@ -35,6 +35,8 @@ __all__ = [
     "Extrinsics",
     "check_intrinsics",
     "optical_frame",
+    "view_frame",
+    "VIEW_IN_DEPTH",
 ]
 
 CALIBRATION_VERSION = 1
@@ -48,6 +50,17 @@ def optical_frame(device_id: str, kind: StreamKind) -> str:
     ``<device>_depth_optical_frame`` for depth and infrared (one camera). Recordings, Foxglove
     and the calibration all name frames this way."""
     return f"{device_id}_{'color' if kind is StreamKind.color else 'depth'}_optical_frame"
+
+
+def view_frame(device_id: str) -> str:
+    """``<device>_view``: the depth camera turned to ROS's body convention (x forward, y left,
+    z up), a child of its optical frame, for 3-D viewers whose up is +z to follow."""
+    return f"{device_id}_view"
+
+
+VIEW_IN_DEPTH = (0.5, -0.5, 0.5, 0.5)
+"""The rotation (x, y, z, w) placing :func:`view_frame` in the depth optical frame: its x is the
+optical z, its y the optical -x, its z the optical -y; no translation."""
 
 
 MAX_BASELINE_M = 1.0

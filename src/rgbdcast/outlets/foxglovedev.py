@@ -29,9 +29,11 @@ from ..codecs.jpeg import JpegCodec
 from ..frames import Frame, Intrinsics, StreamKind
 from ..geometry.calibration import (
     TABLE_DEPTH_TO_CAMERA,
+    VIEW_IN_DEPTH,
     Calibration,
     Extrinsics,
     optical_frame,
+    view_frame,
 )
 from ..geometry.pointcloud import point_cloud
 from ..net.slot import LatestSlot
@@ -248,7 +250,8 @@ class DeviceGeometry(SlotWorker):
         if self.placed is not None:
             frame, place = self.placed
             out.append((frame, depth_frame, place.translation, place.quaternion()))
-        if out and self.tf.has_sinks():
+        out.append((depth_frame, view_frame(self.device), (0.0, 0.0, 0.0), VIEW_IN_DEPTH))
+        if self.tf.has_sinks():
             t = time.time_ns()
             self.tf.log(fx.frame_transforms(t, out), log_time=t)
 

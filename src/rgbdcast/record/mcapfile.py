@@ -33,7 +33,7 @@ from ..frames import (
     StreamKind,
     TrackingState,
 )
-from ..geometry.calibration import Calibration, optical_frame
+from ..geometry.calibration import VIEW_IN_DEPTH, Calibration, optical_frame, view_frame
 from ..geometry.rigfile import RigFile
 from ..protocol import cdr
 from ..protocol import foxglove as fx
@@ -118,8 +118,9 @@ TABLE_ATTACHMENT = "rgbdcast/{device}/{revision}/{table}"
 def full_calibration_messages(cal: Calibration, t_ns: int) -> list[tuple[ChannelSpec, bytes]]:
     """What a device's calibration becomes in a recording: itself (JSON, on
     ``/<device>/calibration``, what a replay reads back), Foxglove ``CameraCalibration`` for
-    depth, infrared and color (with distortion), and a ``FrameTransform`` on ``/tf`` placing the
-    color camera in the depth camera, so that Foxglove's 3-D panel can put them together."""
+    depth, infrared and color (with distortion), and ``FrameTransform`` messages on ``/tf``
+    placing the color camera in the depth camera and the upright ``<device>_view`` frame (z up)
+    under it, so that Foxglove's 3-D panel can put them together and show them upright."""
     device = cal.device_id
     schema = ("rgbdcast.Calibration", "jsonschema", json.dumps(CALIBRATION_SCHEMA).encode())
     out = [
@@ -140,6 +141,10 @@ def full_calibration_messages(cal: Calibration, t_ns: int) -> list[tuple[Channel
             t_ns, cal.depth_frame, cal.color_frame, (tx, ty, tz), pose.quaternion()
         )
         out.append((ChannelSpec(TRANSFORMS_TOPIC, _ros(cdr.FRAME_TRANSFORM), "cdr"), msg))
+    view = cdr.encode_frame_transform(
+        t_ns, cal.depth_frame, view_frame(device), (0.0, 0.0, 0.0), VIEW_IN_DEPTH
+    )
+    out.append((ChannelSpec(TRANSFORMS_TOPIC, _ros(cdr.FRAME_TRANSFORM), "cdr"), view))
     return out
 
 

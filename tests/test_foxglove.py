@@ -1,9 +1,10 @@
 """Live Foxglove: a server's devices as Foxglove topics, checked with a client written from the
-published WebSocket protocol (tests/fgclient.py) that decodes every message with the protobuf
-schema the server advertises. The server side is Foxglove's own SDK."""
+published WebSocket protocol (rgbdcast.bench.fgclient, which the bench uses too) that decodes
+every message with the protobuf schema the server advertises. The server is Foxglove's SDK."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
@@ -21,9 +22,9 @@ from rgbdcast.net.security import ServerKeys, keygen
 from rgbdcast.testing import wait_for
 
 pytest.importorskip("foxglove", reason="the [foxglove] extra is not installed")
-pytest.importorskip("websockets", reason="websockets is not installed (the [dev] extra)")
+pytest.importorskip("google.protobuf", reason="protobuf is not installed (the [dev] extra)")
 
-from fgclient import FoxgloveClient
+from rgbdcast.bench.fgclient import FoxgloveClient
 from rgbdcast.outlets.foxglove import FoxgloveOptions, FoxgloveOutlet
 from rgbdcast.protocol.foxglovelayout import layout
 
@@ -555,3 +556,29 @@ def test_the_shipped_layout_names_what_the_server_publishes() -> None:
     assert color["topics"][f"/{DEVICE}/bodies"]["visible"] is True  # the skeleton overlaid
     scene = doc["configById"]["3D!rgbdcast"]
     assert scene["followTf"] == f"{DEVICE}_view"  # published on /tf (test above)
+
+
+def test_the_foxglove_bench_suite_measures_and_records(tmp_path: Any) -> None:
+    out = tmp_path / "B.md"
+    res = _cli(
+        "bench",
+        "--suite",
+        "foxglove",
+        "--duration",
+        "2",
+        "--warmup",
+        "1",
+        "--write",
+        str(out),
+        timeout=300,
+    )
+    assert res.returncode == 0, res.stderr
+    text = out.read_text()
+    assert "<!-- bench:foxglove -->" in text and "Command: `rgbdcast bench" in text
+    rows = [ln for ln in text.splitlines() if ln.startswith("| `/mock0/")]
+    assert {r.split("`")[1] for r in rows} >= {"/mock0/color", "/mock0/points", "/mock0/bodies"}
+    for row in rows:  # the reader got frames on every topic, alone and beside a stalled client
+        assert all(float(c) > 5 for c in row.split("|")[2:4]), row
+    m = re.search(r"(\d+) of (\d+) color images compared were byte", text)
+    assert m and int(m.group(2)) > 10 and m.group(1) == m.group(2), text
+    assert "fox-points" in text and "tokio-rt-worker" in text

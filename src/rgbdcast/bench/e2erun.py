@@ -83,9 +83,11 @@ def run_e2e(
     viewers: int = 0,
     web_port: int = 0,
     source_args: list[str] | None = None,
+    side: list[list[str]] | None = None,
 ) -> dict[str, Any]:
     """One run: a server process and *subscribers* subscriber processes (and *viewers* web
-    viewer processes on *web_port*). Returns the figures."""
+    viewer processes on *web_port*, and the *side* commands, each given ``--warmup S
+    --duration S`` and its last JSON line returned under ``side``). Returns the figures."""
     port = port or free_port()
     endpoint = f"tcp://127.0.0.1:{port}"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -156,7 +158,17 @@ def run_e2e(
             )
             for _ in range(viewers)
         ]
-        subs += viewer_procs
+        side_procs = [
+            subprocess.Popen(
+                [*cmd, "--warmup", str(warmup), "--duration", str(duration)],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=env,
+                text=True,
+            )
+            for cmd in side or []
+        ]
+        subs += viewer_procs + side_procs
         time.sleep(warmup + 1.0)  # subscribers connect and warm up
         span = CpuSpan(sproc)
         span.start()
@@ -169,13 +181,10 @@ def run_e2e(
         results = []
         viewer_results = []
         for p in viewer_procs:
-            out, err = p.communicate(timeout=duration + warmup + 60)
-            lines = [ln for ln in out.splitlines() if ln.startswith("{")]
-            if not lines:
-                raise UsageError(f"bench viewer failed: {err.strip()[-300:]}")
-            viewer_results.append(json.loads(lines[-1]))
+            viewer_results.append(_last_json(p, duration + warmup + 60, "viewer"))
+        side_results = [_last_json(p, duration + warmup + 60, "side process") for p in side_procs]
         for p in subs:
-            if p in viewer_procs:
+            if p in viewer_procs or p in side_procs:
                 continue
             out, err = p.communicate(timeout=duration + warmup + 60)
             lines = [ln for ln in out.splitlines() if ln.startswith("{")]
@@ -209,6 +218,8 @@ def run_e2e(
         "server_rss_mb": max(rss) / 1e6,
         "subscriber_cpu_percent": [r["cpu_percent"] for r in results],
         "viewers": viewer_results,
+        "side": side_results,
+        "server_rss_samples_mb": [r / 1e6 for r in rss],
         "streams": {
             name: {
                 "fps_min": min(a["fps"]),
@@ -221,6 +232,14 @@ def run_e2e(
             for name, a in per_stream.items()
         },
     }
+
+
+def _last_json(p: subprocess.Popen[str], timeout: float, what: str) -> dict[str, Any]:
+    out, err = p.communicate(timeout=timeout)
+    lines = [ln for ln in out.splitlines() if ln.startswith("{")]
+    if not lines:
+        raise UsageError(f"bench {what} failed: {err.strip()[-300:]}")
+    return dict(json.loads(lines[-1]))
 
 
 def print_run(r: dict[str, Any]) -> None:

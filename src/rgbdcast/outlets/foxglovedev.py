@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from .._osthreads import name_native_thread
 from ..codecs.jpeg import JpegCodec
 from ..frames import Frame, Intrinsics, StreamKind
 from ..geometry.calibration import (
@@ -56,17 +57,21 @@ def _decoded(item: Frame | bytes, payload: Any) -> Frame:
 
 class SlotWorker:
     """A thread that handles the newest item of a latest-frame slot, counting what it sent and
-    what failed (a conversion error is counted and logged at debug level; the thread goes on)."""
+    what failed (a conversion error is counted and logged at debug level; the thread goes on).
+    *os_name* (15 bytes) is what ``top -H`` and ``rgbdcast bench`` show for it."""
 
-    def __init__(self, name: str, handle: Callable[[Any], None]) -> None:
+    def __init__(self, name: str, handle: Callable[[Any], None], os_name: str = "") -> None:
         self.slot: LatestSlot[Any] = LatestSlot()
         self.sent = self.errors = 0
         self._handle = handle
+        self._os_name = os_name
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
+        if self._os_name:
+            name_native_thread(self._os_name)
         while not self._stop.is_set():
             item = self.slot.take(timeout=0.1)
             if item is None:
@@ -118,7 +123,9 @@ class StreamTopics(SlotWorker):
         if kind is not StreamKind.body:
             self.info = channels.CameraCalibrationChannel(f"{base}/calibration", context=context)
         self.topics = [c.topic() for c in (self.main, self.info) if c is not None]
-        super().__init__(f"rgbdcast-foxglove-{device}-{kind.value}", self._publish)
+        super().__init__(
+            f"rgbdcast-foxglove-{device}-{kind.value}", self._publish, f"fox-{kind.value}"
+        )
 
     def wanted(self) -> bool:
         return bool(self.main.has_sinks() or (self.info is not None and self.info.has_sinks()))
@@ -205,7 +212,7 @@ class DeviceGeometry(SlotWorker):
         self._pairs = FramesetPairs()
         self._next_tf = 0.0
         self._revision: str | None = None
-        super().__init__(f"rgbdcast-foxglove-{device}-geometry", self._publish)
+        super().__init__(f"rgbdcast-foxglove-{device}-geometry", self._publish, "fox-points")
 
     def wanted(self) -> bool:
         return bool(self.points.has_sinks())

@@ -4,7 +4,9 @@ server since 0.2x accepts only its successor ``foxglove.sdk.v1``, whose messages
 same, so both are offered, as the Foxglove app does): it reads
 ``serverInfo`` and ``advertise``, subscribes by channel id, and decodes ``messageData`` (opcode
 1: subscription id u32, receive timestamp u64, payload) with the protobuf schema each channel
-advertises (a base64 ``FileDescriptorSet``). Nothing of the Foxglove SDK is used here."""
+advertises (a base64 ``FileDescriptorSet``; ``protobuf`` is imported only to decode). Nothing of
+the Foxglove SDK is used here: the tests check the SDK's server with it, and ``rgbdcast bench
+--suite foxglove`` measures with it."""
 
 from __future__ import annotations
 
@@ -16,7 +18,6 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from websockets.sync.client import connect
 
 SUBPROTOCOLS = ["foxglove.sdk.v1", "foxglove.websocket.v1"]
@@ -43,6 +44,9 @@ class Message:
 
 
 class FoxgloveClient:
+    """One connection to a Foxglove WebSocket server (*max_queue*: messages the library reads
+    ahead before it stops reading the socket; 1 makes a client that stalls when not read)."""
+
     def __init__(self, url: str, *, max_queue: int | None = 64) -> None:
         self._stack = contextlib.ExitStack()
         self.ws = self._stack.enter_context(
@@ -54,7 +58,7 @@ class FoxgloveClient:
         self._subs: dict[int, Channel] = {}
         self._next_sub = 1
         self._classes: dict[str, Any] = {}
-        self._pool = descriptor_pool.DescriptorPool()
+        self._pool: Any = None
 
     def close(self) -> None:
         self._stack.close()
@@ -164,6 +168,9 @@ class FoxgloveClient:
         assert ch.encoding == "protobuf" and ch.schema_encoding == "protobuf", ch
         cls = self._classes.get(ch.schema_name)
         if cls is None:
+            from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+
+            self._pool = self._pool or descriptor_pool.DescriptorPool()
             fds = descriptor_pb2.FileDescriptorSet.FromString(base64.b64decode(ch.schema))
             for f in fds.file:
                 with contextlib.suppress(TypeError, ValueError):  # added by another channel
@@ -173,3 +180,94 @@ class FoxgloveClient:
         msg = cls()
         msg.ParseFromString(data)
         return msg
+
+
+def _bench_main(argv: list[str]) -> int:
+    """One bench process: subscribe to every topic of the Foxglove server at URL and count what
+    arrives per topic over --duration after --warmup; with --endpoint, also check that each
+    color image is byte for byte the JPEG the rgbdcast server sent (matched by capture time).
+    With --stall, subscribe and never read again. Prints one JSON line."""
+    import argparse
+    import json as _json
+
+    p = argparse.ArgumentParser(prog="python -m rgbdcast.bench.fgclient")
+    p.add_argument("url")
+    p.add_argument("--endpoint", help="the rgbdcast server, to compare color bytes")
+    p.add_argument("--topics", type=int, default=9, help="wait for this many topics")
+    p.add_argument("--stall", action="store_true")
+    p.add_argument("--warmup", type=float, default=2.0)
+    p.add_argument("--duration", type=float, default=10.0)
+    args = p.parse_args(argv)
+    deadline = time.monotonic() + 30.0
+    while True:  # the server may still be starting
+        try:
+            client = FoxgloveClient(args.url, max_queue=1 if args.stall else 64)
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+    with client:
+        while len(client.topics()) < args.topics and time.monotonic() < deadline:
+            with contextlib.suppress(TimeoutError):
+                client._handle(client.ws.recv(timeout=1.0))
+        topics = sorted(client.topics())
+        client.subscribe(topics)
+        if args.stall:
+            time.sleep(args.warmup + args.duration)
+            print(_json.dumps({"stalled": True, "topics": topics}), flush=True)
+            return 0
+        counts, equal, compared = _count(client, args)
+    fps = {t: n / args.duration for t, n in sorted(counts.items())}
+    out = {"fps": fps, "color_compared": compared, "color_equal": equal}
+    print(_json.dumps(out), flush=True)
+    return 0
+
+
+def _count(client: FoxgloveClient, args: Any) -> tuple[dict[str, int], int, int]:
+    got: dict[int, bytes] = {}
+    sub = None
+    if args.endpoint:
+        from ..client import Client
+
+        zc = client._stack.enter_context(Client(args.endpoint))
+        device = next(iter(zc.devices))
+        sub = zc.subscribe(device, "color", decode=False, queue_size=2000)
+    counts: dict[str, int] = {}
+    equal = compared = 0
+    start = time.monotonic() + args.warmup
+    end = start + args.duration
+    while (now := time.monotonic()) < end:
+        try:
+            raw = client.ws.recv(timeout=end - now)
+        except TimeoutError:
+            break
+        if isinstance(raw, str):
+            client._handle(raw)
+            continue
+        ch = client._subs.get(struct.unpack_from("<I", raw, 1)[0]) if raw[0] == 1 else None
+        if ch is None or now < start:
+            continue
+        counts[ch.topic] = counts.get(ch.topic, 0) + 1
+        if sub is not None and ch.topic.endswith("/color") and len(got) < 300:
+            got[struct.unpack_from("<Q", raw, 5)[0]] = client.decode(ch, bytes(raw[13:])).data
+    last = max(got, default=0)
+    until = time.monotonic() + 5.0
+    while sub is not None and got and time.monotonic() < until:  # what ZeroMQ carried meanwhile
+        try:
+            f = sub.get(timeout=0.5)
+        except TimeoutError:
+            break
+        t = f.header.host_time_ns
+        if t in got:
+            compared += 1
+            equal += got.pop(t) == bytes(f.payload)
+        if t >= last:
+            break
+    return counts, equal, compared
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(_bench_main(sys.argv[1:]))

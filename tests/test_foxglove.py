@@ -243,8 +243,20 @@ def test_a_topic_nobody_subscribes_is_not_converted_and_no_stream_is_encoded_for
         time.sleep(0.5)
         topics = srv.stats()["foxglove"]["topics"]
         assert all(v["sent"] == 0 for v in topics.values()), topics
+        skipped = {k: v["skipped_idle"] for k, v in srv.stats()["streams"].items()}
+        time.sleep(0.5)  # no stream is encoded for a Foxglove client that watches nothing
+        streams = srv.stats()["streams"]
+        assert all(streams[k]["skipped_idle"] > n for k, n in skipped.items()), streams
+        # streams ZeroMQ clients take are encoded for them; Foxglove still converts none
+        with Client(next(iter(srv.endpoints.values()))) as zc:
+            subs = [zc.subscribe(DEVICE, k, decode=False) for k in ("color", "depth", "body")]
+            assert all(s.latest(timeout=5.0) is not None for s in subs)
+            time.sleep(0.5)
+        topics = srv.stats()["foxglove"]["topics"]
+        assert all(v["sent"] == 0 and v["dropped"] == 0 for v in topics.values()), topics
         c.subscribe([f"/{DEVICE}/depth"])
         assert len(c.collect(0.5)) > 3
+        assert srv.stats()["foxglove"]["topics"][f"{DEVICE}/depth"]["sent"] > 3
 
 
 def test_a_secure_server_refuses_foxglove_off_loopback_without_tls(tmp_path: Any) -> None:

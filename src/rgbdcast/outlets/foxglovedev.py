@@ -132,8 +132,10 @@ class StreamTopics(SlotWorker):
 
     def submit(self, frame: Frame | None, header: bytes, payload: Any) -> None:
         """A publisher tap: keep the newest frame (decoded later, on this thread, if it came
-        without its :class:`Frame`: the bridge forwards frames as received)."""
-        self.slot.put((frame if frame is not None else header, payload))
+        without its :class:`Frame`: the bridge forwards frames as received). The stream is
+        encoded anyway while ZeroMQ clients subscribe: a topic nobody watches takes nothing."""
+        if self.wanted():
+            self.slot.put((frame if frame is not None else header, payload))
 
     def _publish(self, item: tuple[Frame | bytes, Any]) -> None:
         head_or_frame, payload = item
@@ -152,7 +154,9 @@ class StreamTopics(SlotWorker):
         frame = _decoded(head_or_frame, payload)
         t = frame.host_time_ns
         if self.kind is StreamKind.body:
-            self.main.log(fx.bodies_update(t, self.frame_id, frame.bodies), log_time=t)
+            if self.main.has_sinks():
+                update = fx.bodies_update(t, self.frame_id, frame.bodies)
+                self.main.log(update, log_time=t)
             return
         h, w = frame.shape[:2]
         if self.main.has_sinks():
@@ -218,7 +222,10 @@ class DeviceGeometry(SlotWorker):
         return bool(self.points.has_sinks())
 
     def submit(self, frame: Frame | None, header: bytes, payload: Any) -> None:
-        """A depth or color tap: once both of one frameset are in, hand them to the thread."""
+        """A depth or color tap: once both of one frameset are in, hand them to the thread
+        (only while a client watches the cloud; the transforms go out on their own)."""
+        if not self.wanted():
+            return
         item: tuple[Frame | bytes, Any]
         if frame is not None:
             kind, fs, item = frame.kind, frame.frameset_id, (frame, payload)

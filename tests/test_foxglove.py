@@ -307,6 +307,32 @@ def test_a_client_that_stops_reading_costs_only_its_own_bounded_backlog() -> Non
         srv.stop()
 
 
+def test_small_topics_still_arrive_while_large_ones_flood_a_slow_client() -> None:
+    """1080p color, raw depth and infrared and the cloud to a client reading 40 messages a
+    second (far less than the nine topics' 250): its queue holds messages, not bytes, so bodies
+    and transforms get their share instead of waiting behind the images."""
+    mock = MockDevice(DEVICE, fps=30.0, prerender=4)  # 1920x1080 color
+    outlet = FoxgloveOutlet(FoxgloveOptions(address="127.0.0.1:0", backlog=16))
+    srv = Server(address="127.0.0.1", announce=False, name="flood", outlets=[outlet])
+    srv.add_device(mock)
+    srv.start()
+    try:
+        with FoxgloveClient(_url(outlet), max_queue=4) as c:
+            c.wait_topics(set(ALL))
+            c.subscribe(ALL)
+            counts: dict[str, int] = {}
+            deadline = time.monotonic() + 5.0
+            while time.monotonic() < deadline:
+                for topic, n in c.tally(1.0, most=1).items():  # one message at a time ...
+                    counts[topic] = counts.get(topic, 0) + n
+                time.sleep(0.025)  # ... as a slow consumer takes them
+        assert counts.get(f"/{DEVICE}/color", 0) >= 5, counts  # the large ones do arrive
+        assert counts.get(f"/{DEVICE}/bodies", 0) >= 10, counts
+        assert counts.get("/tf", 0) >= 2, counts
+    finally:
+        srv.stop()
+
+
 def test_a_client_that_connects_again_gets_fresh_frames_not_a_backlog(fox: Any) -> None:
     _srv, outlet, _ = fox
     with FoxgloveClient(_url(outlet), max_queue=1) as c:

@@ -116,11 +116,12 @@ class FoxgloveClient:
                 break
         return out
 
-    def tally(self, seconds: float) -> dict[str, int]:
-        """Messages received per topic in *seconds*, neither decoded nor kept."""
+    def tally(self, seconds: float, most: int | None = None) -> dict[str, int]:
+        """Messages received per topic in *seconds* (or until *most* came), neither decoded
+        nor kept."""
         counts: dict[str, int] = {}
         deadline = time.monotonic() + seconds
-        while (left := deadline - time.monotonic()) > 0:
+        while (left := deadline - time.monotonic()) > 0 and sum(counts.values()) != most:
             try:
                 raw = self.ws.recv(timeout=left)
             except TimeoutError:

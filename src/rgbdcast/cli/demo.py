@@ -110,6 +110,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print("  find servers     rgbdcast discover")
         print(f"  save frames      rgbdcast save {control} --out frames")
         print(f"  point clouds     rgbdcast save {control} --out clouds --ply   (3-D: the viewer)")
+        print(f"  Foxglove         rgbdcast bridge --foxglove {control}   (docs/foxglove.md)")
         print(f"  from Python      Client('{control}').subscribe('mock0', 'depth')")
         print(
             "serving until Ctrl-C ..."

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from ..devices.base import StreamInfo
 from ..errors import UsageError
-from ..frames import Frame, StreamKind
+from ..frames import Frame, Intrinsics, StreamKind
 from ..geometry.calibration import Calibration
 
 if TYPE_CHECKING:
@@ -45,6 +45,7 @@ __all__ = [
     "OutletHost",
     "OutletSet",
     "StreamPort",
+    "stream_intrinsics",
 ]
 
 log = logging.getLogger(__name__)
@@ -112,6 +113,27 @@ class StreamPort:
 
 def _none(*_: Any) -> Any:
     return None
+
+
+def stream_intrinsics(
+    calibration: Callable[[], Calibration | None],
+    kind: StreamKind,
+    intr: Intrinsics | None,
+    width: int,
+    height: int,
+) -> Intrinsics | None:
+    """What to publish as the camera of a *kind* frame of *width* x *height*: the device's
+    calibration of that camera (with its distortion) where it has one at that size, else
+    *intr*, the frame's own. A calibration that cannot be had now (a bridge's client
+    reconnecting) counts as none."""
+    try:
+        cal = calibration()
+    except Exception:
+        cal = None
+    known = cal.intrinsics_of(kind) if cal is not None else None
+    if known is not None and (known.width, known.height) == (width, height):
+        return known
+    return intr
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,7 @@ from ..net.slot import LatestSlot
 from ..protocol import foxglove as fx
 from ..protocol.envelope import parse_encoded, parse_header
 from ..protocol.viewer import is_plain_jpeg
+from .base import stream_intrinsics
 from .webcloud import FramesetPairs
 
 __all__ = ["TF_PERIOD_S", "DeviceGeometry", "SlotWorker", "StreamTopics", "optical_frame"]
@@ -171,13 +172,7 @@ class StreamTopics(SlotWorker):
     def _info(self, t: int, intr: Intrinsics | None, w: int, h: int) -> None:
         if self.info is None or not self.info.has_sinks():
             return
-        try:  # the device's calibration, with its distortion, where it has one
-            cal = self._calibration()
-        except Exception:  # a bridge's client may be reconnecting
-            cal = None
-        known = cal.intrinsics_of(self.kind) if cal is not None else None
-        if known is not None and (known.width, known.height) == (w, h):
-            intr = known
+        intr = stream_intrinsics(self._calibration, self.kind, intr, w, h)
         if intr is not None:
             self.info.log(fx.camera_calibration(t, self.frame_id, intr), log_time=t)
 

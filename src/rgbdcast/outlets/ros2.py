@@ -35,7 +35,7 @@ from ..protocol import ros2
 from ..protocol.envelope import parse_encoded
 from ..protocol.ros2 import ros_name
 from ..protocol.viewer import is_plain_jpeg
-from .base import DevicePort, OutletHost
+from .base import DevicePort, OutletHost, stream_intrinsics
 from .ros2geo import Ros2Geometry
 from .zenoh import ZenohLink, ZenohOptions, ZenohSession, session_of
 
@@ -199,13 +199,7 @@ class Ros2Sender:
     def _info(self, stamp: int, intr: Intrinsics | None, w: int, h: int) -> None:
         info = self.pubs["info"]
         if info.matched():
-            try:  # the device's calibration, with its distortion, where it has one
-                cal = self._calibration()
-            except Exception:  # a bridge's client may be reconnecting
-                cal = None
-            known = cal.intrinsics_of(self.kind) if cal is not None else None
-            if known is not None and (known.width, known.height) == (w, h):
-                intr = known
+            intr = stream_intrinsics(self._calibration, self.kind, intr, w, h)
             intr = intr or Intrinsics(width=w, height=h, fx=1.0, fy=1.0, cx=0.0, cy=0.0)
             info.put(ros2.camera_info(stamp, self.frame_id, intr), stamp)
 

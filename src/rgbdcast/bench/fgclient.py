@@ -123,16 +123,22 @@ class FoxgloveClient:
         deadline = time.monotonic() + seconds
         while (left := deadline - time.monotonic()) > 0 and sum(counts.values()) != most:
             try:
-                raw = self.ws.recv(timeout=left)
+                got = self.next_raw(left)
             except TimeoutError:
                 break
-            if isinstance(raw, str):
-                self._handle(raw)
-                continue
-            ch = self._subs.get(struct.unpack_from("<I", raw, 1)[0]) if raw[0] == 1 else None
-            if ch is not None:
-                counts[ch.topic] = counts.get(ch.topic, 0) + 1
+            if got is not None:
+                counts[got[0].topic] = counts.get(got[0].topic, 0) + 1
         return counts
+
+    def next_raw(self, timeout: float) -> tuple[Channel, bytes] | None:
+        """The next message as it came: a subscribed channel's ``messageData`` (its channel and
+        the whole binary message), or None for anything else (control messages are handled)."""
+        raw = self.ws.recv(timeout=timeout)
+        if isinstance(raw, str):
+            self._handle(raw)
+            return None
+        ch = self._subs.get(struct.unpack_from("<I", raw, 1)[0]) if raw[0] == 1 else None
+        return (ch, raw) if ch is not None else None
 
     def _handle(self, raw: str | bytes) -> Message | None:
         if isinstance(raw, str):
@@ -240,15 +246,12 @@ def _count(client: FoxgloveClient, args: Any) -> tuple[dict[str, int], int, int]
     end = start + args.duration
     while (now := time.monotonic()) < end:
         try:
-            raw = client.ws.recv(timeout=end - now)
+            message = client.next_raw(end - now)
         except TimeoutError:
             break
-        if isinstance(raw, str):
-            client._handle(raw)
+        if message is None or now < start:
             continue
-        ch = client._subs.get(struct.unpack_from("<I", raw, 1)[0]) if raw[0] == 1 else None
-        if ch is None or now < start:
-            continue
+        ch, raw = message
         counts[ch.topic] = counts.get(ch.topic, 0) + 1
         if sub is not None and ch.topic.endswith("/color") and len(got) < 300:
             got[struct.unpack_from("<Q", raw, 5)[0]] = client.decode(ch, bytes(raw[13:])).data

@@ -30,6 +30,7 @@ __all__ = [
     "fox",
     "have_sdk",
     "schema_of",
+    "sdk_module",
     "frame_transforms",
     "point_cloud",
     "raw_image",
@@ -45,14 +46,19 @@ _TRACKED = (0.2, 0.9, 0.3, 1.0)
 _INFERRED = (1.0, 0.85, 0.1, 1.0)
 
 
-def fox() -> Any:
-    """The ``foxglove.messages`` module, or a one-line error naming the extra to install."""
+def sdk_module(name: str) -> Any:
+    """A module of the Foxglove SDK, or a one-line error naming the extra to install."""
     try:
-        return importlib.import_module("foxglove.messages")
+        return importlib.import_module(name)
     except ImportError as exc:
         raise UsageError(
             "Foxglove support needs the foxglove-sdk package: pip install 'rgbdcast[foxglove]'"
         ) from exc
+
+
+def fox() -> Any:
+    """The ``foxglove.messages`` module (:func:`sdk_module`)."""
+    return sdk_module("foxglove.messages")
 
 
 def have_sdk() -> bool:

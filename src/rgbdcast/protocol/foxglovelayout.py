@@ -12,25 +12,16 @@ mock (``rgbdcast foxglove-layout``); live servers and recordings use the same to
 
 from __future__ import annotations
 
-import importlib
 import json
 from typing import Any
 
 from ..errors import UsageError
+from .foxglove import sdk_module
 
 __all__ = ["DEPTH_RANGE_MM", "layout"]
 
 DEPTH_RANGE_MM = (500.0, 4500.0)
 """The depth colormap's range: a Kinect v2's working range."""
-
-
-def _fl() -> Any:
-    try:
-        return importlib.import_module("foxglove.layouts")
-    except ImportError as exc:
-        raise UsageError(
-            "a Foxglove layout needs the foxglove-sdk package: pip install 'rgbdcast[foxglove]'"
-        ) from exc
 
 
 def _config(model: Any) -> dict[str, Any]:
@@ -41,7 +32,7 @@ def layout(devices: list[str]) -> dict[str, Any]:
     """The layout for *devices* (at least one; images of the first, 3-D of all)."""
     if not devices:
         raise UsageError("a layout needs at least one device")
-    fl = _fl()
+    fl = sdk_module("foxglove.layouts")
     first = devices[0]
     bodies = {
         f"/{d}/bodies": fl.BaseRendererSceneUpdateTopicSettings(visible=True) for d in devices

@@ -328,7 +328,9 @@ def test_bench_codec_table_on_the_shared_frames(tmp_path: Path, depth_dir: Path)
     }
     for name in ("grad-zstd", "grad-lz4", "rvl", "png", "raw", "rvl + zstd-1"):
         assert name in rows, name
-    assert all(c[6].strip() == "yes" for c in rows.values())  # every codec is bit-exact
+    # every exact codec is bit-exact; the bounded one (qdepth) stays within its bound
+    assert all(c[6].strip() == "yes" for n, c in rows.items() if n != "qdepth"), rows
+    assert rows["qdepth"][6].strip().startswith("no: within its bound, at most 15 mm off")
     assert "PSNR" in text
 
 

@@ -1,6 +1,6 @@
 """Pure codecs (no I/O) and their registry: ``get(name)``, ``available(kind)``."""
 
-from . import body, grad, jpeg, png, raw
+from . import body, grad, jpeg, png, quantdepth, raw
 from .base import (
     MAX_DECODED_BYTES,
     Codec,
@@ -28,6 +28,7 @@ __all__ = [
     "get",
     "output_shape",
     "png",
+    "quantdepth",
     "raw",
     "register",
 ]

@@ -7,10 +7,19 @@
  * rvl_encode / rvl_decode: Wilson's RVL (run-length of zeros and non-zeros, zigzagged deltas of
  * the non-zero values in 3-bit variable-length nibbles packed into little-endian 32-bit words),
  * extended to the full uint16 range. Every read is bounds-checked: garbage raises ValueError.
+ *
+ * qdepth_encode / qdepth_decode: bounded-error depth (quantdepth.py). Depth goes through a table
+ * to a level (0 only for no measurement); a pixel without one takes the level to its left, so
+ * the image stays smooth; LOCO-I's median edge predictor (min or max of left and up at an edge,
+ * else left + up - upleft, missing neighbours 0) gives a residual at each measured pixel only,
+ * zigzagged and packed two 4-bit nibbles a byte (low nibble first); a nibble of 15 says that the
+ * residual is 15 or more, and the rest (residual - 15, uint16) follows in a separate stream. The
+ * measured pixels are a bit mask (most significant bit first, as numpy.packbits).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 static int get_dims(Py_ssize_t w, Py_ssize_t h) {
@@ -231,11 +240,144 @@ static PyObject *rvl_decode(PyObject *self, PyObject *args) {
     return out;
 }
 
+static inline int32_t med(int32_t a, int32_t b, int32_t c) {
+    int32_t mx = a > b ? a : b, mn = a < b ? a : b;
+    return c >= mx ? mn : (c <= mn ? mx : a + b - c);
+}
+
+static PyObject *qdepth_encode(PyObject *self, PyObject *args) {
+    Py_buffer in, lut;
+    Py_ssize_t w, h;
+    if (!PyArg_ParseTuple(args, "y*y*nn", &in, &lut, &w, &h)) return NULL;
+    if (get_dims(w, h) < 0 || in.len != w * h * 2 || lut.len != 65536 * 2) {
+        PyBuffer_Release(&in); PyBuffer_Release(&lut);
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "bad image or table size");
+        return NULL;
+    }
+    Py_ssize_t n = w * h;
+    uint8_t *mask = malloc((size_t)(n + 7) / 8), *nib = malloc((size_t)(n + 1) / 2);
+    Py_ssize_t cap = n / 16 + 64;
+    int failed = 0;
+    uint8_t bits = 0, pair = 0;
+    uint16_t *esc = malloc((size_t)cap * 2), *rows = malloc((size_t)(w + 1) * 4);
+    uint32_t *zz = malloc((size_t)w * 4);
+    uint8_t *valid = malloc((size_t)w);
+    if (!mask || !nib || !esc || !rows || !zz || !valid) {
+        free(mask); free(nib); free(esc); free(rows); free(zz); free(valid);
+        PyBuffer_Release(&in); PyBuffer_Release(&lut);
+        return PyErr_NoMemory();
+    }
+    Py_ssize_t k = 0, e = 0;
+    Py_BEGIN_ALLOW_THREADS
+    const uint16_t *d = (const uint16_t *)in.buf, *table = (const uint16_t *)lut.buf;
+    /* each row is stored from index 1, with a 0 at index 0 as its missing left neighbour */
+    uint16_t *up = rows, *cur = rows + w + 1;
+    memset(rows, 0, (size_t)(w + 1) * 4);
+    for (Py_ssize_t y = 0; y < h; y++) {
+        const uint16_t *row = d + y * w;
+        uint16_t left = 0;  /* in a register: a chain through memory costs a store each */
+        for (Py_ssize_t x = 0; x < w; x++) {  /* levels; a pixel without one: its left's */
+            uint16_t q = table[row[x]];
+            valid[x] = q != 0;
+            left = q ? q : left;
+            cur[x + 1] = left;
+        }
+        for (Py_ssize_t x = 0; x < w; x++) {  /* no dependency between pixels: vectorises */
+            int32_t a = cur[x], b = up[x + 1], c = up[x];
+            int32_t mx = a > b ? a : b, mn = a < b ? a : b;
+            int32_t p = c >= mx ? mn : (c <= mn ? mx : a + b - c);
+            int32_t r = (int32_t)cur[x + 1] - p;
+            zz[x] = ((uint32_t)r << 1) ^ (uint32_t)(r >> 31);
+        }
+        for (Py_ssize_t x = 0; x < w; x++) {  /* the measured pixels' residuals, in order */
+            Py_ssize_t i = y * w + x;
+            bits = (uint8_t)((bits << 1) | valid[x]);
+            if ((i & 7) == 7) { mask[i >> 3] = bits; bits = 0; }
+            if (!valid[x]) continue;
+            uint32_t z = zz[x];
+            uint8_t v = z < 15 ? (uint8_t)z : 15;
+            if (v == 15) {
+                if (e == cap) {  /* escapes are rare: start small, grow when needed */
+                    uint16_t *more = realloc(esc, (size_t)cap * 4);
+                    if (!more) { failed = 1; break; }
+                    esc = more; cap *= 2;
+                }
+                esc[e++] = (uint16_t)(z - 15);
+            }
+            if (k & 1) nib[k >> 1] = (uint8_t)(pair | (v << 4));
+            else pair = v;
+            k++;
+        }
+        if (failed) break;
+        uint16_t *t = up; up = cur; cur = t;
+    }
+    if (k & 1) nib[k >> 1] = pair;
+    if (n & 7) mask[n >> 3] = (uint8_t)(bits << (8 - (n & 7)));
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&in); PyBuffer_Release(&lut);
+    PyObject *out = failed ? PyErr_NoMemory() : Py_BuildValue("(y#y#y#)", (const char *)mask, (n + 7) / 8, (const char *)nib,
+                                  (k + 1) / 2, (const char *)esc, e * 2);
+    free(mask); free(nib); free(esc); free(rows); free(zz); free(valid);
+    return out;
+}
+
+static PyObject *qdepth_decode(PyObject *self, PyObject *args) {
+    Py_buffer mb, nb, eb, rb;
+    Py_ssize_t w, h;
+    if (!PyArg_ParseTuple(args, "y*y*y*y*nn", &mb, &nb, &eb, &rb, &w, &h)) return NULL;
+    Py_ssize_t n = w * h, levels = rb.len / 2;
+    int err = get_dims(w, h) < 0 || mb.len != (n + 7) / 8 || eb.len % 2 || levels < 1;
+    PyObject *out = err ? NULL : PyBytes_FromStringAndSize(NULL, 2 * n);
+    uint16_t *rows = err ? NULL : malloc((size_t)w * 4);
+    if (!out || !rows) {
+        PyBuffer_Release(&mb); PyBuffer_Release(&nb); PyBuffer_Release(&eb); PyBuffer_Release(&rb);
+        Py_XDECREF(out); free(rows);
+        if (!PyErr_Occurred()) {
+            if (err) PyErr_SetString(PyExc_ValueError, "corrupt qdepth data");
+            else PyErr_NoMemory();
+        }
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    const uint8_t *mask = mb.buf, *nib = nb.buf;
+    const uint16_t *esc = eb.buf, *rec = rb.buf;
+    Py_ssize_t nibbles = nb.len * 2, escapes = eb.len / 2, k = 0, e = 0;
+    uint16_t *dst = (uint16_t *)PyBytes_AS_STRING(out), *up = rows, *cur = rows + w;
+    memset(up, 0, (size_t)w * 2);
+    for (Py_ssize_t y = 0; y < h && !err; y++) {
+        for (Py_ssize_t x = 0; x < w; x++) {
+            Py_ssize_t i = y * w + x;
+            int32_t a = x ? cur[x - 1] : 0;
+            if (!(mask[i >> 3] & (0x80 >> (i & 7)))) { cur[x] = (uint16_t)a; dst[i] = 0; continue; }
+            if (k >= nibbles) { err = 1; break; }
+            uint32_t z = k & 1 ? nib[k >> 1] >> 4 : nib[k >> 1] & 15;
+            k++;
+            if (z == 15) {
+                if (e >= escapes) { err = 1; break; }
+                z = 15 + (uint32_t)esc[e++];
+            }
+            int32_t q = med(a, up[x], x ? up[x - 1] : 0) + (int32_t)((z >> 1) ^ -(z & 1));
+            if (q <= 0 || q >= levels) { err = 1; break; }
+            cur[x] = (uint16_t)q;
+            dst[i] = rec[q];
+        }
+        uint16_t *t = up; up = cur; cur = t;
+    }
+    if ((k + 1) / 2 != nb.len || e != escapes) err = 1;
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&mb); PyBuffer_Release(&nb); PyBuffer_Release(&eb); PyBuffer_Release(&rb);
+    free(rows);
+    if (err) { Py_DECREF(out); PyErr_SetString(PyExc_ValueError, "corrupt qdepth data"); return NULL; }
+    return out;
+}
+
 static PyMethodDef methods[] = {
     {"grad_encode", grad_encode, METH_VARARGS, "uint16 image -> residual byte planes"},
     {"grad_decode", grad_decode, METH_VARARGS, "residual byte planes -> uint16 image"},
     {"rvl_encode", rvl_encode, METH_VARARGS, "uint16 pixels -> RVL bytes"},
     {"rvl_decode", rvl_decode, METH_VARARGS, "RVL bytes, pixel count -> uint16 pixels"},
+    {"qdepth_encode", qdepth_encode, METH_VARARGS, "depth, level table -> mask, nibbles, escapes"},
+    {"qdepth_decode", qdepth_decode, METH_VARARGS, "mask, nibbles, escapes, levels -> depth"},
     {NULL, NULL, 0, NULL},
 };
 

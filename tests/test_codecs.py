@@ -339,7 +339,7 @@ def test_jpeg_bands_must_match_to_be_joined() -> None:
 
 
 def _within_bound(img: np.ndarray) -> np.ndarray:
-    from rgbdcast.codecs.quantdepth import error_bound
+    from rgbdcast.codecs.bounded import error_bound
 
     out = _roundtrip("qdepth", img)
     assert out.dtype == np.uint16 and out.shape == img.shape
@@ -350,7 +350,7 @@ def _within_bound(img: np.ndarray) -> np.ndarray:
 
 
 def test_qdepth_stays_within_its_bound_on_every_real_frame(depth_dir: Path) -> None:
-    from rgbdcast.codecs.quantdepth import BANDS
+    from rgbdcast.codecs.bounded import BANDS
 
     files = sorted(depth_dir.glob("*depth*.npy"))
     assert len(files) >= 7
@@ -401,7 +401,7 @@ def test_qdepth_is_at_least_zdepths_size_on_time_of_flight_frames(depth_dir: Pat
 
 def test_qdepth_through_a_server_and_a_client() -> None:
     from rgbdcast import Client, Server
-    from rgbdcast.codecs.quantdepth import error_bound
+    from rgbdcast.codecs.bounded import error_bound
 
     mock = MockDevice("q", color_size=(64, 36), streams=["depth"])
     with Server(address="127.0.0.1", announce=False, codecs={"depth": "qdepth"}) as srv:
@@ -413,3 +413,25 @@ def test_qdepth_through_a_server_and_a_client() -> None:
     truth = next(f.array for f in mock.render(frame.seq) if f.kind is StreamKind.depth)
     err = np.abs(frame.array.astype(np.int32) - truth)
     assert (err <= error_bound(truth)).all() and np.array_equal(frame.array == 0, truth == 0)
+
+
+def test_qir_keeps_infrared_within_its_bound() -> None:
+    codec = codecs.get("qir")
+    every = np.arange(65536, dtype=np.uint16).reshape(256, 256)
+    out = _roundtrip("qir", every).astype(np.int64)
+    err = np.abs(out - every)
+    assert (err <= codec.error_bound(every)).all()  # type: ignore[attr-defined]
+    assert err[0, 0] == 0 and out[0, 0] == 0 and (out[every > 0] > 0).all()
+    assert (err.ravel()[1:] <= 0.38 * np.sqrt(every.ravel()[1:]) + 0.5).all()  # as documented
+    assert err.max() <= 64
+    exact = codecs.get("grad-zstd")
+    for i in (0, 11):
+        ir = next(
+            f.array
+            for f in MockDevice("m", color_size=(64, 36)).render(i)
+            if f.kind is StreamKind.infrared
+        )
+        back = _roundtrip("qir", ir).astype(np.int64)
+        assert (np.abs(back - ir) <= codec.error_bound(ir)).all()  # type: ignore[attr-defined]
+        assert len(codec.encode(ir, {})) < len(exact.encode(ir, {}))
+    assert not codec.info.lossless and codecs.default_codec(StreamKind.infrared) == "grad-zstd"

@@ -1,6 +1,6 @@
 """Pure codecs (no I/O) and their registry: ``get(name)``, ``available(kind)``."""
 
-from . import body, grad, jpeg, png, quantdepth, raw
+from . import body, bounded, grad, jpeg, png, raw
 from .base import (
     MAX_DECODED_BYTES,
     Codec,
@@ -21,6 +21,7 @@ __all__ = [
     "accepts",
     "available",
     "body",
+    "bounded",
     "grad",
     "jpeg",
     "check_shape",
@@ -28,7 +29,6 @@ __all__ = [
     "get",
     "output_shape",
     "png",
-    "quantdepth",
     "raw",
     "register",
 ]

@@ -8,8 +8,8 @@
  * the non-zero values in 3-bit variable-length nibbles packed into little-endian 32-bit words),
  * extended to the full uint16 range. Every read is bounds-checked: garbage raises ValueError.
  *
- * qdepth_encode / qdepth_decode: bounded-error depth (quantdepth.py). Depth goes through a table
- * to a level (0 only for no measurement); a pixel without one takes the level to its left, so
+ * qdepth_encode / qdepth_decode: the bounded-error codecs (bounded.py). Values go through a
+ * table to a level (0 only for 0, no measurement); a pixel without one takes the level to its left, so
  * the image stays smooth; LOCO-I's median edge predictor (min or max of left and up at an edge,
  * else left + up - upleft, missing neighbours 0) gives a residual at each measured pixel only,
  * zigzagged and packed two 4-bit nibbles a byte (low nibble first); a nibble of 15 says that the

@@ -247,6 +247,14 @@ def cmd_codecs(args: argparse.Namespace) -> None:
                 "here by the same harness. C accelerator built: "
                 f"{'yes' if native_available() else 'no (numpy fallback)'}.",
                 "",
+                "`qdepth` is not lossless: it keeps depth within a time-of-flight sensor's "
+                "accuracy (exact below 0.75 m, then at most 1, 3, 7, 15 mm off from 0.75, 1.5, "
+                "3, 6 m), Zdepth's bound; its column says the worst error seen and whether every "
+                "pixel stayed within the bound. Zdepth itself (C++, no Python binding) is not "
+                "measured here; its README gives, for keyframes of these same vectors on its "
+                "author's machine, room 8.1x, ceiling 11.2x, person 7.8x, compressed in 1.4-1.7 "
+                "ms (at 320x288).",
+                "",
                 text,
             ]
         )

@@ -121,6 +121,7 @@ class _Listener:
             return fresh
 
     def clients(self) -> int:
+        """Clients subscribed to something (the SDK's listener hears of nothing else)."""
         with self._lock:
             return len({c for c, _ in self.subscriptions})
 
@@ -208,7 +209,7 @@ class FoxgloveServer:
     def stats(self) -> dict[str, Any]:
         return {
             "url": self.url,
-            "clients": self.listener.clients(),
+            "subscribed_clients": self.listener.clients(),  # the SDK tells of no bare connects
             "subscriptions": len(self.listener.subscriptions),
             "backlog": self.options.backlog,
             "slow_client_notices": self._outbox.count,

@@ -46,6 +46,7 @@ __all__ = [
     "OutletSet",
     "StreamPort",
     "stream_intrinsics",
+    "tap_device",
 ]
 
 log = logging.getLogger(__name__)
@@ -113,6 +114,20 @@ class StreamPort:
 
 def _none(*_: Any) -> Any:
     return None
+
+
+def tap_device(
+    device: DevicePort,
+    streams: Mapping[StreamKind, tuple[EncodedTap, Callable[[], bool]]],
+    geometry: tuple[EncodedTap, Callable[[], bool]] | None = None,
+) -> None:
+    """Tap each of *device*'s streams with its ``(tap, wanted)`` pair, and its depth and color
+    both with *geometry*'s (what turns their framesets into clouds and transforms), if any."""
+    for kind, (tap, wanted) in streams.items():
+        device.streams[kind].tap_encoded(tap, wanted)
+    if geometry is not None:
+        for kind in (StreamKind.depth, StreamKind.color):
+            device.streams[kind].tap_encoded(*geometry)
 
 
 def stream_intrinsics(

@@ -24,7 +24,7 @@ from ..errors import UsageError
 from ..frames import StreamKind
 from ..geometry.calibration import Calibration, Extrinsics
 from ..net.addresses import parse_hostport
-from .base import DevicePort, OutletHost
+from .base import DevicePort, OutletHost, tap_device
 from .foxglovedev import DeviceGeometry, StreamTopics
 
 __all__ = [
@@ -333,11 +333,11 @@ class FoxgloveOutlet:
         streams, geometry = self.publishing.add_device(
             device.id, list(device.streams), device.calibration, device.calibration_table
         )
-        for kind, port in device.streams.items():
-            port.tap_encoded(streams[kind].submit, streams[kind].wanted)
-        if geometry is not None:
-            for kind in (StreamKind.depth, StreamKind.color):
-                device.streams[kind].tap_encoded(geometry.submit, geometry.wanted)
+        tap_device(
+            device,
+            {kind: (topics.submit, topics.wanted) for kind, topics in streams.items()},
+            (geometry.submit, geometry.wanted) if geometry is not None else None,
+        )
 
     def device_removed(self, device_id: str) -> None:
         if self.publishing is not None:

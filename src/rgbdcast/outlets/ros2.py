@@ -35,7 +35,7 @@ from ..protocol import ros2
 from ..protocol.envelope import parse_encoded
 from ..protocol.ros2 import ros_name
 from ..protocol.viewer import is_plain_jpeg
-from .base import DevicePort, OutletHost, stream_intrinsics
+from .base import DevicePort, OutletHost, stream_intrinsics, tap_device
 from .ros2geo import Ros2Geometry
 from .zenoh import ZenohLink, ZenohOptions, ZenohSession, session_of
 
@@ -363,12 +363,12 @@ class Ros2Outlet:
         senders = self.node.add_device(
             device.id, list(device.streams), device.calibration, device.calibration_table
         )
-        for kind, port in device.streams.items():
-            port.tap_encoded(senders[kind].submit, senders[kind].matched)
         geometry = self.node.geometry(device.id)
-        if geometry is not None:
-            for kind in (StreamKind.depth, StreamKind.color):
-                device.streams[kind].tap_encoded(geometry.submit, geometry.wanted)
+        tap_device(
+            device,
+            {kind: (sender.submit, sender.matched) for kind, sender in senders.items()},
+            (geometry.submit, geometry.wanted) if geometry is not None else None,
+        )
 
     def device_removed(self, device_id: str) -> None:
         if self.node is not None:

@@ -72,15 +72,21 @@ def _anchors() -> dict[
     }
 
 
-def codec_rows(files: list[Path], reps: int = 20, rounds: int = 3) -> list[dict[str, Any]]:
-    """Ratio, encode and decode ms per 512x424 frame, bit-exactness, for each codec on *files*:
-    the best of *rounds* rounds, each the median of *reps* runs per frame."""
-    images = [np.ascontiguousarray(np.load(f)) for f in files]
+def codec_rows(
+    files: list[Path] | list[np.ndarray],
+    reps: int = 20,
+    rounds: int = 3,
+    kind: StreamKind = StreamKind.depth,
+) -> list[dict[str, Any]]:
+    """Ratio, encode and decode ms per 512x424 frame, bit-exactness (or the worst error), for
+    each codec of *kind* on *files* (``.npy`` paths or arrays): the best of *rounds* rounds,
+    each the median of *reps* runs per frame."""
+    images = [np.ascontiguousarray(f if isinstance(f, np.ndarray) else np.load(f)) for f in files]
     raw = sum(i.nbytes for i in images)
     pixels = sum(i.size for i in images)
     rows = []
     candidates: list[tuple[str, str, Any, Any]] = []
-    for info in codecs.available(StreamKind.depth):
+    for info in codecs.available(kind):
         c = codecs.get(info.name)
         candidates.append(
             (
@@ -182,7 +188,7 @@ def format_tables(depth_sets: dict[str, list[dict[str, Any]]], color: list[dict[
                 exact = "yes"
             elif r.get("within_bound") is not None:  # a lossy codec with a stated bound
                 verdict = "within its bound" if r["within_bound"] else "BOUND EXCEEDED"
-                exact = f"no: {verdict}, at most {r['max_error']} mm off"
+                exact = f"no: {verdict}, at most {r['max_error']} off"
             else:
                 exact = "NO"
             lines.append(
@@ -221,6 +227,17 @@ def cmd_codecs(args: argparse.Namespace) -> None:
         "Depth, structured light (Kinect v1, TUM)": sorted(data.glob("kinect1_*depth*.npy")),
     }
     tables = {title: codec_rows(files) for title, files in sets.items() if files}
+    mock_ir = [
+        next(
+            f.array
+            for f in MockDevice("m", color_size=(64, 36)).render(i)
+            if f.kind.value == "infrared"
+        )
+        for i in (0, 10, 20)
+    ]
+    tables["Infrared, the mock's (synthetic: no real infrared frames here), 3 frames"] = codec_rows(
+        mock_ir, kind=StreamKind.infrared
+    )
     images = {
         "mock 1920x1080": next(
             f.array for f in MockDevice("m").render(5) if f.kind.value == "color"
@@ -249,8 +266,9 @@ def cmd_codecs(args: argparse.Namespace) -> None:
                 "",
                 "`qdepth` is not lossless: it keeps depth within a time-of-flight sensor's "
                 "accuracy (exact below 0.75 m, then at most 1, 3, 7, 15 mm off from 0.75, 1.5, "
-                "3, 6 m), Zdepth's bound; its column says the worst error seen and whether every "
-                "pixel stayed within the bound. Zdepth itself (C++, no Python binding) is not "
+                "3, 6 m), Zdepth's bound; `qir` keeps infrared within 0.38 * sqrt(value). Their "
+                "column says the worst error seen (mm; infrared units) and whether every pixel "
+                "stayed within the bound. Zdepth itself (C++, no Python binding) is not "
                 "measured here; its README gives, for keyframes of these same vectors on its "
                 "author's machine, room 8.1x, ceiling 11.2x, person 7.8x, compressed in 1.4-1.7 "
                 "ms (at 320x288).",

@@ -30,7 +30,7 @@ $(STAMP): pyproject.toml setup.py src/rgbdcast/codecs/_native.c src/rgbdcast/geo
 	fi
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,bench,webcam,realsense,zenoh,icp,foxglove]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench,webcam,realsense,zenoh,icp,foxglove,video]'
 	touch $(STAMP)
 
 demo: $(STAMP)

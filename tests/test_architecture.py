@@ -24,6 +24,7 @@ ASSEMBLY = {
     "_clientbase",
     "_clientgeo",
     "_clientclock",
+    "_clientvideo",
     "rig",
     "aiorig",
     "framesets",

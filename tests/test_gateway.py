@@ -323,3 +323,28 @@ def test_gateway_is_advertised_and_a_busy_port_is_a_clear_error(gateway_server: 
     with pytest.raises(UsageError, match="TCP gateway"):
         other.start()
     assert not other.is_running
+
+
+def test_a_video_color_stream_is_served_as_jpeg_and_video_is_refused() -> None:
+    pytest.importorskip("av", reason="the [video] extra (PyAV) is not installed")
+    import simplejpeg
+
+    mock = MockDevice("mock0", color_size=(320, 180), streams=["color"])
+    outlet = TcpGatewayOutlet("127.0.0.1:0")
+    srv = Server(address="127.0.0.1", announce=False, codecs={"color": "h264"}, outlets=[outlet])
+    srv.add_device(mock)
+    srv.start()
+    try:
+        assert outlet.gateway is not None
+        c = Camera2TcpClient(outlet.gateway.port, "")
+        c.sock.sendall(b"GET mock0 color jpeg\n")
+        (n,) = struct.unpack(">I", c.recv_exact(4))
+        header = json.loads(c.recv_exact(n))
+        image = simplejpeg.decode_jpeg(c.recv_exact(header["size"]), "BGR")
+        assert header["codec"] == "jpeg" and image.shape == (180, 320, 3)
+        c.sock.sendall(b"GET mock0 color h264\n")
+        (n,) = struct.unpack(">I", c.recv_exact(4))
+        assert "not offered here" in json.loads(c.recv_exact(n))["error"]
+        c.close()
+    finally:
+        srv.stop()

@@ -15,6 +15,8 @@ from typing import Any, Generic, Literal, TypeVar, cast
 
 from blinker import Signal
 
+from ._clientvideo import KEYFRAME_RETRY_S, decode_video
+from .codecs.video import VideoDecoder, is_video
 from .devices.mock import DepthFrame
 from .errors import ProtocolError, UsageError
 from .frames import Frame, StreamKind
@@ -91,6 +93,12 @@ class SubscriptionBase:
         self._latest: Frame | EncodedFrame | None = None
         self._latest_decoded: tuple[EncodedFrame, Frame] | None = None
         self.closed = False
+        self.video: VideoDecoder | None = None
+        """A video stream's decoder (made at its first unit when frames are decoded): its
+        ``gaps``, ``skipped`` (units not shown while the chain was broken) and ``decoded``."""
+        self.keyframe_requests = 0
+        """Keyframes this subscription asked the server for (after a gap or a late join)."""
+        self._asked_keyframe_at = -KEYFRAME_RETRY_S
 
     def _push(self, item: Frame | EncodedFrame | ProtocolError) -> None:
         if len(self._queue) == self._queue.maxlen:
@@ -371,6 +379,8 @@ class ClientBase:
             self._set_connected(True)
         elif rtype is MessageType.calibration_reply and sent is MessageType.calibration:
             return rtype, (payload, parts), changed
+        elif rtype is MessageType.keyframe_reply and sent is MessageType.keyframe:
+            return rtype, payload, changed
         elif rtype is MessageType.time_reply and sent is MessageType.time:
             t = (payload or {}).get("t_ns")
             if type(t) is not int:
@@ -393,8 +403,14 @@ class ClientBase:
             encoded.header, memoryview(parts[0]).nbytes + encoded.nbytes, time.time_ns()
         )
         item: Frame | EncodedFrame = encoded
+        if sub.decode and is_video(encoded.header.codec):
+            video = decode_video(sub, encoded, self._ask_keyframe)
+            if video is None:
+                return
+            item = video
         wants_depth = encoded.kind is StreamKind.depth and bool(self.on_depth_frame.receivers)
-        if sub.decode and (self.on_frame.receivers or wants_depth):
+        decode_now = self.on_frame.receivers or wants_depth
+        if sub.decode and isinstance(item, EncodedFrame) and decode_now:
             try:
                 item = encoded.lazy() if sub.decode == "lazy" else encoded.decode()
             except ProtocolError as exc:
@@ -410,3 +426,7 @@ class ClientBase:
                 kinect_id=item.device_id,
                 depth_frame=DepthFrame(arr.data, (arr.shape[1], arr.shape[0])),
             )
+
+    def _ask_keyframe(self, device_id: str, kind: StreamKind) -> None:
+        """Send a keyframe request without waiting for its reply (from the receiving side)."""
+        raise NotImplementedError

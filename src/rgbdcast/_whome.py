@@ -62,17 +62,34 @@ def checked_calibration(device: Device) -> tuple[Calibration | None, str | None]
     return cal, None
 
 
+def _find_device(devices: Sequence[OpenDevice], device_id: str) -> OpenDevice:
+    found = next((entry for entry in devices if entry[0].id == device_id), None)
+    if found is None:
+        known = ", ".join(dev.id for dev, _ in devices) or "none"
+        raise RequestRefused(
+            ErrorCode.unknown_device, f"no device {device_id!r} here (devices: {known})"
+        )
+    return found
+
+
+def keyframe_answer(devices: Sequence[OpenDevice], device_id: str, stream: str) -> None:
+    """Pass a subscriber's keyframe request to the device's video publisher of *stream*."""
+    _, publishers = _find_device(devices, device_id)
+    pub = next((p for k, p in publishers.items() if k.value == stream), None)
+    if pub is None or not pub.request_keyframe():
+        video = ", ".join(k.value for k, p in publishers.items() if p.is_video) or "none"
+        raise RequestRefused(
+            ErrorCode.bad_request,
+            f"{device_id} has no video stream {stream!r} (its video streams: {video})",
+        )
+
+
 def calibration_answer(
     devices: Sequence[OpenDevice], device_id: str, tables: Sequence[str]
 ) -> tuple[dict[str, Any], list[bytes]]:
     """The calibration reply: the device's calibration (``null`` and the reason if it has none
     we can send) and each requested per-pixel table as one binary part (little-endian)."""
-    device = next((dev for dev, _ in devices if dev.id == device_id), None)
-    if device is None:
-        known = ", ".join(dev.id for dev, _ in devices) or "none"
-        raise RequestRefused(
-            ErrorCode.unknown_device, f"no device {device_id!r} here (devices: {known})"
-        )
+    device, _ = _find_device(devices, device_id)
     cal, error = checked_calibration(device)
     answer: dict[str, Any] = {"device": device_id, "calibration": None, "tables": {}}
     if cal is None:

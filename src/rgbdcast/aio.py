@@ -117,6 +117,7 @@ class AsyncClient(AsyncClientGeometry, ClientBase):
         self._req: zmq.asyncio.Socket | None = None
         self._lock = asyncio.Lock()
         self._heartbeat: asyncio.Task[None] | None = None
+        self._keyframe_tasks: set[asyncio.Task[Any]] = set()
         self._subs: list[AsyncSubscription[Any]] = []
         self._init_geometry()
 
@@ -289,6 +290,19 @@ class AsyncClient(AsyncClientGeometry, ClientBase):
                     return
             except ProtocolError as exc:
                 log.warning("bad heartbeat reply: %s", exc)
+
+    def _ask_keyframe(self, device_id: str, kind: StreamKind) -> None:
+        payload = {"device": device_id, "stream": kind.value}
+        task = asyncio.get_running_loop().create_task(
+            self._request(MessageType.keyframe, None, payload)
+        )
+        self._keyframe_tasks.add(task)  # held until done; its outcome matters to nobody
+        task.add_done_callback(self._keyframe_done)
+
+    def _keyframe_done(self, task: asyncio.Task[Any]) -> None:
+        self._keyframe_tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.debug("keyframe request failed: %s", task.exception())
 
     def _attach(self, sub: AsyncSubscription[Any], endpoint: str) -> None:
         sock = open_subscriber(self._ctx, endpoint, self.curve)

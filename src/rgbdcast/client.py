@@ -392,6 +392,11 @@ class Client(ClientClock, ClientGeometry, ClientBase):
                 return
             self._handle_frame(sub, [p.buffer for p in parts])
 
+    def _ask_keyframe(self, device_id: str, kind: StreamKind) -> None:
+        # on the I/O thread, which owns the control channel; the reply is not waited for
+        payload = {"device": device_id, "stream": kind.value}
+        self._channel.add(Request(MessageType.keyframe, payload))
+
     def _shutdown(self) -> None:
         self._channel.close("client disconnected")
         for sub in list(self._subs):

@@ -112,6 +112,9 @@ class Server:
                 self._registry.open_streams(), dev, tables
             ),
             clock=lambda: self.clock(),
+            keyframe=lambda dev, stream: _whome.keyframe_answer(
+                self._registry.open_streams(), dev, stream
+            ),
         )
         self._announcer: Announcer | None = None
         self._guard: ZapGuard | None = None

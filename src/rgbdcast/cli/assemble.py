@@ -29,6 +29,20 @@ def codec_settings(args: argparse.Namespace) -> tuple[dict[str, str], dict[str, 
         params["color"]["subsampling"] = args.color_subsampling
     if args.color_reencode:
         params["color"]["passthrough"] = False
+    video = {
+        "gop": getattr(args, "color_gop", None),
+        "crf": getattr(args, "color_crf", None),
+        "bitrate": getattr(args, "color_bitrate", None),
+        "encoder": getattr(args, "encoder", None),
+    }
+    video = {k: v for k, v in video.items() if v is not None}
+    if video:
+        from ..codecs.video import is_video
+
+        if not is_video(codecs["color"] or ""):
+            flags = ", ".join(f"--{'encoder' if k == 'encoder' else 'color-' + k}" for k in video)
+            raise UsageError(f"{flags}: for video color; add --color-codec h264 (or hevc)")
+        params["color"].update(video)
     if args.depth_level is not None:
         if not 1 <= args.depth_level <= 22:
             raise UsageError("--depth-level must be between 1 and 22")

@@ -1,6 +1,6 @@
 """``rgbdcast bench``: the runner. It parses the options and runs the suites asked for; each
 suite is a module of :mod:`rgbdcast.bench` (codecs, e2e, peers, gateway, web, zenoh,
-geometry, rig, foxglove, soak)."""
+geometry, rig, foxglove, video, soak)."""
 
 from __future__ import annotations
 
@@ -113,7 +113,18 @@ def add_parsers(sub: Any) -> None:
     p.set_defaults(func=cmd_bench)
 
 
-SUITES = ("codecs", "e2e", "peers", "gateway", "web", "zenoh", "geometry", "rig", "foxglove")
+SUITES = (
+    "codecs",
+    "e2e",
+    "peers",
+    "gateway",
+    "web",
+    "zenoh",
+    "geometry",
+    "rig",
+    "foxglove",
+    "video",
+)
 """What ``--suite all`` runs, in order; each is ``rgbdcast.bench.<suite>.cmd_<suite>``."""
 
 

@@ -59,6 +59,17 @@ def size_type(text: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, got {text!r}") from None
 
 
+def bitrate_type(text: str) -> int:
+    """Bits per second: ``4000000``, ``4M``, ``800k``."""
+    scale = {"k": 1_000, "m": 1_000_000, "g": 1_000_000_000}.get(text[-1:].lower(), 1)
+    try:
+        return int(float(text[:-1] if scale > 1 else text) * scale)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a bitrate like 4M or 800k, got {text!r}"
+        ) from None
+
+
 def streams_type(text: str) -> list[StreamKind]:
     """A comma list of stream kinds."""
     try:

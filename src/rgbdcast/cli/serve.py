@@ -20,6 +20,7 @@ from . import assemble
 from .common import (
     add_foxglove_options,
     add_zenoh_options,
+    bitrate_type,
     install_stop_signals,
     size_type,
     streams_type,
@@ -152,6 +153,35 @@ def add_parsers(sub: Any) -> None:
         action="store_true",
         help="re-encode color a source delivers as JPEG (a recording, an MJPEG video) with "
         "the settings above instead of sending the source's JPEG as it is (the default)",
+    )
+    p.add_argument(
+        "--color-gop",
+        type=int,
+        default=None,
+        metavar="N",
+        help="video color (h264, hevc): at most N frames between keyframes (default 60); "
+        "a subscriber that joins or loses a frame also gets one on request",
+    )
+    p.add_argument(
+        "--color-crf",
+        type=int,
+        default=None,
+        metavar="Q",
+        help="video color: constant quality 0-51, lower is better (default 20)",
+    )
+    p.add_argument(
+        "--color-bitrate",
+        type=bitrate_type,
+        default=None,
+        metavar="RATE",
+        help="video color: a bitrate instead of constant quality, e.g. 4M or 800k (bits/s)",
+    )
+    p.add_argument(
+        "--encoder",
+        choices=["auto", "x264", "nvenc", "qsv", "vaapi", "videotoolbox", "amf"],
+        default=None,
+        help="video color encoder: auto (default) tries this platform's hardware encoders "
+        "and falls back to software (x264: libx264, or libx265 for hevc); the log says which",
     )
     p.add_argument(
         "--depth-level",

@@ -1,6 +1,6 @@
 """Pure codecs (no I/O) and their registry: ``get(name)``, ``available(kind)``."""
 
-from . import body, bounded, grad, jpeg, png, raw
+from . import body, bounded, grad, jpeg, png, raw, video
 from .base import (
     MAX_DECODED_BYTES,
     Codec,
@@ -31,4 +31,5 @@ __all__ = [
     "png",
     "raw",
     "register",
+    "video",
 ]

@@ -12,6 +12,12 @@ dropped_busy`` when the source, not the encoder or the network, sets the pace.
 A frame its source delivered already in the stream's codec (``Frame.encoded``: a webcam's MJPEG,
 a recording's JPEG) is sent as it came (``passed_through``), neither decoded nor re-encoded,
 unless the codec parameters say ``passthrough=False``.
+
+A video codec (``h264``, ``hevc``) is stateful: the publisher keeps the stream's encoder and
+numbers its access units (``au`` in the header). A keyframe is forced when a subscriber joins
+(the XPUB socket is verbose, so it hears every join) or asks for one (``request_keyframe``,
+from the control endpoint), at most one per :data:`KEYFRAME_MIN_INTERVAL_S`: a request that
+comes sooner waits for that moment and is merged with the others waiting (counted).
 """
 
 from __future__ import annotations
@@ -50,6 +56,12 @@ server's device and publisher threads then wait for it); copying 434 kB of raw d
 ~20 us. Bigger payloads (raw 1080p color, 6 MB) are still sent without copying."""
 
 
+KEYFRAME_MIN_INTERVAL_S = 0.5
+"""The least time between two forced keyframes of one video stream: each one costs every
+subscriber a keyframe's bytes (25 to 50 P-frames' worth), so a flood of requests cannot make
+the stream all keyframes."""
+
+
 @dataclass
 class PublisherStats(Counters):
     frames_in: int = 0
@@ -64,6 +76,11 @@ class PublisherStats(Counters):
     bytes_sent: int = 0
     encode_ns: int = 0
     subscribed: bool = False
+    keyframes: int = 0
+    keyframes_forced: int = 0
+    keyframe_requests: int = 0
+    keyframe_requests_merged: int = 0
+    video_encoder: str = ""
 
 
 def stream_rates(before: dict[str, Any], after: dict[str, Any], seconds: float) -> dict[str, float]:
@@ -115,6 +132,12 @@ class StreamPublisher:
         self._codec = codecs.get(self.codec_name, kind)
         self._params = dict(codec_params or {})
         self._passthrough = bool(self._params.pop("passthrough", True))
+        make_encoder = getattr(self._codec, "stream_encoder", None)
+        self._video = make_encoder(self._params) if make_encoder is not None else None
+        self._au = 0
+        self._key_pending = False
+        self._key_lock = threading.Lock()
+        self._last_forced = -KEYFRAME_MIN_INTERVAL_S
         self.slot: LatestSlot[Frame] = LatestSlot()
         self._stats = PublisherStats()
         self._topics: set[bytes] = set()
@@ -128,6 +151,8 @@ class StreamPublisher:
         sock.copy_threshold = COPY_BELOW
         sock.setsockopt(zmq.RCVHWM, 64)
         sock.setsockopt(zmq.MAXMSGSIZE, 4096)  # subscriptions only
+        if self._video is not None:
+            sock.setsockopt(zmq.XPUB_VERBOSE, 1)  # every join, not just the first per topic
         self.port = bind_tcp(sock, bind_host, port)
         # The socket is handed to the publisher thread here; from start() on only it touches it.
         self._sock: zmq.Socket[Any] = sock
@@ -165,6 +190,22 @@ class StreamPublisher:
             )
 
     @property
+    def is_video(self) -> bool:
+        return self._video is not None
+
+    def request_keyframe(self) -> bool:
+        """Ask for a keyframe soon (any thread; a video stream's subscriber lost its chain).
+        False if the stream is not video. Requests are merged while one waits."""
+        if self._video is None:
+            return False
+        with self._key_lock:
+            self._stats.keyframe_requests += 1
+            if self._key_pending:
+                self._stats.keyframe_requests_merged += 1
+            self._key_pending = True
+        return True
+
+    @property
     def tapped(self) -> bool:
         return bool(self._taps)
 
@@ -191,6 +232,8 @@ class StreamPublisher:
                 continue
             if msg[0] == 1:
                 self._topics.add(msg[1:])
+                if self._video is not None:  # a late joiner needs a keyframe to start from
+                    self.request_keyframe()
             elif msg[0] == 0:
                 self._topics.discard(msg[1:])
 
@@ -209,6 +252,8 @@ class StreamPublisher:
                 self._publish(sock, frame)
         finally:
             sock.close(0)
+            if self._video is not None:
+                self._video.close()
 
     def _tap_wanted(self) -> bool:
         for tap, wanted in self._taps:
@@ -229,11 +274,41 @@ class StreamPublisher:
             self._stats.passthrough_refused += 1
         return False
 
+    def _encode_video(self, frame: Frame) -> tuple[Any, tuple[int, bool]]:
+        """One access unit, a keyframe if one is due and allowed; its number and key flag."""
+        assert self._video is not None
+        now = time.monotonic()
+        with self._key_lock:
+            asked = self._stats.keyframe_requests
+            force = self._key_pending and now - self._last_forced >= KEYFRAME_MIN_INTERVAL_S
+        payload, key = self._video.encode(frame.array, keyframe=force)
+        if force:
+            self._last_forced = now
+            self._stats.keyframes_forced += 1
+        if key:
+            with self._key_lock:  # it serves every request made before it was encoded
+                if self._stats.keyframe_requests == asked:
+                    self._key_pending = False
+            self._stats.keyframes += 1
+            self._stats.video_encoder = self._video.encoder_name or ""
+        au = self._au
+        self._au += 1
+        return payload, (au, key)
+
     def _publish(self, sock: zmq.Socket[Any], frame: Frame) -> None:
         t0 = time.perf_counter_ns()
         source = frame.encoded
         payload: Any
-        if self._passes(source):
+        video: tuple[int, bool] | None = None
+        if self._video is not None:
+            try:
+                payload, video = self._encode_video(frame)
+            except Exception as exc:
+                self._stats.encode_errors += 1
+                log.error("encoding %s/%s failed: %s", self.device_id, self.kind.value, exc)
+                return
+            shape = codecs.output_shape(self._codec, frame.shape)
+        elif self._passes(source):
             assert source is not None
             payload, shape = source.payload, source.shape
             self._stats.passed_through += 1
@@ -253,7 +328,9 @@ class StreamPublisher:
             skew = self._clock() - now
             frame = frame.replace(host_time_ns=frame.host_time_ns + skew)
             now += skew
-        header = build_header(frame, self.codec_name, size, now, shape, crc, self.calibration)
+        header = build_header(
+            frame, self.codec_name, size, now, shape, crc, self.calibration, video
+        )
         for tap, _ in self._taps:
             try:
                 tap(frame, header, payload)

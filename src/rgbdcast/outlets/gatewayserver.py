@@ -225,6 +225,13 @@ class TcpGateway:
             codec = codecs.get(codec_name or ("body" if kind is StreamKind.body else "raw"), kind)
         except ValueError as exc:
             return self._framed({"error": str(exc)})
+        if getattr(codec, "video", False):  # one frame on request cannot be a video chain
+            return self._framed(
+                {
+                    "error": f"{codec.info.name} is not offered here: video needs every frame in "
+                    "order; ask for jpeg (or use the ZeroMQ stream)"
+                }
+            )
         if kind not in self._devices().get(device, {}):
             return self._framed({"error": f"no {stream} stream on device {device!r}"})
         key = (device, kind)

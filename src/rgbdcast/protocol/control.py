@@ -58,6 +58,11 @@ class MessageType(enum.IntEnum):
     """Extension: ask for the server's clock. Reply: ``time_reply`` ``{"t_ns": int}``, the
     server's clock (ns since the Unix epoch) when it answered (clock offset estimation)."""
     time_reply = 0x15
+    keyframe = 0x16
+    """Extension: a video subscriber lost its chain (``{"device": id, "stream": "color"}``) and
+    asks for a keyframe. Reply: ``keyframe_reply`` ``{"queued": true}``; the server forces one
+    soon, at most one per half second per stream, merging the requests that wait."""
+    keyframe_reply = 0x17
 
 
 CLIENT_TYPES = frozenset(
@@ -67,6 +72,7 @@ CLIENT_TYPES = frozenset(
         MessageType.stats,
         MessageType.calibration,
         MessageType.time,
+        MessageType.keyframe,
     }
 )
 MAX_REPLY_BYTES = 64 << 20
@@ -188,8 +194,10 @@ class ControlResponder:
         stats: Callable[[], dict[str, Any]] | None = None,
         calibration: Callable[[str, list[str]], tuple[dict[str, Any], list[bytes]]] | None = None,
         clock: Callable[[], int] | None = None,
+        keyframe: Callable[[str, str], None] | None = None,
     ) -> None:
         self._me = me
+        self._keyframe = keyframe
         self._stats = stats or (lambda: {})
         self._calibration = calibration
         self._clock = clock
@@ -208,6 +216,8 @@ class ControlResponder:
                 return make_msg(MessageType.me, self._me())
             if mtype is MessageType.calibration:
                 return self._answer_calibration(_payload)
+            if mtype is MessageType.keyframe:
+                return self._answer_keyframe(_payload)
             if mtype is MessageType.time:
                 if self._clock is None:
                     raise RequestRefused(ErrorCode.unknown_type, "this server has no clock to give")
@@ -221,6 +231,18 @@ class ControlResponder:
             self.counters.count_error(ErrorCode.internal)
             self.last_error = f"internal error: {exc!r}"
             return error_msg(ErrorCode.internal, self.last_error)
+
+    def _answer_keyframe(self, payload: dict[str, Any] | None) -> list[bytes]:
+        device = (payload or {}).get("device")
+        stream = (payload or {}).get("stream")
+        if not isinstance(device, str) or not isinstance(stream, str):
+            raise RequestRefused(
+                ErrorCode.bad_request, 'keyframe needs {"device": id, "stream": name}'
+            )
+        if self._keyframe is None:
+            raise RequestRefused(ErrorCode.unknown_type, "this server sends no video")
+        self._keyframe(device, stream)  # raises RequestRefused for a wrong device or stream
+        return make_msg(MessageType.keyframe_reply, {"queued": True})
 
     def _answer_calibration(self, payload: dict[str, Any] | None) -> list[bytes]:
         device = (payload or {}).get("device")

@@ -27,6 +27,7 @@ __all__ = [
     "FrameHeader",
     "build_header",
     "decode_frame",
+    "frame_from_header",
     "parse_header",
 ]
 
@@ -54,6 +55,10 @@ class FrameHeader:
     intrinsics: dict[str, Any] | None = None
     calib: str | None = None
     """The revision of the device's calibration (``Calibration.revision``), if it has one."""
+    au: int | None = None
+    """Video codecs: the access unit's number in its encoder's chain (a gap means a lost unit)."""
+    key: bool = False
+    """Video codecs: the unit is a keyframe (decodable without the units before it)."""
 
 
 def build_header(
@@ -64,13 +69,15 @@ def build_header(
     shape: tuple[int, ...] | None = None,
     crc: int | None = None,
     calib: str | None = None,
+    video: tuple[int, bool] | None = None,
 ) -> bytes:
     """The header part for *frame* encoded with *codec* into *size* payload bytes.
 
     *shape* is what the payload decodes to, when the codec changes it (JPEG from BGRA is BGR).
     *crc* (test mode, ``serve --checksums``) is the CRC-32 of the payload, for receivers to
     check that what arrived is what was sent. *calib* is the revision of the device's
-    calibration, so that a receiver knows when to fetch a new one.
+    calibration, so that a receiver knows when to fetch a new one. *video* is a video unit's
+    number in its chain and whether it is a keyframe.
     """
     template = _header_template(
         frame.device_id,
@@ -92,6 +99,8 @@ def build_header(
     )
     if crc is not None:
         text += f',"crc":{int(crc)}'
+    if video is not None:
+        text += f',"au":{int(video[0])},"key":{"true" if video[1] else "false"}'
     return _PREFIX + (text + "}").encode()
 
 
@@ -162,6 +171,11 @@ def parse_header(raw: bytes | memoryview) -> FrameHeader:
         calib = f.get("calib")
         if calib is not None and (not isinstance(calib, str) or len(calib) > 64):
             raise ProtocolError("frame header field 'calib' must be a short string")
+        au, key = f.get("au"), f.get("key", False)
+        if au is not None and (type(au) is not int or au < 0):
+            raise ProtocolError("frame header field 'au' must be a non-negative integer")
+        if type(key) is not bool:
+            raise ProtocolError("frame header field 'key' must be true or false")
         return FrameHeader(
             device_id=f["device"],
             stream=StreamKind(f["stream"]),
@@ -177,6 +191,8 @@ def parse_header(raw: bytes | memoryview) -> FrameHeader:
             size=f["size"],
             intrinsics=intr,
             calib=calib,
+            au=au,
+            key=key,
         )
     except KeyError as exc:
         raise ProtocolError(f"frame header lacks field {exc}") from None
@@ -202,6 +218,12 @@ def decode_parts(header: FrameHeader, payload: Any) -> Frame:
         raise
     except Exception as exc:  # any codec failure on foreign bytes is a protocol error
         raise CodecError(f"{header.codec} payload could not be decoded: {exc}") from exc
+    return frame_from_header(header, data)
+
+
+def frame_from_header(header: FrameHeader, data: Any) -> Frame:
+    """The :class:`Frame` of a checked header and its decoded data (a video stream's decoder
+    decodes on its own, in order)."""
     intrinsics = None
     if header.intrinsics is not None:
         intrinsics = _intrinsics(header)

@@ -438,3 +438,111 @@ def test_infrared_as_video_is_gamma_coded_gray_and_decodes_to_16_bits() -> None:
         assert np.mean(np.abs(out.astype(np.int64) - img)) < 0.1 * img.mean()
     codec = get("h264", StreamKind.infrared)
     assert codec.decode(codec.encode(images[0], {}), images[0].shape, "<u2").dtype == np.uint16
+
+
+# -- recordings --------------------------------------------------------------------------------
+def _record_units(tmp_path: Path, n: int = 40) -> tuple[Path, list[Any], MockDevice]:
+    """A served h264 color stream recorded from a decode=False subscription: the file, and the
+    units as the subscription received them."""
+    from rgbdcast.record import McapRecorder
+
+    dev = MockDevice("mock0", color_size=SIZE, streams=["color"], fps=30)
+    srv = _video_server(dev, gop=15)
+    path = tmp_path / "video.mcap"
+    try:
+        with Client(next(iter(srv.endpoints.values()))) as client:
+            sub = client.subscribe("mock0", "color", decode=False, queue_size=128)
+            streams = {("mock0", StreamKind.color): {"width": SIZE[0], "height": SIZE[1]}}
+            units = []
+            with McapRecorder(path, streams=streams) as rec:
+                while len(units) < n:
+                    unit = sub.get(timeout=5)
+                    rec.write(unit)
+                    units.append(unit)
+            assert rec.video_units_skipped == 0
+    finally:
+        srv.stop()
+    return path, units, dev
+
+
+def test_a_recording_holds_compressed_video_byte_for_byte(tmp_path: Path) -> None:
+    from mcap.reader import make_reader
+
+    path, units, _dev = _record_units(tmp_path)
+    with open(path, "rb") as f:
+        messages = [
+            (schema.name, msg.data)
+            for schema, channel, msg in make_reader(f).iter_messages()
+            if channel.topic == "/mock0/color"
+        ]
+    assert {name for name, _ in messages} == {"foxglove_msgs/msg/CompressedVideo"}
+    from rgbdcast.protocol import cdr
+
+    decoded = [cdr.decode_compressed_image(data) for _, data in messages]
+    assert {d["format"] for d in decoded} == {"h264"}
+    assert [d["data"].tobytes() for d in decoded] == [bytes(u.payload) for u in units]
+    # an independent decoder (FFmpeg's demuxer, another process) reads what the file holds
+    raw = tmp_path / "from-mcap.h264"
+    raw.write_bytes(b"".join(d["data"].tobytes() for d in decoded))
+    script = (
+        "import av, sys\n"
+        "c = av.open(sys.argv[1], format='h264')\n"
+        "print(sum(1 for _ in c.decode(video=0)))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(raw)], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0 and int(out.stdout) == len(units)
+
+
+def test_the_recorder_keeps_only_decodable_runs(tmp_path: Path) -> None:
+    from rgbdcast.protocol.envelope import parse_encoded
+    from rgbdcast.record import McapRecorder, Recording
+
+    (frame,) = MockDevice("m", color_size=SIZE, streams=["color"]).render(0)
+    enc = VideoEncoder("h264", {"gop": 300, "encoder": "x264"})
+    images = _colors(12)
+    units = [enc.encode(img, keyframe=(i == 7)) for i, img in enumerate(images)]
+    path = tmp_path / "gaps.mcap"
+    with McapRecorder(path) as rec:
+        for i, (unit, key) in enumerate(units):
+            if i in (1, 3):  # unit 1 lost; 3 lost later
+                continue
+            head = build_header(
+                frame.replace(seq=i), "h264", len(unit), 1, (180, 320, 3), None, None, (i, key)
+            )
+            rec.write(parse_encoded([head, unit]))
+    assert rec.video_units_skipped == 4  # 2 (after the gap at 1), then 4, 5, 6 (after 3)
+    frames = [f for _, f in Recording(path).scan().frames()]
+    assert [f.seq for f in frames] == [0, 7, 8, 9, 10, 11]
+    for f in frames:
+        assert psnr(f.array, images[f.seq]) > 30  # each decodes, in order or not
+
+
+def test_a_replay_serves_the_recorded_units_unchanged_or_as_jpeg(tmp_path: Path) -> None:
+    from rgbdcast.record.replay import ReplayDevice
+
+    path, units, dev = _record_units(tmp_path)
+    recorded = {u.header.seq: bytes(u.payload) for u in units}
+    replay = ReplayDevice(path, loop=True)
+    with Server(address="127.0.0.1", announce=False) as srv:
+        srv.add_device(replay)
+        endpoint = next(iter(srv.endpoints.values()))
+        with Client(endpoint) as client:
+            assert client.devices["mock0"].streams["color"]["codec"] == "h264"
+            raw = client.subscribe("mock0", "color", decode=False, queue_size=128)
+            pictures = client.subscribe("mock0", "color", queue_size=128)
+            got = [raw.get(timeout=5) for _ in range(20)]
+            shown = [pictures.get(timeout=5) for _ in range(20)]
+        stats = srv.stats()["streams"]["mock0/color"]
+    assert stats["passed_through"] >= 20 and stats["video_encoder"] == ""
+    same = [bytes(u.payload) == recorded[u.header.seq] for u in got if u.header.seq in recorded]
+    assert same and all(same)
+    assert min(psnr(f.array, _source(dev, f.seq)) for f in shown) > 30
+    replay = ReplayDevice(path, loop=True)
+    with Server(address="127.0.0.1", announce=False, codecs={"color": "jpeg"}) as srv:
+        srv.add_device(replay)
+        with Client(next(iter(srv.endpoints.values()))) as client:
+            sub = client.subscribe("mock0", "color", queue_size=64)
+            frames = [sub.get(timeout=5) for _ in range(10)]
+    assert min(psnr(f.array, _source(dev, f.seq)) for f in frames) > 28

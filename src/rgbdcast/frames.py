@@ -244,7 +244,9 @@ class Encoded:
 
     *codec* is the registry name of its encoding (``"jpeg"``), *payload* its bytes, *shape* and
     *dtype* (a numpy dtype string) what it decodes to, and *decode* turns the payload into that
-    array (called at most once per frame, only if someone reads the pixels).
+    array (called at most once per frame, only if someone reads the pixels). A video unit
+    (``h264``, ``hevc``) has its number in its source's chain, *au*: a gap in it means the units
+    in between are missing.
     """
 
     codec: str
@@ -252,6 +254,7 @@ class Encoded:
     shape: tuple[int, ...]
     dtype: str
     decode: Callable[[bytes], np.ndarray] = field(repr=False, compare=False)
+    au: int | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "shape", tuple(int(n) for n in self.shape))

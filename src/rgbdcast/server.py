@@ -261,7 +261,7 @@ class Server:
                     dev.id,
                     kind,
                     self.address,
-                    codec=self._codecs.get(kind),
+                    codec=self._codecs.get(kind) or dev.streams[kind].notes.get("recorded_codec"),
                     codec_params=self._params.get(kind),
                     secure=self.secure,
                     checksums=self.checksums,

@@ -23,6 +23,7 @@ import zstandard
 
 from .. import codecs
 from ..codecs.jpeg import auto_strips
+from ..codecs.video import is_video
 from ..frames import StreamKind
 from .harness import data_dir, section_head, write_section
 
@@ -87,6 +88,8 @@ def codec_rows(
     rows = []
     candidates: list[tuple[str, str, Any, Any]] = []
     for info in codecs.available(kind):
+        if is_video(info.name):  # a chain, not a frame: measured by --suite video
+            continue
         c = codecs.get(info.name)
         candidates.append(
             (

@@ -277,9 +277,11 @@ class _PointsWriter:
 def _progress(recorder: Any, subs: list[Any], writer_drops: int, elapsed: float) -> str:
     counts = " ".join(f"{k.split('/')[-1]} {n}" for k, n in sorted(recorder.frames.items()))
     lost = sum(s.snapshot().dropped for s in subs)
+    video = recorder.video_units_skipped
     return (
         f"{elapsed:6.1f} s  {counts or 'waiting for frames'}  {recorder.size / 1e6:.1f} MB  "
         f"dropped {lost} in transit, {writer_drops} by a slow disk"
+        + (f", {video} video units waiting for a keyframe" if video else "")
     )
 
 

@@ -26,7 +26,14 @@ from ..frames import FrameData, StreamKind
 from .base import Buffer, CodecInfo, register
 from .videoenc import VideoEncoder, import_av
 
-__all__ = ["VIDEO_CODECS", "VideoCodec", "VideoDecoder", "is_keyframe", "is_video"]
+__all__ = [
+    "VIDEO_CODECS",
+    "VideoCodec",
+    "VideoDecoder",
+    "is_keyframe",
+    "is_video",
+    "picture_size",
+]
 
 VIDEO_CODECS = ("h264", "hevc")
 
@@ -129,6 +136,19 @@ def is_keyframe(codec: str, payload: Buffer) -> bool:
             return nal in _IDR_TYPES[codec]
         start = head.find(b"\x00\x00\x01", start + 3)
     return False
+
+
+def picture_size(codec: str, keyframe: Buffer) -> tuple[int, int]:
+    """The width and height of a keyframe's picture (by decoding it)."""
+    av = import_av()
+    ctx = av.CodecContext.create(codec, "r")
+    try:
+        frames = ctx.decode(av.Packet(bytes(keyframe)))
+    except av.FFmpegError as exc:
+        raise CodecError(f"video unit does not decode: {exc}") from None
+    if len(frames) != 1:
+        raise CodecError(f"video keyframe gave {len(frames)} pictures, not 1")
+    return int(frames[0].width), int(frames[0].height)
 
 
 _UNGAMMA16 = np.round(65535 * (np.arange(256) / 255.0) ** 2).astype(np.uint16)

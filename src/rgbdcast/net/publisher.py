@@ -34,6 +34,7 @@ import zmq
 
 from .. import codecs
 from .._osthreads import name_native_thread
+from ..codecs.video import is_keyframe
 from ..frames import Encoded, Frame, StreamKind
 from ..protocol.envelope import build_header
 from .counters import Counters
@@ -135,6 +136,7 @@ class StreamPublisher:
         make_encoder = getattr(self._codec, "stream_encoder", None)
         self._video = make_encoder(self._params) if make_encoder is not None else None
         self._au = 0
+        self._source_au: int | None = None
         self._key_pending = False
         self._key_lock = threading.Lock()
         self._last_forced = -KEYFRAME_MIN_INTERVAL_S
@@ -274,6 +276,30 @@ class StreamPublisher:
             self._stats.passthrough_refused += 1
         return False
 
+    def _passes_video(self, source: Encoded | None) -> bool:
+        return (
+            self._passthrough
+            and source is not None
+            and source.codec == self.codec_name
+            and source.au is not None
+        )
+
+    def _pass_video(self, source: Encoded) -> tuple[int, bool]:
+        """A source's own video unit (a recording's), sent as it is. A unit the source skipped
+        or the slot dropped shows as a gap in ``au``, so subscribers wait for a keyframe; the
+        source's keyframes are the only ones (a request cannot force one: counted only)."""
+        if self._source_au is not None and source.au != self._source_au + 1:
+            self._au += 1
+        self._source_au = source.au
+        key = is_keyframe(self.codec_name, source.payload)
+        self._stats.passed_through += 1
+        if key:
+            self._stats.keyframes += 1
+            self._key_pending = False
+        au = self._au
+        self._au += 1
+        return au, key
+
     def _encode_video(self, frame: Frame) -> tuple[Any, tuple[int, bool]]:
         """One access unit, a keyframe if one is due and allowed; its number and key flag."""
         assert self._video is not None
@@ -300,7 +326,10 @@ class StreamPublisher:
         source = frame.encoded
         payload: Any
         video: tuple[int, bool] | None = None
-        if self._video is not None:
+        if self._video is not None and self._passes_video(source):
+            assert source is not None
+            payload, shape, video = source.payload, source.shape, self._pass_video(source)
+        elif self._video is not None:
             try:
                 payload, video = self._encode_video(frame)
             except Exception as exc:

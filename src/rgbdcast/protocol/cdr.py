@@ -19,6 +19,7 @@ from ..frames import Intrinsics
 __all__ = [
     "CALIBRATION",
     "COMPRESSED_IMAGE",
+    "COMPRESSED_VIDEO",
     "FRAME_TRANSFORM",
     "pack_points",
     "POINT_CLOUD",
@@ -46,6 +47,13 @@ COMPRESSED_IMAGE = (
     + _SEP
     + _TIME,
 )
+COMPRESSED_VIDEO = (
+    "foxglove_msgs/msg/CompressedVideo",
+    "builtin_interfaces/Time timestamp\nstring frame_id\nuint8[] data\nstring format\n"
+    + _SEP
+    + _TIME,
+)
+"""The same fields as ``CompressedImage``: one Annex B access unit, format ``h264`` or ``h265``."""
 RAW_IMAGE = (
     "foxglove_msgs/msg/RawImage",
     "builtin_interfaces/Time timestamp\nstring frame_id\nuint32 width\nuint32 height\n"

@@ -39,12 +39,14 @@ from ..protocol import cdr
 from ..protocol import foxglove as fx
 from ..protocol.envelope import EncodedFrame
 from ..protocol.viewer import is_plain_jpeg
+from .videochain import VideoChain
 
 __all__ = [
     "BODIES_SCHEMA",
     "PROFILE",
     "CALIBRATION_SCHEMA",
     "TABLE_ATTACHMENT",
+    "VIDEO_FORMATS",
     "ChannelSpec",
     "bodies_scene_message",
     "calibration_message",
@@ -181,7 +183,8 @@ def points_message(
 
 
 def channel_spec(device: str, kind: StreamKind, fmt: str) -> ChannelSpec:
-    """The channel of a device stream written as *fmt* (``jpeg``, ``raw`` or ``calibration``)."""
+    """The channel of a device stream written as *fmt* (``jpeg``, ``video``, ``raw`` or
+    ``calibration``)."""
     topic = f"/{device}/{kind.value}"
     if fmt == "calibration":
         return ChannelSpec(f"{topic}/calibration", _ros(cdr.CALIBRATION), "cdr")
@@ -190,6 +193,8 @@ def channel_spec(device: str, kind: StreamKind, fmt: str) -> ChannelSpec:
         return ChannelSpec(topic, schema, "json")
     if fmt == "jpeg":
         return ChannelSpec(topic, _ros(cdr.COMPRESSED_IMAGE), "cdr")
+    if fmt == "video":
+        return ChannelSpec(topic, _ros(cdr.COMPRESSED_VIDEO), "cdr")
     return ChannelSpec(topic, _ros(cdr.RAW_IMAGE), "cdr")
 
 
@@ -200,6 +205,10 @@ def frame_message(encoded: EncodedFrame) -> tuple[ChannelSpec, bytes]:
     if kind is StreamKind.color and h.codec == "jpeg" and is_plain_jpeg(encoded.payload):
         msg = cdr.encode_compressed_image(t, optical_frame(device, kind), encoded.payload, "jpeg")
         return channel_spec(device, kind, "jpeg"), msg
+    if h.codec in VIDEO_FORMATS:  # the unit as sent; the recorder keeps only decodable runs
+        fmt = VIDEO_FORMATS[h.codec]
+        msg = cdr.encode_compressed_image(t, optical_frame(device, kind), encoded.payload, fmt)
+        return channel_spec(device, kind, "video"), msg
     frame = encoded.decode()
     if kind is StreamKind.body:
         return channel_spec(device, kind, "json"), _bodies_json(frame)
@@ -298,6 +307,10 @@ def _decode_jpeg(jpeg: bytes) -> np.ndarray:
     return out
 
 
+VIDEO_FORMATS = {"h264": "h264", "hevc": "h265"}
+"""Our video codecs by their ``CompressedVideo`` format names."""
+_VIDEO_CODECS = {fmt: codec for codec, fmt in VIDEO_FORMATS.items()}
+
 _RAW: dict[str, tuple[str, int]] = {"bgr8": ("u1", 3), "16UC1": ("<u2", 1), "mono16": ("<u2", 1)}
 
 
@@ -309,13 +322,27 @@ def message_frame(
     seq: int,
     device_time_ns: int,
     host_time_ns: int,
-) -> Frame:
-    """A frame back from one message of a device stream channel; ProtocolError if malformed."""
+    chains: dict[str, VideoChain] | None = None,
+) -> Frame | None:
+    """A frame back from one message of a device stream channel; ProtocolError if malformed.
+    A video unit needs its channel's *chains* entry (made here, by format); None for a unit
+    that cannot be decoded (before the file's first keyframe)."""
     try:
         payload: Any = None
         encoded = None
         if kind is StreamKind.body:
             payload = _bodies(data)
+        elif schema_name == cdr.COMPRESSED_VIDEO[0]:
+            img = cdr.decode_compressed_image(data)
+            codec = _VIDEO_CODECS.get(img["format"])
+            if codec is None or chains is None:
+                raise ProtocolError(f"compressed video format {img['format']!r} is not supported")
+            chain = chains.get(codec)
+            if chain is None:
+                chain = chains[codec] = VideoChain(codec, kind)
+            encoded = chain.add(img["data"].tobytes())
+            if encoded is None:
+                return None
         elif schema_name == cdr.COMPRESSED_IMAGE[0]:
             img = cdr.decode_compressed_image(data)
             if img["format"] != "jpeg":

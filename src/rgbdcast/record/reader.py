@@ -253,6 +253,7 @@ class Recording:
         in :attr:`skipped`. Frames keep their recorded sequence numbers and device times."""
         schemas: dict[int, Any] = {}
         channels: dict[int, ChannelInfo] = {}
+        chains: dict[int, dict[str, Any]] = {}  # video channels: units numbered, decoded on demand
         for record in self._records():
             if isinstance(record, rec.Schema):
                 schemas[record.id] = record
@@ -272,8 +273,12 @@ class Recording:
                         record.sequence,
                         record.publish_time,
                         record.log_time,
+                        chains.setdefault(record.channel_id, {}),
                     )
                 except ProtocolError:
+                    self.skipped += 1
+                    continue
+                if frame is None:  # a video unit before the first keyframe
                     self.skipped += 1
                     continue
                 yield record.log_time, frame

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from ..codecs.video import is_video
 from ..devices.base import StreamInfo, ThreadedDevice, wait_until
 from ..errors import UsageError
 from ..frames import Frame, Intrinsics, StreamKind
@@ -71,6 +72,8 @@ class ReplayDevice(ThreadedDevice):
                 dtype=str(info.get("dtype", "")),
                 units=str(info.get("units", "")),
                 intrinsics=intr,
+                # a video stream is served as recorded unless the server is told otherwise
+                notes={"recorded_codec": ch.codec} if is_video(ch.codec) else {},
             )
         self._calibrations = self.recording.calibrations.get(device_id, [])
         self._cal_index = 0

@@ -18,6 +18,7 @@ import numpy as np
 from mcap.writer import CompressionType, Writer
 
 from .._version import __version__
+from ..codecs.video import is_keyframe
 from ..errors import RecordingError
 from ..frames import StreamKind
 from ..geometry.calibration import Calibration
@@ -76,6 +77,9 @@ class McapRecorder:
         self._full: set[str] = set()
         self.frames: Counter[str] = Counter()
         """Frames written per ``device/stream``."""
+        self._video_au: dict[str, int] = {}
+        self.video_units_skipped = 0
+        """Video units not written: they came after a lost unit, before the next keyframe."""
         self.first_ns = self.last_ns = 0
         self.closed = False
         self.failed: RecordingError | None = None
@@ -128,6 +132,8 @@ class McapRecorder:
         if self.closed:
             raise RecordingError("the recording is closed")
         h = encoded.header
+        if h.au is not None and not self._video_continues(encoded):
+            return
         spec, data = frame_message(encoded)
         ch = self._channel(spec, h.device_id, h.stream, h.codec)
         t_log = h.host_time_ns
@@ -150,6 +156,21 @@ class McapRecorder:
         self.frames[key] += 1
         self.first_ns = self.first_ns or t_log
         self.last_ns = max(self.last_ns, t_log)
+
+    def _video_continues(self, encoded: EncodedFrame) -> bool:
+        """Whether a video unit continues its recorded run: a unit after a gap (lost before
+        it reached us), or the first, is kept only if it is a keyframe, so that every unit in
+        the file can be decoded. The units left out are counted in ``video_units_skipped``."""
+        h = encoded.header
+        key = f"{h.device_id}/{h.stream.value}"
+        last = self._video_au.get(key)
+        fresh = last is None or h.au != last + 1
+        self._video_au[key] = int(h.au or 0)
+        if fresh and not is_keyframe(h.codec, encoded.payload):
+            self._video_au.pop(key, None)
+            self.video_units_skipped += 1
+            return False
+        return True
 
     def write_calibration(
         self, cal: Calibration, t_ns: int, tables: dict[str, np.ndarray] | None = None

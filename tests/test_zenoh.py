@@ -296,3 +296,42 @@ def test_stats_and_view_accept_zenoh_sources(zserver: tuple[Server, str]) -> Non
     finally:
         backend.stop()
         viewer.stop()
+
+
+def test_video_travels_as_sent_and_a_late_subscriber_asks_for_a_keyframe() -> None:
+    """Zenoh carries the units as they are; a subscriber that starts mid-chain shows nothing
+    until the keyframe it asked for through the device's @meta queryable."""
+    pytest.importorskip("av", reason="the [video] extra (PyAV) is not installed")
+    port = _port()
+    srv = Server(
+        address="127.0.0.1",
+        announce=False,
+        name="vid",
+        codecs={"color": "h264"},
+        codec_params={"color": {"gop": 300, "encoder": "x264"}},
+        outlets=[ZenohOutlet(ZenohOptions(listen=[_ep(port)]))],
+    )
+    dev = MockDevice("cam", color_size=(320, 180), streams=["color"])
+    srv.add_device(dev)
+    srv.start()
+    key = "rgbdcast/vid/cam/color"
+    try:
+        with ZenohClient(connect=[_ep(port)]) as first:
+            raw = first.subscribe(key, decode=False, queue_size=64)
+            units = _frames(raw, 1.0)
+            assert units and {u.header.codec for u in units} == {"h264"}
+            time.sleep(0.6)  # the stream is well past its first keyframe
+            with ZenohClient(connect=[_ep(port)]) as late:
+                sub = late.subscribe(key, queue_size=64)
+                got = _frames(sub, 2.0)
+                state = sub.videos[key]
+        assert got and state.requests >= 1 and state.decoder is not None
+        assert state.decoder.skipped >= 1  # it did join mid-chain
+        stats = srv.stats()["streams"]["cam/color"]
+        assert stats["keyframe_requests"] >= 1 and stats["keyframes_forced"] >= 1
+        for frame in got[:5]:
+            ref = dev.render(frame.seq)[0].array.astype(np.float32)
+            err = np.mean((frame.array.astype(np.float32) - ref) ** 2)
+            assert 10 * np.log10(255**2 / err) > 30
+    finally:
+        srv.stop()

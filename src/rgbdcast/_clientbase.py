@@ -6,6 +6,7 @@ decides something lives here and in :mod:`rgbdcast.protocol.session`.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -15,7 +16,7 @@ from typing import Any, Generic, Literal, TypeVar, cast
 
 from blinker import Signal
 
-from ._clientvideo import KEYFRAME_RETRY_S, decode_video
+from ._clientvideo import VideoState, decode_video
 from .codecs.video import VideoDecoder, is_video
 from .devices.mock import DepthFrame
 from .errors import ProtocolError, UsageError
@@ -93,12 +94,18 @@ class SubscriptionBase:
         self._latest: Frame | EncodedFrame | None = None
         self._latest_decoded: tuple[EncodedFrame, Frame] | None = None
         self.closed = False
-        self.video: VideoDecoder | None = None
+        self._video = VideoState()
+
+    @property
+    def video(self) -> VideoDecoder | None:
         """A video stream's decoder (made at its first unit when frames are decoded): its
         ``gaps``, ``skipped`` (units not shown while the chain was broken) and ``decoded``."""
-        self.keyframe_requests = 0
+        return self._video.decoder
+
+    @property
+    def keyframe_requests(self) -> int:
         """Keyframes this subscription asked the server for (after a gap or a late join)."""
-        self._asked_keyframe_at = -KEYFRAME_RETRY_S
+        return self._video.requests
 
     def _push(self, item: Frame | EncodedFrame | ProtocolError) -> None:
         if len(self._queue) == self._queue.maxlen:
@@ -404,7 +411,8 @@ class ClientBase:
         )
         item: Frame | EncodedFrame = encoded
         if sub.decode and is_video(encoded.header.codec):
-            video = decode_video(sub, encoded, self._ask_keyframe)
+            ask = functools.partial(self._ask_keyframe, sub.device_id, sub.kind)
+            video = decode_video(sub._video, encoded, sub._bad, ask)
             if video is None:
                 return
             item = video

@@ -12,49 +12,60 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
 from .codecs.video import VideoDecoder
 from .errors import ProtocolError, UsageError
-from .frames import Frame, StreamKind
+from .frames import Frame
 from .protocol.envelope import EncodedFrame, frame_from_header
 
-if TYPE_CHECKING:
-    from ._clientbase import SubscriptionBase
-
-__all__ = ["KEYFRAME_RETRY_S", "decode_video"]
+__all__ = ["KEYFRAME_RETRY_S", "VideoState", "decode_video"]
 
 KEYFRAME_RETRY_S = 0.25
 """A video subscription waiting for a keyframe asks the server again after this long."""
 
 
+@dataclass
+class VideoState:
+    """What a receiver keeps per video stream: its decoder and its keyframe requests."""
+
+    decoder: VideoDecoder | None = None
+    requests: int = 0
+    """Keyframes asked for (after a gap or a late join)."""
+    asked_at: float = -KEYFRAME_RETRY_S
+
+
 def decode_video(
-    sub: SubscriptionBase, encoded: EncodedFrame, ask: Callable[[str, StreamKind], None]
+    state: VideoState,
+    encoded: EncodedFrame,
+    bad: Callable[[ProtocolError], None],
+    ask: Callable[[], None],
 ) -> Frame | None:
-    """Feed a video unit to *sub*'s decoder; its frame, or None while the chain is broken
-    (then ``ask(device_id, kind)`` requests a keyframe, at most every :data:`KEYFRAME_RETRY_S`)."""
+    """Feed a video unit to *state*'s decoder; its frame, or None while the chain is broken
+    (then ``ask()`` requests a keyframe, at most every :data:`KEYFRAME_RETRY_S`). A unit that
+    does not decode goes to *bad*."""
     h = encoded.header
-    dec = sub.video
+    dec = state.decoder
     try:
         if dec is None or dec.codec != h.codec:
-            dec = sub.video = VideoDecoder(h.codec)
+            dec = state.decoder = VideoDecoder(h.codec)
         image = dec.feed(encoded.payload, h.au, h.key, h.shape, h.dtype)
     except ProtocolError as exc:
-        sub._bad(exc)
+        bad(exc)
         image = None
     except UsageError as exc:  # PyAV is not installed: say so where frames are read
-        sub._bad(ProtocolError(str(exc)))
+        bad(ProtocolError(str(exc)))
         return None
     if image is None:
         now = time.monotonic()
         waiting = dec is not None and dec.wants_keyframe
-        if waiting and now - sub._asked_keyframe_at >= KEYFRAME_RETRY_S:
-            sub._asked_keyframe_at = now
-            sub.keyframe_requests += 1
-            ask(sub.device_id, sub.kind)
+        if waiting and now - state.asked_at >= KEYFRAME_RETRY_S:
+            state.asked_at = now
+            state.requests += 1
+            ask()
         return None
     try:
         return frame_from_header(h, image)
     except ProtocolError as exc:
-        sub._bad(exc)
+        bad(exc)
         return None

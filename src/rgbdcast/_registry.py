@@ -152,6 +152,7 @@ class DeviceRegistry:
                 pub.submit,
                 pub.add_tap,
                 pub.tap_failed,
+                pub.request_keyframe,
             )
             for kind, pub in pubs.items()
         }

@@ -16,11 +16,15 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 from ._clientbase import BlockingSubscription
+from ._clientvideo import VideoState, decode_video
+from .codecs.video import is_video
 from .devices.base import require
 from .errors import ProtocolError, UsageError
 from .frames import StreamKind
@@ -28,9 +32,11 @@ from .geometry.calibration import Calibration
 from .outlets.zenoh import ZenohLink, ZenohOptions
 from .protocol.envelope import parse_encoded
 from .protocol.session import StreamStats
-from .protocol.zkeys import PREFIX, meta_key
+from .protocol.zkeys import PREFIX, meta_key, parse_stream_key
 
 __all__ = ["ZenohClient", "ZenohSubscription"]
+
+log = logging.getLogger("rgbdcast.zenoh")
 
 
 class ZenohSubscription(BlockingSubscription):
@@ -42,6 +48,9 @@ class ZenohSubscription(BlockingSubscription):
         self._subscriber: Any = None
         self.per_key: dict[str, StreamStats] = {}
         """Statistics per stream key (a wildcard subscription spans several streams)."""
+        self.videos: dict[str, VideoState] = {}
+        """Per video stream key: its decoder (``.decoder.gaps``, ...) and keyframe requests."""
+        self._ask: Callable[[str], None] = lambda key: None
 
     def _on_sample(self, sample: Any) -> None:
         """On a Zenoh thread: check the header, count, queue (no decoding here)."""
@@ -63,6 +72,12 @@ class ZenohSubscription(BlockingSubscription):
         now = time.time_ns()
         stats.record(encoded.header, len(header) + len(payload), now)
         self.stats.record(encoded.header, len(header) + len(payload), now)
+        if self.decode and is_video(encoded.header.codec):  # in order, here, as Client does
+            state = self.videos.setdefault(key, VideoState())
+            frame = decode_video(state, encoded, self._bad, partial(self._ask, key))
+            if frame is not None:
+                self._push(frame)
+            return
         self._push(encoded)
 
     def _what(self) -> str:
@@ -113,9 +128,19 @@ class ZenohClient:
         except Exception as exc:
             raise UsageError(f"bad key expression {keyexpr!r}: {exc}") from None
         sub = ZenohSubscription(keyexpr, queue_size, decode)
+        sub._ask = self._ask_keyframe
         sub._subscriber = self.session.declare_subscriber(keyexpr, sub._on_sample)
         self._subs.append(sub)
         return sub
+
+    def _ask_keyframe(self, key: str) -> None:
+        """Ask the server of video stream *key* for a keyframe (its device's ``@meta``
+        queryable, ``keyframe/<stream>``); the reply is not waited for."""
+        try:
+            server, device, stream = parse_stream_key(key)
+            self.session.get(meta_key(server, device, f"keyframe/{stream}"), lambda reply: None)
+        except Exception as exc:  # a closing session: the next gap asks again
+            log.debug("keyframe request on %s failed: %s", key, exc)
 
     def devices(self, keyexpr: str = f"{PREFIX}/**", timeout: float = 2.0) -> list[str]:
         """Keys (``rgbdcast/<server>/<device>``) of the devices present now."""

@@ -71,6 +71,7 @@ class StreamPort:
         "frame_taps",
         "info",
         "kind",
+        "request_keyframe",
     )
 
     def __init__(
@@ -82,8 +83,11 @@ class StreamPort:
         sink: FrameTap,
         add_encoded_tap: Callable[[EncodedTap, Callable[[], bool]], None],
         tap_failed: Callable[[object], None],
+        request_keyframe: Callable[[], bool] = lambda: False,
     ) -> None:
         self.device_id = device_id
+        self.request_keyframe = request_keyframe
+        """Ask a video stream for a keyframe soon (False if the stream is not video)."""
         self.kind = kind
         self.info = info
         self.codec = codec

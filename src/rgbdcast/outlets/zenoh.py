@@ -187,20 +187,27 @@ class DevicePresence:
         server: str,
         device: str,
         info: Callable[[], dict[str, Any]],
+        keyframe: Callable[[str], bool] = lambda stream: False,
     ) -> None:
         self.key = presence_key(server, device)
         self._info = info
+        self._keyframe = keyframe
         self._token = link.session.liveliness().declare_token(self.key)
         self._queryable = link.session.declare_queryable(meta_key(server, device), self._answer)
 
     def _answer(self, query: Any) -> None:
         """On a Zenoh thread: ``@meta/info`` is the device's description, ``@meta/calibration``
         its calibration (docs/protocol.md; ``null`` if it has none), ``@meta/calibration/
-        <stream>`` that stream's intrinsics (``null`` if it has none)."""
+        <stream>`` that stream's intrinsics (``null`` if it has none), and ``@meta/keyframe/
+        <stream>`` asks a video stream for a keyframe (``{"queued": bool}``)."""
         try:
-            info = self._info()
             key = str(query.key_expr)
             what = key.split("/@meta/", 1)[1] if "/@meta/" in key else ""
+            if what.startswith("keyframe/"):
+                queued = self._keyframe(what.split("/", 1)[1])
+                query.reply(key, json.dumps({"queued": queued}).encode())
+                return
+            info = self._info()
             replies: list[tuple[str, Any]] = []
             if what in ("info", "**", "*"):
                 replies.append(("info", info))
@@ -235,12 +242,17 @@ class ZenohPublishing:
         self._lock = threading.Lock()
 
     def add_device(
-        self, device: str, streams: Sequence[str], info: Callable[[], dict[str, Any]]
+        self,
+        device: str,
+        streams: Sequence[str],
+        info: Callable[[], dict[str, Any]],
+        keyframe: Callable[[str], bool] = lambda stream: False,
     ) -> dict[str, StreamSender]:
-        """Announce *device* and open a sender per stream (replacing an earlier announcement)."""
+        """Announce *device* and open a sender per stream (replacing an earlier announcement);
+        *keyframe(stream)* asks a video stream for a keyframe."""
         self.remove_device(device)
         senders = {s: StreamSender(self.link, self.server, device, s) for s in streams}
-        presence = DevicePresence(self.link, self.server, device, info)
+        presence = DevicePresence(self.link, self.server, device, info, keyframe)
         with self._lock:
             self._devices[device] = (presence, senders)
         return senders
@@ -350,7 +362,15 @@ class ZenohOutlet:
         if publishing is None or host is None:
             return
         kinds = [k.value for k in device.streams]
-        senders = publishing.add_device(device.id, kinds, partial(host.device_record, device.id))
+        ports = {k.value: p for k, p in device.streams.items()}
+
+        def keyframe(stream: str) -> bool:
+            port = ports.get(stream)
+            return port is not None and port.request_keyframe()
+
+        senders = publishing.add_device(
+            device.id, kinds, partial(host.device_record, device.id), keyframe
+        )
         for kind, port in device.streams.items():
             sender = senders[kind.value]
             port.tap_encoded(partial(sender.submit, codec=port.codec), sender.matched)

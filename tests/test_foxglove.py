@@ -620,3 +620,91 @@ def test_the_foxglove_bench_suite_measures_and_records(tmp_path: Any) -> None:
     m = re.search(r"(\d+) of (\d+) color images compared were byte", text)
     assert m and int(m.group(2)) > 10 and m.group(1) == m.group(2), text
     assert "fox-points" in text and "tokio-rt-worker" in text
+
+
+def test_video_color_goes_out_as_compressed_video_from_a_keyframe() -> None:
+    """A video stream is shown as sent (``CompressedVideo``, the ZeroMQ units byte for byte),
+    and a Foxglove client that starts mid-chain gets a keyframe forced for it first."""
+    pytest.importorskip("av", reason="the [video] extra (PyAV) is not installed")
+    from rgbdcast.codecs.video import VideoDecoder, is_keyframe
+
+    mock = MockDevice(DEVICE, color_size=(320, 180), fps=30.0, streams=["color"])
+    outlet = FoxgloveOutlet(FoxgloveOptions(address="127.0.0.1:0"))
+    srv = Server(
+        address="127.0.0.1",
+        announce=False,
+        name="fox",
+        outlets=[outlet],
+        codecs={"color": "h264"},
+        codec_params={"color": {"gop": 300, "encoder": "x264"}},
+    )
+    srv.add_device(mock)
+    srv.start()
+    try:
+        with Client(next(iter(srv.endpoints.values()))) as zc:
+            raw = zc.subscribe(DEVICE, "color", decode=False, queue_size=400)
+            time.sleep(0.8)  # the stream is well past its first keyframe
+            with FoxgloveClient(_url(outlet)) as c:
+                chans = c.wait_topics({f"/{DEVICE}/color"})
+                assert chans[f"/{DEVICE}/color"].schema_name == "foxglove.CompressedVideo"
+                c.subscribe([f"/{DEVICE}/color"])
+                got = [m for m in c.collect(1.5) if m.topic == f"/{DEVICE}/color"]
+            sent = {u.header.host_time_ns: u for u in _drain(raw, 400)}
+        stats = srv.stats()
+    finally:
+        srv.stop()
+    assert len(got) >= 20
+    assert {m.decoded.format for m in got} == {"h264"}
+    assert is_keyframe("h264", got[0].decoded.data)
+    assert stats["streams"][f"{DEVICE}/color"]["keyframes_forced"] >= 1
+    dec = VideoDecoder("h264")
+    for i, m in enumerate(got):
+        unit = sent[m.log_time_ns]
+        assert m.decoded.data == bytes(unit.payload)
+        picture = dec.feed(m.decoded.data, i, i == 0, (180, 320, 3))
+        truth = mock.render(unit.header.seq)[0].array.astype(np.float32)
+        err = np.mean((picture.astype(np.float32) - truth) ** 2)
+        assert 10 * np.log10(255**2 / err) > 30
+    assert dec.gaps == 0 and dec.decoded == len(got)
+    topic = stats["foxglove"]["topics"][f"{DEVICE}/color"]
+    assert topic["keyframe_requests"] >= 1
+
+
+def test_a_bridged_video_stream_reaches_foxglove_from_a_keyframe() -> None:
+    """Through a bridge the units arrive as received; the Foxglove client's first one is a
+    keyframe the bridge asked the origin server for."""
+    pytest.importorskip("av", reason="the [video] extra (PyAV) is not installed")
+    from rgbdcast.bridge import Bridge
+    from rgbdcast.codecs.video import VideoDecoder, is_keyframe
+    from rgbdcast.outlets.foxglove import FoxglovePublishing, FoxgloveServer
+
+    srv = Server(
+        address="127.0.0.1",
+        announce=False,
+        name="origin",
+        codecs={"color": "h264"},
+        codec_params={"color": {"gop": 300, "encoder": "x264"}},
+    )
+    srv.add_device(MockDevice(DEVICE, color_size=(320, 180), fps=30.0, streams=["color"]))
+    srv.start()
+    fox = FoxglovePublishing(FoxgloveServer(FoxgloveOptions(address="127.0.0.1:0"), "bridge"))
+    bridge = Bridge(None, [next(iter(srv.endpoints.values()))], native=False, foxglove=fox)
+    try:
+        bridge.start()
+        assert wait_for(lambda: fox.devices == [DEVICE], 15.0), fox.devices
+        with FoxgloveClient(fox.server.url) as c:
+            c.wait_topics({f"/{DEVICE}/color"})
+            time.sleep(0.8)
+            c.subscribe([f"/{DEVICE}/color"])
+            got = [m for m in c.collect(1.5) if m.topic == f"/{DEVICE}/color"]
+        forced = srv.stats()["streams"][f"{DEVICE}/color"]["keyframes_forced"]
+    finally:
+        bridge.stop()
+        fox.close()
+        srv.stop()
+    assert len(got) >= 10 and is_keyframe("h264", got[0].decoded.data)
+    assert forced >= 1
+    dec = VideoDecoder("h264")
+    assert all(
+        dec.feed(m.decoded.data, i, i == 0, (180, 320, 3)) is not None for i, m in enumerate(got)
+    )

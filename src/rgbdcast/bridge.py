@@ -160,7 +160,9 @@ class Bridge:
             taken = {n for k, n in self._fox_names.items() if k[0] != endpoint}
             name = dev_id if dev_id not in taken else f"{ros_name(client.server_name)}_{dev_id}"
             self._fox_names[(endpoint, dev_id)] = name
-            self.foxglove.add_device(name, kinds, calibration, table, placed)
+            codecs = {StreamKind(k): str(s.get("codec", "")) for k, s in record.streams.items()}
+            ask = partial(_ask_keyframe, client, dev_id)
+            self.foxglove.add_device(name, kinds, calibration, table, placed, codecs, ask)
 
     def _remove_device(self, endpoint: str, dev_id: str) -> None:
         self._devices.get(endpoint, set()).discard(dev_id)
@@ -236,3 +238,8 @@ def _table(client: Any, device_id: str, name: str) -> Any:
         return client.calibration_table(device_id, name, timeout=5.0)
     except RgbdcastError:
         return None
+
+
+def _ask_keyframe(client: Any, device: str, kind: StreamKind) -> None:
+    """A bridged video stream lost a unit on its way out: ask its origin server for a keyframe."""
+    client.request_keyframe(device, kind)

@@ -392,6 +392,12 @@ class Client(ClientClock, ClientGeometry, ClientBase):
                 return
             self._handle_frame(sub, [p.buffer for p in parts])
 
+    def request_keyframe(self, device_id: str, stream: StreamKind | str) -> None:
+        """Ask a video stream for a keyframe soon, without waiting for the answer (what a
+        subscription does by itself after a gap; for a forwarder that lost a unit)."""
+        payload = {"device": device_id, "stream": StreamKind(stream).value}
+        self._submit(MessageType.keyframe, payload)
+
     def _ask_keyframe(self, device_id: str, kind: StreamKind) -> None:
         # on the I/O thread, which owns the control channel; the reply is not waited for
         payload = {"device": device_id, "stream": kind.value}

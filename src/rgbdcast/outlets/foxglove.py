@@ -15,10 +15,12 @@ from __future__ import annotations
 import ipaddress
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
+from ..codecs.video import is_video
 from ..devices.base import require
 from ..errors import UsageError
 from ..frames import StreamKind
@@ -26,6 +28,7 @@ from ..geometry.calibration import Calibration, Extrinsics
 from ..net.addresses import parse_hostport
 from .base import DevicePort, OutletHost, tap_device
 from .foxglovedev import DeviceGeometry, StreamTopics
+from .foxglovevideo import VideoTopics
 
 __all__ = [
     "DEFAULT_BACKLOG",
@@ -227,7 +230,7 @@ class FoxglovePublishing:
     def __init__(self, server: FoxgloveServer) -> None:
         self.server = server
         self._lock = threading.Lock()
-        self._streams: dict[str, dict[StreamKind, StreamTopics]] = {}
+        self._streams: dict[str, dict[StreamKind, StreamTopics | VideoTopics]] = {}
         self._geometry: dict[str, DeviceGeometry] = {}
 
     def add_device(
@@ -237,12 +240,21 @@ class FoxglovePublishing:
         calibration: Callable[[], Calibration | None] = lambda: None,
         table: Callable[[str], Any] = lambda name: None,
         placed: tuple[str, Extrinsics] | None = None,
-    ) -> tuple[dict[StreamKind, StreamTopics], DeviceGeometry | None]:
+        codecs: Mapping[StreamKind, str] | None = None,
+        keyframe: Callable[[StreamKind], object] = lambda kind: None,
+    ) -> tuple[dict[StreamKind, StreamTopics | VideoTopics], DeviceGeometry | None]:
         """Topics for *device*'s streams and, with depth and color (or a place in a rig), its
-        point cloud and transforms."""
+        point cloud and transforms. A stream whose codec (*codecs*) is video is shown as it is
+        sent (``CompressedVideo``); *keyframe(kind)* asks that stream for a keyframe."""
         self.remove_device(device)
         ctx = self.server.context
-        streams = {k: StreamTopics(ctx, device, k, calibration) for k in kinds}
+        streams: dict[StreamKind, StreamTopics | VideoTopics] = {}
+        for k in kinds:
+            codec = (codecs or {}).get(k, "")
+            if is_video(codec):
+                streams[k] = VideoTopics(ctx, device, k, codec, calibration, partial(keyframe, k))
+            else:
+                streams[k] = StreamTopics(ctx, device, k, calibration)
         geometry = None
         if (StreamKind.depth in kinds and StreamKind.color in kinds) or placed is not None:
             geometry = DeviceGeometry(
@@ -261,7 +273,7 @@ class FoxglovePublishing:
                 self._geometry[device] = geometry
         return streams, geometry
 
-    def stream(self, device: str, kind: StreamKind) -> StreamTopics | None:
+    def stream(self, device: str, kind: StreamKind) -> StreamTopics | VideoTopics | None:
         with self._lock:
             return self._streams.get(device, {}).get(kind)
 
@@ -331,7 +343,12 @@ class FoxgloveOutlet:
         if self.publishing is None:
             return
         streams, geometry = self.publishing.add_device(
-            device.id, list(device.streams), device.calibration, device.calibration_table
+            device.id,
+            list(device.streams),
+            device.calibration,
+            device.calibration_table,
+            codecs={k: port.codec for k, port in device.streams.items()},
+            keyframe=lambda kind: device.streams[kind].request_keyframe(),
         )
         tap_device(
             device,

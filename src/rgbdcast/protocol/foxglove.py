@@ -89,6 +89,13 @@ def compressed_image(t_ns: int, frame_id: str, data: Any, fmt: str = "jpeg") -> 
     )
 
 
+def compressed_video(t_ns: int, frame_id: str, data: Any, fmt: str) -> Any:
+    """``CompressedVideo`` holding one Annex B access unit (*fmt* ``h264`` or ``h265``)."""
+    return fox().CompressedVideo(
+        timestamp=timestamp(t_ns), frame_id=frame_id, data=_bytes(data), format=fmt
+    )
+
+
 def raw_image(t_ns: int, frame_id: str, image: np.ndarray, encoding: str) -> Any:
     """``RawImage`` of a 16-bit image (``16UC1`` depth, ``mono16`` infrared), little-endian."""
     arr = np.ascontiguousarray(image, dtype="<u2")

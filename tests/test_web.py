@@ -370,3 +370,51 @@ def test_view_command_line_serves_the_page_and_stops_by_itself(web_server: Serve
         timeout=60,
     )
     assert bad.returncode == 2 and "expected [HOST:]PORT" in bad.stderr
+
+
+def test_view_shows_a_video_stream_decoded_in_order_as_jpeg() -> None:
+    """``rgbdcast view`` of a server sending H.264 color: the client decodes every unit as it
+    comes, and browsers get JPEG of those pictures (and the 3-D view their colors)."""
+    pytest.importorskip("av", reason="the [video] extra (PyAV) is not installed")
+    from rgbdcast.outlets.webviewer import WebViewer
+    from rgbdcast.remoteview import RemoteBackend
+
+    mock = MockDevice("mock0", color_size=(320, 180), fps=30.0)
+    srv = Server(address="127.0.0.1", announce=False, codecs={"color": "h264"})
+    srv.add_device(mock)
+    srv.start()
+    control = next(iter(srv.endpoints.values()))
+    backend = RemoteBackend([control], discover=False, interfaces=None)
+    viewer = WebViewer("127.0.0.1", 0, backend)
+    viewer.start()
+    backend.start(viewer)
+    try:
+        wait_for(lambda: any(d["state"] == "live" for d in backend.devices()), 10.0)
+        colors = []
+        got: Counter[str] = Counter()
+        with connect(f"ws://127.0.0.1:{viewer.port}/ws", max_size=None) as ws:
+            deadline = time.monotonic() + 2.5
+            while time.monotonic() < deadline:
+                try:
+                    msg = ws.recv(timeout=0.5)
+                except TimeoutError:
+                    continue
+                if isinstance(msg, str):
+                    continue
+                header, payload = parse_frame_message(msg)
+                key = f"{header['device']}/{header['stream']}"
+                got[key] += 1
+                if header["stream"] == "color":
+                    colors.append((header["seq"], bytes(payload)))
+                ws.send(json.dumps({"type": "ack", "key": key}))
+        device = f"{control}|mock0"
+        assert got[f"{device}/color"] >= 10 and got[f"{device}/points"] >= 1
+        for seq, jpeg in colors[:5]:
+            image = simplejpeg.decode_jpeg(jpeg, "BGR").astype(np.float32)
+            truth = next(f for f in mock.render(seq) if f.kind is StreamKind.color).array
+            err = np.mean((image - truth.astype(np.float32)) ** 2)
+            assert 10 * np.log10(255**2 / err) > 28
+    finally:
+        backend.stop()
+        viewer.stop()
+        srv.stop()

@@ -21,8 +21,9 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
+from .codecs.video import is_video
 from .errors import RgbdcastError, UsageError
-from .frames import StreamKind
+from .frames import Frame, StreamKind
 from .net.addresses import make_endpoint, parse_endpoint
 from .outlets.webcloud import DECIMATE, FramesetPairs
 from .protocol.viewer import cloud_message
@@ -215,25 +216,33 @@ class RemoteBackend:
             for kind_name in record.streams:
                 kind = StreamKind(kind_name)
                 if (dev_id, kind) not in src.subs:
+                    # video decodes in order as it arrives (docs/video.md); the rest for a browser
+                    video = is_video(str(record.streams[kind_name].get("codec", "")))
                     src.subs[(dev_id, kind)] = client.subscribe(
-                        dev_id, kind, decode=False, queue_size=1
+                        dev_id, kind, decode=video, queue_size=1
                     )
 
     def _on_frame(self, client: Any, frame: Any = None, subscription: Any = None) -> None:
-        """On the client's I/O thread: hand the encoded frame on; never decode here."""
+        """On the client's I/O thread: hand the encoded frame on; never decode here (a video
+        frame comes decoded: its decoder needed every unit, in order)."""
         viewer = self.viewer
         if viewer is not None and frame is not None:
             device = f"{client.control_endpoint}|{frame.device_id}"
-            viewer.submit_encoded(frame, device=device)
+            if isinstance(frame, Frame):
+                viewer.submit(frame, device=device)
+                kind, frameset, seq, item = frame.kind, frame.frameset_id, frame.seq, _Held(frame)
+            else:
+                viewer.submit_encoded(frame, device=device)
+                h = frame.header
+                kind, frameset, seq, item = h.stream, h.frameset_id, h.seq, frame
             subscription.latest(timeout=0)  # keep the subscription's own queue empty
             src = self._sources.get(client.control_endpoint)
             pairs = src.pairs.get(frame.device_id) if src is not None else None
             if pairs is not None and viewer.watching:
-                h = frame.header
-                pair = pairs.offer(h.stream, h.frameset_id, frame)
+                pair = pairs.offer(kind, frameset, item)
                 if pair is not None:
                     make = partial(_remote_cloud, client, device, pairs, *pair)
-                    viewer.submit_made(f"{device}/points", h.seq, make)
+                    viewer.submit_made(f"{device}/points", seq, make)
 
     def _disconnect(self, src: _Source) -> None:
         client, src.client = src.client, None
@@ -243,6 +252,16 @@ class RemoteBackend:
         if client is not None:
             client.on_frame.disconnect(self._on_frame, sender=client)
             client.disconnect()
+
+
+@dataclass(frozen=True)
+class _Held:
+    """A frame already decoded, offered where encoded frames are (``decode()`` gives it)."""
+
+    frame: Frame
+
+    def decode(self) -> Frame:
+        return self.frame
 
 
 def _remote_cloud(
@@ -260,7 +279,8 @@ def _remote_cloud(
 class ZenohBackend:
     """What ``rgbdcast view --zenoh KEYEXPR`` shows: every stream matching the key expression.
     Devices come from the keys seen and their liveliness tokens (a device whose token went is
-    ``gone``); frames are handed on still encoded and decoded only for a browser."""
+    ``gone``); frames are handed on still encoded and decoded only for a browser (video is
+    decoded as it arrives: its decoder needs every unit, in order)."""
 
     mode = "view"
 
@@ -277,6 +297,8 @@ class ZenohBackend:
         self._presence_lock = threading.Lock()
         self._present_cache: set[str] = set()
         self._present_at = float("-inf")
+        self._videos: dict[str, Any] = {}
+        """Per video stream key: its decoder state (video decodes in order as it arrives)."""
         self._sub: Any = None
 
     def start(self, viewer: Any) -> None:
@@ -315,7 +337,16 @@ class ZenohBackend:
                 }
             stats = self._stats.setdefault(f"{dev_id}/{stream}", StreamStats())
         stats.record(enc.header, enc.nbytes, time.time_ns())
-        if self.viewer is not None:
+        if self.viewer is not None and is_video(enc.header.codec):  # in order, as it comes
+            from ._clientvideo import VideoState, decode_video
+
+            key = str(sample.key_expr)
+            state = self._videos.setdefault(key, VideoState())
+            ask = partial(self._client._ask_keyframe, key)
+            frame = decode_video(state, enc, lambda exc: None, ask)
+            if frame is not None:
+                self.viewer.submit(frame, device=dev_id)
+        elif self.viewer is not None:
             self.viewer.submit_encoded(enc, device=dev_id)
 
     def _present(self) -> set[str]:

@@ -212,11 +212,13 @@ class WebViewer:
         return bool(self._viewers)
 
     # -- producers (any thread) -----------------------------------------------------------
-    def submit(self, frame: Frame, *, jpeg: Any = None) -> None:
+    def submit(self, frame: Frame, *, jpeg: Any = None, device: str | None = None) -> None:
         """Offer the newest frame of a stream (any thread). For color, *jpeg* may be the
-        stream's own JPEG, which browsers then get as it is."""
-        key = f"{frame.device_id}/{frame.kind.value}"
-        self._store(key, _Item((frame.seq, frame.host_time_ns, id(frame)), frame.seq, frame, jpeg))
+        stream's own JPEG, which browsers then get as it is. *device* replaces its device id."""
+        key = f"{device or frame.device_id}/{frame.kind.value}"
+        item = _Item((frame.seq, frame.host_time_ns, id(frame)), frame.seq, frame, jpeg)
+        item.device = device
+        self._store(key, item)
 
     def submit_encoded(self, encoded: EncodedFrame, device: str | None = None) -> None:
         """Offer a frame as received from a server; it is decoded only if a browser wants it.

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from rgbdcast import Server
+from rgbdcast import MockDevice, Server
 from rgbdcast.outlets.web import WebOutlet
 from rgbdcast.testing import UnpluggableMock
 
@@ -234,7 +234,6 @@ def test_view_rig_fuses_the_cameras_with_frusta_skeletons_and_skew(
     """``rgbdcast view --rig``'s backend: three posed mocks fused in the rig frame, a frustum
     per camera, the skew of each, and the person's skeleton seen by every camera landing on
     itself (placed by the rig file, the three skeletons agree within centimetres)."""
-    from rgbdcast.devices.mock import MockDevice
     from rgbdcast.geometry import Extrinsics
     from rgbdcast.geometry.rigfile import RigCamera, RigFile
     from rgbdcast.outlets.webviewer import WebViewer
@@ -284,4 +283,67 @@ def test_view_rig_fuses_the_cameras_with_frusta_skeletons_and_skew(
         page.close()
         backend.stop()
         viewer.stop()
+        srv.stop()
+
+
+JS_VIDEO = """k => {
+  const s = window.rgbdcast.streams[k] || {};
+  const c = document.querySelector(`.tile[data-key='${k}'] canvas.img`);
+  const img = c && c.width ? c.getContext('2d').getImageData(0, 0, c.width, c.height) : null;
+  const px = img ? Array.from(img.data) : [];
+  return {mode: window.rgbdcast.video, frames: s.videoFrames || 0, seq: s.videoShownSeq,
+          fmt: s.last ? s.last.fmt : null, w: c ? c.width : 0, h: c ? c.height : 0, px: px};
+}"""
+
+
+def _video_server() -> tuple[Server, MockDevice]:
+    mock = MockDevice("mock0", color_size=(320, 180), fps=30.0, streams=["color"])
+    srv = Server(
+        address="127.0.0.1",
+        announce=False,
+        name="video test",
+        outlets=[WebOutlet(0)],
+        codecs={"color": "h264"},
+    )
+    srv.add_device(mock)
+    srv.start()
+    return srv, mock
+
+
+@pytest.mark.parametrize("webcodecs", [True, False])
+def test_video_color_is_decoded_in_the_browser_or_sent_as_jpeg(
+    browser: Any, webcodecs: bool
+) -> None:
+    """Chromium decodes the H.264 units itself (WebCodecs) and draws the mock's pictures; a
+    page without WebCodecs gets JPEG of the same frames instead."""
+    pytest.importorskip("av", reason="the [video] extra (PyAV) is not installed")
+    srv, mock = _video_server()
+    viewer = srv.outlet(WebOutlet).viewer
+    assert viewer is not None
+    context = browser.new_context(viewport={"width": 1200, "height": 900})
+    page = context.new_page()
+    if not webcodecs:  # as in a browser without WebCodecs
+        page.add_init_script("delete window.VideoDecoder; delete window.EncodedVideoChunk;")
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    try:
+        page.goto(f"http://127.0.0.1:{viewer.port}/")
+        key = "mock0/color"
+        if webcodecs:
+            page.wait_for_function(f"(window.rgbdcast.streams['{key}'] || {{}}).videoFrames > 20")
+        else:
+            page.wait_for_function(f"(window.rgbdcast.streams['{key}'] || {{}}).frames > 20")
+        state = page.evaluate(JS_VIDEO, key)
+        assert state["mode"] == ("h264" if webcodecs else "none")
+        assert state["fmt"] == ("h264" if webcodecs else "jpeg")
+        assert page.evaluate("window.rgbdcast.errors") == [] and errors == []
+        if webcodecs:
+            rgba = np.array(state["px"], np.uint8).reshape(state["h"], state["w"], 4)
+            truth = mock.render(state["seq"])[0].array[:, :, ::-1].astype(np.float32)
+            err = np.mean((rgba[:, :, :3].astype(np.float32) - truth) ** 2)
+            assert 10 * np.log10(255**2 / err) > 28, "the drawn picture is not the frame's"
+            stats = srv.stats()["streams"]["mock0/color"]
+            assert stats["keyframes_forced"] >= 1  # asked for when the page started decoding
+    finally:
+        context.close()
         srv.stop()

@@ -12,6 +12,7 @@ from typing import Any
 from ..errors import UsageError
 from ..frames import Frame, StreamKind
 from ..net.addresses import DEFAULT_WEB_PORT, parse_hostport
+from ..protocol.envelope import parse_header
 from .base import DevicePort, OutletHost
 from .webcloud import DECIMATE, CloudTap
 from .webviewer import WebViewer
@@ -42,6 +43,8 @@ class WebOutlet:
         self._bind: tuple[str, int] = ("", 0)
         self._token: str | None = None
         self._clouds: dict[str, CloudTap] = {}
+        self._ports: dict[str, Any] = {}
+        """The video streams' ports by ``device/stream``: where a browser's keyframe asks go."""
 
     def attach(self, host: OutletHost) -> None:
         default = "127.0.0.1" if host.secure is not None else host.address
@@ -52,7 +55,9 @@ class WebOutlet:
     def start(self) -> None:
         assert self._host is not None
         host, port = self._bind
-        viewer = WebViewer(host, port, _ServerBackend(self._host, self._clouds), token=self._token)
+        viewer = WebViewer(
+            host, port, _ServerBackend(self._host, self._clouds, self._ports), token=self._token
+        )
         try:
             viewer.start()
         except OSError as exc:
@@ -62,7 +67,9 @@ class WebOutlet:
                     " (choose another --web port, or --no-web)"
                 ) from exc
             log.warning("web port %d is busy (%s); using a free port", port, exc.strerror)
-            viewer = WebViewer(host, 0, _ServerBackend(self._host, self._clouds), token=self._token)
+            viewer = WebViewer(
+                host, 0, _ServerBackend(self._host, self._clouds, self._ports), token=self._token
+            )
             viewer.start()
         self.viewer = viewer
         log.info("web viewer at %s", viewer.url)
@@ -81,6 +88,11 @@ class WebOutlet:
                 # browsers get the stream's own JPEG, encoded only while one of them watches
                 tap = _JpegTap(viewer)
                 port.tap_encoded(tap, tap.wanted)
+            elif port.kind is StreamKind.color and port.codec == "h264":
+                # browsers with WebCodecs get the units, the others JPEG made while they watch
+                video = _VideoTap(viewer)
+                port.tap_encoded(video, video.wanted)
+                self._ports[f"{device.id}/{port.kind.value}"] = port
             else:
                 port.tap_frames(viewer.submit)
         if CloudTap.possible(device):  # the 3-D view, once the device has a calibration
@@ -123,15 +135,43 @@ class _JpegTap:
         return self._viewer.watching
 
 
+class _VideoTap:
+    """Hands the viewer every unit of a video color stream, and the frame it was made of."""
+
+    __slots__ = ("_viewer",)
+
+    def __init__(self, viewer: WebViewer) -> None:
+        self._viewer = viewer
+
+    def __call__(self, frame: Frame | None, header: bytes, payload: Any) -> None:
+        if frame is None:
+            return
+        head = parse_header(header)
+        self._viewer.submit(frame)
+        self._viewer.submit_unit(frame, head.au or 0, head.key, payload)
+
+    def wanted(self) -> bool:
+        return self._viewer.watching
+
+
 class _ServerBackend:
     """What the viewer shows of the server it belongs to: its devices, and only itself."""
 
     mode = "server"
 
-    def __init__(self, host: OutletHost, clouds: dict[str, CloudTap]) -> None:
+    def __init__(
+        self, host: OutletHost, clouds: dict[str, CloudTap], ports: dict[str, Any]
+    ) -> None:
         self._host = host
         self._clouds = clouds
+        self._ports = ports
         self.name = host.name
+
+    def keyframe(self, key: str) -> None:
+        """A browser starts (or restarts) decoding a video stream: ask it for a keyframe."""
+        port = self._ports.get(key)
+        if port is not None:
+            port.request_keyframe()
 
     def devices(self) -> list[dict[str, Any]]:
         out = []

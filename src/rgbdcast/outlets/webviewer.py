@@ -48,13 +48,12 @@ from ..protocol.viewer import (
     parse_client_message,
     text_message,
 )
+from .webvideo import ACK_TIMEOUT_S, VideoSending
 
 __all__ = ["ViewerBackend", "ViewerStats", "WebViewer"]
 
 log = logging.getLogger(__name__)
 
-ACK_TIMEOUT_S = 5.0
-"""A stream whose page has not acked its last frame for this long is sent the next one anyway."""
 REFRESH_S = 0.5
 STATS_S = 1.0
 
@@ -116,13 +115,15 @@ class _Item:
 @dataclass(eq=False)
 class _Viewer:
     ws: ServerConnection
+    video: set[str] = field(default_factory=set)
+    """The video codecs this browser decodes itself (WebCodecs), as it said."""
     acks: dict[str, asyncio.Event] = field(default_factory=dict)
     senders: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     sent: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     skipped: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
 
-class WebViewer:
+class WebViewer(VideoSending):
     """Serve the viewer page on ``http://host:port/`` (0 picks a free port)."""
 
     def __init__(
@@ -143,6 +144,7 @@ class WebViewer:
         self.jpeg_quality = jpeg_quality
         self.stats = ViewerStats()
         self._latest: dict[str, _Item] = {}
+        self._units = {}
         self._events: dict[str, asyncio.Event] = {}
         self._renders: dict[str, tuple[tuple[Any, ...], asyncio.Future[bytes]]] = {}
         self._viewers: set[_Viewer] = set()
@@ -356,6 +358,8 @@ class WebViewer:
             ack = viewer.acks.get(msg["key"])
             if ack is not None:
                 ack.set()
+        elif msg["type"] == "video":  # its senders of video streams switch at their next frame
+            viewer.video = {c for c in msg["codecs"] if c == "h264"}
         elif msg["type"] == "select":
             await asyncio.to_thread(self.backend.select, msg["source"], msg.get("on", True))
 
@@ -401,6 +405,9 @@ class WebViewer:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(ack.wait(), ACK_TIMEOUT_S)
             item = await self._newer(key, last.ident if last else None)
+            if "h264" in viewer.video and key in self._units:  # it decodes this stream itself
+                await self._send_video(viewer, key)
+                return
             if last is not None and item.seq > last.seq + 1:
                 viewer.skipped[key] += item.seq - last.seq - 1
             try:

@@ -34,6 +34,7 @@ from ..frames import BONES, JOINT_NAMES, Body, Frame, StreamKind
 
 __all__ = [
     "MAX_CLIENT_MESSAGE",
+    "avc_codec_string",
     "cloud_message",
     "frame_message",
     "is_plain_jpeg",
@@ -41,6 +42,7 @@ __all__ = [
     "parse_client_message",
     "parse_frame_message",
     "text_message",
+    "video_message",
 ]
 
 MAX_CLIENT_MESSAGE = 4096
@@ -143,6 +145,42 @@ def frame_message(
     }
     head = json.dumps(header, separators=(",", ":")).encode()
     return b"".join((_LEN.pack(len(head)), head, memoryview(payload).cast("B")))
+
+
+def avc_codec_string(unit: Any) -> str | None:
+    """The WebCodecs name (``avc1.PPCCLL``) of an H.264 keyframe's stream, from its SPS:
+    profile, constraint flags and level; None if the unit has no SPS."""
+    head = bytes(memoryview(unit)[:256])
+    at = head.find(b"\x00\x00\x01")
+    while 0 <= at < len(head) - 6:
+        if head[at + 3] & 0x1F == 7:
+            return "avc1." + head[at + 4 : at + 7].hex().upper()
+        at = head.find(b"\x00\x00\x01", at + 3)
+    return None
+
+
+def video_message(
+    meta: dict[str, Any], unit: Any, au: int, key: bool, codec: str, send_time_ms: float = 0.0
+) -> bytes:
+    """One video unit for a browser that decodes it (WebCodecs): ``fmt: "h264"``, the unit's
+    number ``au``, ``key``, and for a keyframe the decoder's ``codec`` string; *meta* as in
+    :func:`frame_message` (device, stream, seq, t_host_ns, width, height)."""
+    header = {
+        "device": meta["device"],
+        "stream": meta["stream"],
+        "seq": int(meta["seq"]),
+        "t_host_ms": int(meta.get("t_host_ns", 0)) / 1e6,
+        "t_send_ms": send_time_ms,
+        "width": int(meta.get("width", 0)),
+        "height": int(meta.get("height", 0)),
+        "units": "bgr8",
+        "fmt": "h264",
+        "au": int(au),
+        "key": bool(key),
+        "codec": codec,
+    }
+    head = json.dumps(header, separators=(",", ":")).encode()
+    return b"".join((_LEN.pack(len(head)), head, memoryview(unit).cast("B")))
 
 
 def cloud_message(
@@ -255,6 +293,10 @@ def parse_client_message(data: str | bytes) -> dict[str, Any]:
     if kind == "ack":
         if not isinstance(msg.get("key"), str):
             raise ProtocolError("ack needs a 'key' string")
+    elif kind == "video":
+        codecs = msg.get("codecs")
+        if not isinstance(codecs, list) or not all(isinstance(c, str) for c in codecs[:8]):
+            raise ProtocolError("video needs a 'codecs' list of names")
     elif kind == "select":
         if not isinstance(msg.get("source"), str) or not isinstance(msg.get("on", True), bool):
             raise ProtocolError("select needs a 'source' string and an optional boolean 'on'")

@@ -83,6 +83,7 @@ function onText(msg) {
     $("#server-name").textContent = msg.server;
     document.title = `${msg.server} — rgbdcast viewer`;
     $("#sources").hidden = msg.mode !== "view";
+    offerVideo();
   } else if (msg.type === "devices") {
     showDevices(msg.devices);
   } else if (msg.type === "stats") {
@@ -260,6 +261,7 @@ async function onFrame(buf) {
     const s = view.streams[key] = view.streams[key] || newStream();
     const fig = document.querySelector(`.tile[data-key="${CSS.escape(key)}"]`);
     if (h.fmt === "jpeg") await drawJpeg(fig, h, payload);
+    else if (h.fmt === "h264") await drawVideo(fig, h, payload, s);
     else if (h.fmt === "rvl") drawU16(fig, h, rvlDecode(payload, h.width * h.height), s);
     else if (h.fmt === "u16z") drawU16(fig, h, new Uint16Array(await inflate(payload)), s);
     else if (h.fmt === "bodies") drawBodyList(fig, h, JSON.parse(decoder.decode(payload)), s);
@@ -297,6 +299,60 @@ function statsText(key, s) {
   const dropped = (server.dropped || 0);
   const skipped = (mine.skipped || 0);
   return `${s.fps.toFixed(1)} fps · ${s.latencyMs.toFixed(0)} ms · ${dropped} dropped · ${skipped} skipped here · ${s.mbps.toFixed(1)} Mbit/s`;
+}
+
+// Video color: decoded here (WebCodecs) when this browser can, else the server sends JPEG.
+async function offerVideo() {
+  view.video = "none";
+  if (!("VideoDecoder" in window)) return;
+  try {
+    const ok = await VideoDecoder.isConfigSupported({ codec: "avc1.64001F", optimizeForLatency: true });
+    if (ok.supported) { view.video = "h264"; send({ type: "video", codecs: ["h264"] }); }
+  } catch (err) { view.errors.push(String(err)); }
+}
+
+function videoDecoder(s) {
+  const dec = new VideoDecoder({
+    output: (frame) => {
+      const fig = s.vfig;
+      if (fig && fig.isConnected) {
+        sizeCanvases(fig, frame.displayWidth, frame.displayHeight);
+        $("canvas.img", fig).getContext("2d").drawImage(frame, 0, 0);
+      }
+      s.videoFrames = (s.videoFrames || 0) + 1;
+      s.videoShownSeq = s.vseqs.get(frame.timestamp);
+      for (const t of s.vseqs.keys()) if (t <= frame.timestamp) s.vseqs.delete(t);
+      frame.close();
+    },
+    error: (err) => { view.errors.push(String(err)); s.vdec = null; },
+  });
+  return dec;
+}
+
+async function drawVideo(fig, h, payload, s) {
+  // Every unit arrives, in order (the server never skips one for us); a gap or a new decoder
+  // shows nothing until a keyframe, so no picture is built on a missing one.
+  s.vfig = fig;
+  const broken = s.vdec && s.vnext !== undefined && h.au !== s.vnext;
+  if (!s.vdec || s.vdec.state === "closed" || broken || (h.key && h.codec && h.codec !== s.vcodec)) {
+    if (s.vdec && s.vdec.state !== "closed") s.vdec.close();
+    s.vdec = null;
+    if (!h.key) { s.videoSkipped = (s.videoSkipped || 0) + 1; return; }
+    s.vdec = videoDecoder(s);
+    s.vseqs = new Map();
+    s.vdec.configure({ codec: h.codec || "avc1.64001F", optimizeForLatency: true });
+    s.vcodec = h.codec;
+  }
+  s.vnext = h.au + 1;
+  s.vseqs.set(h.au, h.seq);
+  s.vdec.decode(new EncodedVideoChunk({ type: h.key ? "key" : "delta", timestamp: h.au, data: payload }));
+  const dec = s.vdec;
+  if (dec.decodeQueueSize > 2) {  // the ack waits while the decoder is behind (500 ms at most)
+    await new Promise((resolve) => {
+      dec.addEventListener("dequeue", resolve, { once: true });
+      setTimeout(resolve, 500);
+    });
+  }
 }
 
 async function drawJpeg(fig, h, payload) {

@@ -141,14 +141,19 @@ def is_keyframe(codec: str, payload: Buffer) -> bool:
 def picture_size(codec: str, keyframe: Buffer) -> tuple[int, int]:
     """The width and height of a keyframe's picture (by decoding it)."""
     av = import_av()
-    ctx = av.CodecContext.create(codec, "r")
+    frame = _picture(av, av.CodecContext.create(codec, "r"), keyframe)
+    return int(frame.width), int(frame.height)
+
+
+def _picture(av: Any, ctx: Any, payload: Buffer) -> Any:
+    """The one picture a unit gives (:class:`CodecError` if it gives none or several)."""
     try:
-        frames = ctx.decode(av.Packet(bytes(keyframe)))
+        frames = ctx.decode(av.Packet(bytes(payload)))
     except av.FFmpegError as exc:
         raise CodecError(f"video unit does not decode: {exc}") from None
     if len(frames) != 1:
-        raise CodecError(f"video keyframe gave {len(frames)} pictures, not 1")
-    return int(frames[0].width), int(frames[0].height)
+        raise CodecError(f"video unit gave {len(frames)} pictures, not 1")
+    return frames[0]
 
 
 _UNGAMMA16 = np.round(65535 * (np.arange(256) / 255.0) ** 2).astype(np.uint16)
@@ -158,13 +163,7 @@ _UNGAMMA16 = np.round(65535 * (np.arange(256) / 255.0) ** 2).astype(np.uint16)
 def _decode_one(
     av: Any, ctx: Any, payload: Buffer, shape: tuple[int, ...], dtype: str
 ) -> np.ndarray:
-    try:
-        frames = ctx.decode(av.Packet(bytes(payload)))
-    except av.FFmpegError as exc:
-        raise CodecError(f"video unit does not decode: {exc}") from None
-    if len(frames) != 1:
-        raise CodecError(f"video unit gave {len(frames)} pictures, not 1")
-    frame = frames[0]
+    frame = _picture(av, ctx, payload)
     if (frame.height, frame.width) != tuple(shape[:2]):
         raise CodecError(f"video picture is {frame.width}x{frame.height}, header says {shape}")
     if len(shape) == 3:

@@ -98,6 +98,25 @@ class SlotWorker:
             self._thread.join(2.0)
 
 
+def log_calibration(
+    channel: Any,
+    calibration: Callable[[], Calibration | None],
+    kind: StreamKind,
+    frame_id: str,
+    t: int,
+    intr: Intrinsics | None,
+    w: int,
+    h: int,
+) -> None:
+    """Log a stream's ``CameraCalibration`` on *channel*, if a client watches it and the
+    stream has a camera (the device calibration's, else the frame's intrinsics)."""
+    if not channel.has_sinks():
+        return
+    camera = stream_intrinsics(calibration, kind, intr, w, h)
+    if camera is not None:
+        channel.log(fx.camera_calibration(t, frame_id, camera), log_time=t)
+
+
 class StreamTopics(SlotWorker):
     """A stream's topic and (for images) its calibration topic."""
 
@@ -170,11 +189,8 @@ class StreamTopics(SlotWorker):
         self._info(t, frame.intrinsics, w, h)
 
     def _info(self, t: int, intr: Intrinsics | None, w: int, h: int) -> None:
-        if self.info is None or not self.info.has_sinks():
-            return
-        intr = stream_intrinsics(self._calibration, self.kind, intr, w, h)
-        if intr is not None:
-            self.info.log(fx.camera_calibration(t, self.frame_id, intr), log_time=t)
+        if self.info is not None:
+            log_calibration(self.info, self._calibration, self.kind, self.frame_id, t, intr, w, h)
 
     def close(self) -> None:
         super().close()

@@ -23,8 +23,7 @@ from ..frames import Intrinsics, StreamKind
 from ..geometry.calibration import Calibration, optical_frame
 from ..protocol import foxglove as fx
 from ..protocol.envelope import FrameHeader, parse_header
-from .base import stream_intrinsics
-from .foxglovedev import SlotWorker
+from .foxglovedev import SlotWorker, log_calibration
 
 __all__ = ["MAX_QUEUED", "VideoTopics"]
 
@@ -115,9 +114,9 @@ class VideoTopics(SlotWorker):
             if self.info.has_sinks():
                 intr = Intrinsics.from_dict(head.intrinsics) if head.intrinsics else None
                 h, w = head.shape[:2]
-                intr = stream_intrinsics(self._calibration, self.kind, intr, w, h)
-                if intr is not None:
-                    self.info.log(fx.camera_calibration(t, self.frame_id, intr), log_time=t)
+                log_calibration(
+                    self.info, self._calibration, self.kind, self.frame_id, t, intr, w, h
+                )
 
     def close(self) -> None:
         super().close()

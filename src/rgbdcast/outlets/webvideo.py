@@ -124,12 +124,19 @@ class VideoSending:
             if cut:
                 viewer.skipped[key] += 1
             msg = video_message(unit.meta, unit.payload, unit.au, unit.key, unit.codec)
-            ack.clear()
-            try:
-                await viewer.ws.send(msg)
-            except ConnectionClosed:
+            if not await self._deliver(viewer, key, ack, msg):
                 return
-            viewer.sent[key] += 1
-            self.stats.frames_sent += 1
-            self.stats.bytes_sent += len(msg)
             want = unit.au + 1
+
+    async def _deliver(self, viewer: Any, key: str, ack: asyncio.Event, msg: bytes) -> bool:
+        """Send one of a stream's messages to a browser (its ack is awaited before the next)
+        and count it; False once the browser is gone."""
+        ack.clear()
+        try:
+            await viewer.ws.send(msg)
+        except ConnectionClosed:
+            return False
+        viewer.sent[key] += 1
+        self.stats.frames_sent += 1
+        self.stats.bytes_sent += len(msg)
+        return True

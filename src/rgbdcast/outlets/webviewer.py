@@ -417,14 +417,8 @@ class WebViewer(VideoSending):
                 log.warning("cannot render %s for the viewer: %s", key, exc)
                 last = item
                 continue
-            ack.clear()
-            try:
-                await viewer.ws.send(msg)
-            except ConnectionClosed:
+            if not await self._deliver(viewer, key, ack, msg):
                 return
-            viewer.sent[key] += 1
-            self.stats.frames_sent += 1
-            self.stats.bytes_sent += len(msg)
             last = item
 
 

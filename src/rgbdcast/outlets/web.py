@@ -55,9 +55,8 @@ class WebOutlet:
     def start(self) -> None:
         assert self._host is not None
         host, port = self._bind
-        viewer = WebViewer(
-            host, port, _ServerBackend(self._host, self._clouds, self._ports), token=self._token
-        )
+        backend = _ServerBackend(self._host, self._clouds, self._ports)
+        viewer = WebViewer(host, port, backend, token=self._token)
         try:
             viewer.start()
         except OSError as exc:
@@ -67,9 +66,7 @@ class WebOutlet:
                     " (choose another --web port, or --no-web)"
                 ) from exc
             log.warning("web port %d is busy (%s); using a free port", port, exc.strerror)
-            viewer = WebViewer(
-                host, 0, _ServerBackend(self._host, self._clouds, self._ports), token=self._token
-            )
+            viewer = WebViewer(host, 0, backend, token=self._token)
             viewer.start()
         self.viewer = viewer
         log.info("web viewer at %s", viewer.url)

@@ -153,15 +153,15 @@ class Bridge:
             info = {"id": dev_id, "name": record.name, "streams": record.streams, **record.info}
             # a presence entry even when only ROS 2 is asked for: it tracks what is bridged
             pub.add_device(dev_id, list(record.streams) if self._native else [], _const(info))
+        codecs = {StreamKind(k): str(s.get("codec", "")) for k, s in record.streams.items()}
+        ask = partial(_ask_keyframe, client, dev_id)
         ros = self._ros.get(endpoint)
         if ros is not None:
-            ros.add_device(dev_id, kinds, calibration, table, placed)
+            ros.add_device(dev_id, kinds, calibration, table, placed, codecs, ask)
         if self.foxglove is not None:
             taken = {n for k, n in self._fox_names.items() if k[0] != endpoint}
             name = dev_id if dev_id not in taken else f"{ros_name(client.server_name)}_{dev_id}"
             self._fox_names[(endpoint, dev_id)] = name
-            codecs = {StreamKind(k): str(s.get("codec", "")) for k, s in record.streams.items()}
-            ask = partial(_ask_keyframe, client, dev_id)
             self.foxglove.add_device(name, kinds, calibration, table, placed, codecs, ask)
 
     def _remove_device(self, endpoint: str, dev_id: str) -> None:

@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import ctypes
 import socket
+import subprocess
+import sys
+import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,6 +35,7 @@ __all__ = [
     "FakeCoordinateMapper",
     "UnpluggableMock",
     "check_device",
+    "decode_elsewhere",
     "recv_exact",
     "wait_for",
 ]
@@ -44,6 +49,27 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 5.0, interval: float
             return True
         time.sleep(interval)
     return bool(predicate())
+
+
+_DECODE = (
+    "import av, sys, numpy as np\n"
+    "c = av.open(sys.argv[1], format=sys.argv[3])\n"
+    "pics = [f.to_ndarray(format='bgr24') for f in c.decode(video=0)]\n"
+    "np.save(sys.argv[2], np.stack(pics) if pics else np.zeros((0, 0, 0, 3), np.uint8))\n"
+)
+
+
+def decode_elsewhere(units: Iterable[bytes], codec: str = "h264") -> np.ndarray:
+    """Decode Annex B *units* as one elementary stream in another process, with FFmpeg's own
+    demuxer (PyAV): a decoder independent of rgbdcast's. The pictures, BGR, stacked."""
+    fmt = {"h264": "h264", "hevc": "hevc", "h265": "hevc"}[codec]
+    with tempfile.TemporaryDirectory() as tmp:
+        src, out = Path(tmp) / "units", Path(tmp) / "pictures.npy"
+        src.write_bytes(b"".join(units))
+        subprocess.run(
+            [sys.executable, "-c", _DECODE, str(src), str(out), fmt], check=True, timeout=120
+        )
+        return np.load(out)
 
 
 def recv_exact(sock: socket.socket, n: int) -> bytes:

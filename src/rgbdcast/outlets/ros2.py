@@ -7,10 +7,12 @@ sequence counter): color on ``/<device>/color/image_raw/compressed``
 ``/<device>/<stream>/image_raw`` (``sensor_msgs/msg/Image``, ``16UC1`` / ``mono16``), each image
 stream's ``camera_info`` beside it (sent with every frame, so a late joiner has it with the next
 image), and bodies on ``/<device>/bodies`` (``std_msgs/msg/String``, JSON as the plain-TCP
-gateway's ``KinectSkeleton``); a device with depth and color also gets ``/tf_static``,
-``depth_registered`` and ``points`` (:mod:`.ros2geo`). A :class:`Ros2Sender` is a publisher
-tap: the producer leaves the newest frame in a slot and the sender's thread converts it (CDR)
-and puts it, so conversion and a stuck link never slow the server.
+gateway's ``KinectSkeleton``); a video stream (``h264``, ``hevc``) also gets its units on
+``image_raw/foxglove`` and ``image_raw/ffmpeg`` (:mod:`.ros2video`); a device with depth and
+color also gets ``/tf_static``, ``depth_registered`` and ``points`` (:mod:`.ros2geo`). A
+:class:`Ros2Sender` is a publisher tap: the producer leaves the newest frame in a slot and the
+sender's thread converts it (CDR) and puts it, so conversion and a stuck link never slow the
+server.
 """
 
 from __future__ import annotations
@@ -19,13 +21,15 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any
 
 import numpy as np
 
 from ..codecs.body import bodies_to_json
 from ..codecs.jpeg import JpegCodec
+from ..codecs.video import is_video
 from ..devices.base import require
 from ..errors import UsageError
 from ..frames import Frame, Intrinsics, StreamKind
@@ -37,9 +41,10 @@ from ..protocol.ros2 import ros_name
 from ..protocol.viewer import is_plain_jpeg
 from .base import DevicePort, OutletHost, stream_intrinsics, tap_device
 from .ros2geo import Ros2Geometry
+from .ros2video import Ros2VideoSender
 from .zenoh import ZenohLink, ZenohOptions, ZenohSession, session_of
 
-__all__ = ["QOS", "Ros2Outlet", "Ros2Publishing", "Ros2Sender", "ros_name"]
+__all__ = ["QOS", "Ros2Outlet", "Ros2Publishing", "Ros2Sender", "Ros2VideoSender", "ros_name"]
 
 log = logging.getLogger(__name__)
 
@@ -203,12 +208,18 @@ class Ros2Sender:
             intr = intr or Intrinsics(width=w, height=h, fx=1.0, fy=1.0, cx=0.0, cy=0.0)
             info.put(ros2.camera_info(stamp, self.frame_id, intr), stamp)
 
+    def counts(self) -> dict[str, int]:
+        return {"sent": self.sent, "errors": self.errors}
+
     def close(self) -> None:
         self._stop.set()
         self.slot.close()
         self._thread.join(2.0)
         for pub in self.pubs.values():
             pub.close()
+
+
+Sender = Ros2Sender | Ros2VideoSender
 
 
 class Ros2Publishing:
@@ -237,7 +248,7 @@ class Ros2Publishing:
         self._token = link.session.liveliness().declare_token(
             ros2.liveliness_key(domain, self.session_id, 0, 0, "NN", namespace, self.node)
         )
-        self._devices: dict[str, dict[StreamKind, Ros2Sender]] = {}
+        self._devices: dict[str, dict[StreamKind, Sender]] = {}
         self._geometry: dict[str, Ros2Geometry] = {}
 
     def next_entity_id(self) -> int:
@@ -252,11 +263,21 @@ class Ros2Publishing:
         calibration: Callable[[], Calibration | None] = lambda: None,
         table: Callable[[str], Any] = lambda name: None,
         placed: tuple[str, Extrinsics] | None = None,
-    ) -> dict[StreamKind, Ros2Sender]:
+        codecs: Mapping[StreamKind, str] | None = None,
+        keyframe: Callable[[StreamKind], object] = lambda kind: None,
+    ) -> dict[StreamKind, Sender]:
         """Publishers for *device*'s streams and, with depth and color, its geometry
-        (``/tf_static``, ``depth_registered``, ``points``) from *calibration*."""
+        (``/tf_static``, ``depth_registered``, ``points``) from *calibration*. A stream whose
+        codec (*codecs*) is video also gets its units; *keyframe(kind)* asks it for one."""
         self.remove_device(device)
-        senders = {k: Ros2Sender(self, device, k, calibration) for k in kinds}
+        senders: dict[StreamKind, Sender] = {}
+        for k in kinds:
+            codec = (codecs or {}).get(k, "")
+            if is_video(codec):
+                ask = partial(keyframe, k)
+                senders[k] = Ros2VideoSender(self, device, k, codec, calibration, ask)
+            else:
+                senders[k] = Ros2Sender(self, device, k, calibration)
         geometry = None
         if (StreamKind.depth in kinds and StreamKind.color in kinds) or placed is not None:
             geometry = Ros2Geometry(self, device, calibration, table, _RosPublisher, placed)
@@ -271,13 +292,14 @@ class Ros2Publishing:
             return self._geometry.get(device)
 
     def stats(self) -> dict[str, dict[str, int]]:
-        """Per ``<device>/<stream>``: messages sent, and those that failed to convert or put;
+        """Per ``<device>/<stream>``: messages sent, and those that failed to convert or put
+        (a video stream adds its units sent, skipped and decoded, and keyframes asked for);
         per ``<device>/geometry``: framesets converted, failed, and not matched in time."""
         with self._lock:
             devices = {d: dict(s) for d, s in self._devices.items()}
             geometry = dict(self._geometry)
         out = {
-            f"{d}/{k.value}": {"sent": s.sent, "errors": s.errors}
+            f"{d}/{k.value}": s.counts()
             for d, senders in devices.items()
             for k, s in senders.items()
         }
@@ -285,7 +307,7 @@ class Ros2Publishing:
             out[f"{d}/geometry"] = {"sent": g.sent, "errors": g.errors, "unmatched": g.unmatched}
         return out
 
-    def sender(self, device: str, kind: StreamKind) -> Ros2Sender | None:
+    def sender(self, device: str, kind: StreamKind) -> Sender | None:
         with self._lock:
             return self._devices.get(device, {}).get(kind)
 
@@ -361,7 +383,12 @@ class Ros2Outlet:
         if self.node is None:
             return
         senders = self.node.add_device(
-            device.id, list(device.streams), device.calibration, device.calibration_table
+            device.id,
+            list(device.streams),
+            device.calibration,
+            device.calibration_table,
+            codecs={k: port.codec for k, port in device.streams.items()},
+            keyframe=lambda kind: device.streams[kind].request_keyframe(),
         )
         geometry = self.node.geometry(device.id)
         tap_device(

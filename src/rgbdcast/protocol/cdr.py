@@ -126,6 +126,12 @@ class Writer:
     def u8(self, v: int) -> None:
         self._put("B", v)
 
+    def i32(self, v: int) -> None:
+        self._put("i", v)
+
+    def u64(self, v: int) -> None:
+        self._put("Q", v)
+
     def string(self, s: str) -> None:
         raw = s.encode() + b"\x00"
         self.u32(len(raw))

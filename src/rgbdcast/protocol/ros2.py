@@ -27,7 +27,9 @@ from .cdr import Writer, write_pinhole
 __all__ = [
     "ADMIN_SPACE",
     "COMPRESSED_IMAGE",
+    "COMPRESSED_VIDEO",
     "CAMERA_INFO",
+    "FFMPEG_PACKET",
     "IMAGE",
     "POINT_CLOUD2",
     "STRING",
@@ -37,6 +39,8 @@ __all__ = [
     "camera_info",
     "compressed_depth",
     "compressed_image",
+    "compressed_video",
+    "ffmpeg_packet",
     "image",
     "liveliness_key",
     "mangle",
@@ -90,6 +94,19 @@ POINT_CLOUD2 = RosType(
     "sensor_msgs/msg/PointCloud2",
     "RIHS01_9198cabf7da3796ae6fe19c4cb3bdd3525492988c70522628af5daa124bae2b5",
 )
+
+COMPRESSED_VIDEO = RosType(
+    "foxglove_msgs/msg/CompressedVideo",
+    "RIHS01_32039eafc3770e589c86c4dabff9c392ce9955ebffd43f5f60763011d43d8d1d",
+)
+"""Foxglove's video message (foxglove/schemas ``ros_foxglove_msgs/ros2``), as
+foxglove_compressed_video_transport publishes it on ``<image>/foxglove``."""
+FFMPEG_PACKET = RosType(
+    "ffmpeg_image_transport_msgs/msg/FFMPEGPacket",
+    "RIHS01_648d84e0d33cbf76daf54b094d8f06154b8a24800a19c14371754df799fbaf79",
+)
+"""ffmpeg_image_transport's packet (ros-misc-utilities/ffmpeg_image_transport_msgs), on
+``<image>/ffmpeg``."""
 
 # -- names ---------------------------------------------------------------------------------------
 
@@ -198,6 +215,45 @@ def compressed_image(stamp_ns: int, frame_id: str, fmt: str, data: Any) -> bytes
     w = Writer()
     _header(w, stamp_ns, frame_id)
     w.string(fmt)
+    w.octets(data)
+    return w.getvalue()
+
+
+def compressed_video(stamp_ns: int, frame_id: str, data: Any, fmt: str) -> bytes:
+    """``foxglove_msgs/msg/CompressedVideo``: one Annex B access unit (``fmt``: ``h264``,
+    ``h265``)."""
+    w = Writer()
+    w.time(stamp_ns)
+    w.string(frame_id)
+    w.octets(data)
+    w.string(fmt)
+    return w.getvalue()
+
+
+AV_PKT_FLAG_KEY = 1
+
+
+def ffmpeg_packet(
+    stamp_ns: int,
+    frame_id: str,
+    width: int,
+    height: int,
+    encoding: str,
+    pts: int,
+    keyframe: bool,
+    data: Any,
+) -> bytes:
+    """``ffmpeg_image_transport_msgs/msg/FFMPEGPacket``: one access unit; *encoding* is
+    ``codec;av_source_pixel_format;cv_bridge_target_format;ros_encoding`` (e.g.
+    ``h264;yuv420p;bgr8;bgr8``), *pts* the unit's number, flags FFmpeg's (key = 1)."""
+    w = Writer()
+    _header(w, stamp_ns, frame_id)
+    w.i32(width)
+    w.i32(height)
+    w.string(encoding)
+    w.u64(pts)
+    w.u8(AV_PKT_FLAG_KEY if keyframe else 0)
+    w.u8(0)  # is_bigendian: the payload is a byte stream
     w.octets(data)
     return w.getvalue()
 

@@ -273,11 +273,13 @@ class Ros2Publishing:
         senders: dict[StreamKind, Sender] = {}
         for k in kinds:
             codec = (codecs or {}).get(k, "")
+            plain = Ros2Sender(self, device, k, calibration)
             if is_video(codec):
+                make = partial(_RosPublisher, self)
                 ask = partial(keyframe, k)
-                senders[k] = Ros2VideoSender(self, device, k, codec, calibration, ask)
+                senders[k] = Ros2VideoSender(plain, make, device, k, codec, ask)
             else:
-                senders[k] = Ros2Sender(self, device, k, calibration)
+                senders[k] = plain
         geometry = None
         if (StreamKind.depth in kinds and StreamKind.color in kinds) or placed is not None:
             geometry = Ros2Geometry(self, device, calibration, table, _RosPublisher, placed)

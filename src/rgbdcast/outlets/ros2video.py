@@ -16,18 +16,14 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..codecs.video import VideoDecoder
 from ..frames import Frame, StreamKind
-from ..geometry.calibration import Calibration
 from ..protocol import ros2
 from ..protocol.envelope import FrameHeader, frame_from_header, parse_header
 from ..protocol.ros2 import ros_name
 from .videorun import FORMATS, UnitRun
-
-if TYPE_CHECKING:
-    from .ros2 import Ros2Publishing
 
 __all__ = ["Ros2VideoSender", "ffmpeg_encoding"]
 
@@ -48,23 +44,23 @@ class Ros2VideoSender:
 
     def __init__(
         self,
-        node: Ros2Publishing,
+        plain: Any,
+        publisher: Callable[[str, ros2.RosType], Any],
         device: str,
         kind: StreamKind,
         codec: str,
-        calibration: Callable[[], Calibration | None] = lambda: None,
         keyframe: Callable[[], object] = lambda: None,
     ) -> None:
-        from .ros2 import Ros2Sender, _RosPublisher
-
+        """*plain* is the stream's :class:`~.ros2.Ros2Sender` (its usual topics); *publisher*
+        makes a ROS publisher of a topic and type on the node."""
         self.kind = kind
         self.codec = codec
-        self.plain = Ros2Sender(node, device, kind, calibration)
-        self.frame_id = self.plain.frame_id
+        self.plain = plain
+        self.frame_id = str(plain.frame_id)
         base = f"/{ros_name(device)}/{kind.value}/image_raw"
         self.units = {
-            "foxglove": _RosPublisher(node, f"{base}/foxglove", ros2.COMPRESSED_VIDEO),
-            "ffmpeg": _RosPublisher(node, f"{base}/ffmpeg", ros2.FFMPEG_PACKET),
+            "foxglove": publisher(f"{base}/foxglove", ros2.COMPRESSED_VIDEO),
+            "ffmpeg": publisher(f"{base}/ffmpeg", ros2.FFMPEG_PACKET),
         }
         self.encoding = ffmpeg_encoding(codec, kind)
         self.run = UnitRun(codec, keyframe)

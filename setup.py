@@ -6,8 +6,14 @@ their numpy fallback (same format, slower). Everything else is configured in pyp
 
 from setuptools import Extension, setup
 
-# no trapping math: lets GCC vectorise the branch-free float comparisons of the point cloud
-_OPT = ["-O3", "-fno-trapping-math", "-fno-math-errno"] if __import__("os").name != "nt" else ["/O2"]
+# no trapping math: lets GCC vectorise the branch-free float comparisons of the point cloud;
+# no wrapv (Python's own flags add -fwrapv, which our C does not rely on): lets it keep the YUY2
+# loops in 16-bit lanes (5x faster)
+_OPT = (
+    ["-O3", "-fno-trapping-math", "-fno-math-errno", "-fno-wrapv"]
+    if __import__("os").name != "nt"
+    else ["/O2"]
+)
 
 setup(
     ext_modules=[

@@ -10,12 +10,14 @@ a plausible room rather than zeros. What runs on a real Kinect is unverified her
 
 from __future__ import annotations
 
+import ctypes
 import threading
 import time
 from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
+import pytest
 
 from rgbdcast import Client, JointType, Server, StreamKind, TrackingState
 from rgbdcast.devices.kinect2 import (
@@ -24,6 +26,7 @@ from rgbdcast.devices.kinect2 import (
     SOURCE_DEPTH,
     SOURCE_INFRARED,
     Kinect2Device,
+    with_raw_color,
 )
 from rgbdcast.devices.scene import KINECT_COLOR, KINECT_DEPTH, Scene
 from rgbdcast.geometry import project, ray_table
@@ -146,11 +149,85 @@ class FakePyKinectRuntime:
         self.closed = True
 
 
-def _device(**kw: Any) -> tuple[Kinect2Device, list[FakePyKinectRuntime]]:
+COLOR_FRAMES = 15
+"""The event-driven fake renders this many distinct color frames, once each, and repeats them."""
+
+
+class FakeColorFrame:
+    """``IColorFrame`` as the SDK documents it: the raw format (YUY2 on a Kinect v2) and the two
+    copies, raw and converted, each into a caller's buffer of a stated capacity."""
+
+    RawColorImageFormat = 5  # ColorImageFormat_Yuy2
+
+    def __init__(self, runtime: FakeEventRuntime, index: int) -> None:
+        self.runtime, self.index = runtime, index
+
+    def CopyRawFrameDataToArray(self, capacity: int, array: Any) -> None:
+        data = self.runtime.yuy2(self.index)
+        if capacity < data.nbytes or ctypes.sizeof(array) < capacity:
+            raise OSError("E_INVALIDARG: the buffer is smaller than the raw frame")
+        ctypes.memmove(array, data.ctypes.data, data.nbytes)
+        self.runtime.copies.append(("raw", capacity))
+
+    def CopyConvertedFrameDataToArray(self, capacity: int, array: Any, fmt: int) -> None:
+        self.runtime.copies.append(("converted", fmt))
+        raise OSError("the fake converts nothing: its raw frames are YUY2")
+
+
+class FakeEventRuntime(FakePyKinectRuntime):
+    """The fake with pykinect2's event machinery: a thread that calls
+    ``handle_color_arrived(index)`` for each new color frame, whose handler asks
+    ``_color_frame_reader.GetFrameArrivedEventData(_handles[index])`` for the frame reference
+    and acquires an ``IColorFrame`` (:class:`FakeColorFrame`). pykinect2's own handler converts
+    to BGRA; :func:`with_raw_color` replaces it."""
+
+    def __init__(self, sources: int) -> None:
+        super().__init__(sources)
+        self._handles = ["color-frame-arrived"]
+        self._color_frame_reader = SimpleNamespace(GetFrameArrivedEventData=self._event_data)
+        self.copies: list[tuple[str, int]] = []
+        self._rendered: dict[int, np.ndarray] = {}
+        self._events_stop = threading.Event()
+        self._events = threading.Thread(target=self._event_loop, name="fake-kinect-events")
+        self._events.start()
+
+    def yuy2(self, index: int) -> np.ndarray:
+        from rgbdcast.devices.yuy2 import bgr_to_yuy2
+
+        key = index % COLOR_FRAMES
+        if key not in self._rendered:
+            self._rendered[key] = bgr_to_yuy2(self.scene.color(key / 30))
+        return self._rendered[key]
+
+    def _event_data(self, handle: str) -> Any:
+        assert handle == "color-frame-arrived"
+        index = self._index()
+        return SimpleNamespace(
+            FrameReference=SimpleNamespace(AcquireFrame=lambda: FakeColorFrame(self, index))
+        )
+
+    def _event_loop(self) -> None:
+        last = -1
+        while not self._events_stop.wait(0.005):
+            if self.sources & SOURCE_COLOR and self._index() > last:
+                last = self._index()
+                self.handle_color_arrived(0)
+
+    def handle_color_arrived(self, handle_index: int) -> None:
+        self.violations.append("pykinect2's BGRA handler ran")
+
+    def close(self) -> None:
+        self._events_stop.set()
+        self._events.join(5.0)
+        super().close()
+
+
+def _device(raw: bool = False, **kw: Any) -> tuple[Kinect2Device, list[FakePyKinectRuntime]]:
     made: list[FakePyKinectRuntime] = []
+    runtime = with_raw_color(FakeEventRuntime) if raw else FakePyKinectRuntime
 
     def factory(sources: int) -> FakePyKinectRuntime:
-        made.append(FakePyKinectRuntime(sources))
+        made.append(runtime(sources))
         return made[-1]
 
     return Kinect2Device(runtime_factory=factory, **kw), made
@@ -252,3 +329,48 @@ def test_a_linux_client_registers_a_windows_kinect() -> None:
                 cloud = client.point_cloud(frames)
     assert frames[StreamKind.color].array.shape == (1080, 1920, 3)
     assert len(cloud) > 100_000 and cloud.frame_id == "kinect2_depth_optical_frame"
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float32) - b[..., :3].astype(np.float32)) ** 2))
+    return float(10 * np.log10(255**2 / max(mse, 1e-9)))
+
+
+def test_kinect2_color_is_the_raw_yuy2_frame_decoded_only_when_read() -> None:
+    dev, made = _device(raw=True, streams=["color", "depth"])
+    frames = check_device(dev, frames_per_stream=3)
+    (rt,) = made
+    assert rt.violations == [] and rt.closed
+    assert rt.copies and set(rt.copies) == {("raw", 1920 * 1080 * 2)}  # never the SDK's BGRA
+    assert dev.streams[StreamKind.color].notes["native"] == "yuy2"
+    frame = frames[StreamKind.color][-1]
+    assert frame.encoded is not None and frame.encoded.codec == "yuy2"
+    assert len(frame.encoded.payload) == 1920 * 1080 * 2
+    assert frame.shape == (1080, 1920, 3)
+    # the pixels, when someone reads them, are one of the scene's frames (BT.601 round trip)
+    best = max(
+        _psnr(frame.array, rt.scene.color(i / 30))  # type: ignore[attr-defined]
+        for i in range(COLOR_FRAMES)
+    )
+    assert best > 35
+
+
+def test_kinect2_yuy2_is_encoded_without_bgr_for_jpeg_and_h264() -> None:
+    """The server encodes JPEG from the YUY2 planes and H.264 from yuyv422: the publisher
+    counts each frame so encoded, and what a client decodes is the scene."""
+    for codec in ("jpeg", "h264"):
+        if codec == "h264":
+            pytest.importorskip("av", reason="the [video] extra (PyAV) is not installed")
+        dev, made = _device(raw=True, streams=["color"])
+        with Server(address="127.0.0.1", announce=False, codecs={"color": codec}) as srv:
+            srv.add_device(dev)
+            with Client(next(iter(srv.endpoints.values()))) as client:
+                sub = client.subscribe("kinect2", "color")
+                got = [sub.get(timeout=15) for _ in range(5)]
+            stats = srv.stats()["streams"]["kinect2/color"]
+        assert stats["from_source_layout"] >= 5 and stats["encode_errors"] == 0, codec
+        scene = made[0].scene  # type: ignore[attr-defined]
+        for frame in got:
+            assert frame.array.shape == (1080, 1920, 3)
+            best = max(_psnr(frame.array, scene.color(i / 30)) for i in range(COLOR_FRAMES))
+            assert best > 30, codec

@@ -60,6 +60,8 @@ def _prepare_source(args: argparse.Namespace, tmp: Path) -> tuple[dict[str, Any]
     if args.source != "replay":
         if args.replay:
             raise UsageError("--replay FILE needs --source replay")
+        if args.source == "mock-yuy2":
+            return {"prerender": PRERENDER, "layout": "yuy2"}, ["--mock-color-layout", "yuy2"]
         return {"prerender": PRERENDER}, []
     path = Path(args.replay) if args.replay else tmp / "source.mcap"
     seconds = float(args.replay_seconds)
@@ -218,8 +220,11 @@ def _write_e2e(args: argparse.Namespace, runs: list[dict[str, Any]]) -> None:
     replay = args.source_info.get("replay")
     if replay:
         key += "-replay"
+    if args.source_info.get("layout") == "yuy2":
+        key += "-yuy2"
     served = f", {codecs_used}" if codecs_used else ""
     served += ", a replayed recording" if replay else ""
+    served += ", color from YUY2" if args.source_info.get("layout") == "yuy2" else ""
     title = f"End to end: {args.streams} at {args.fps:g} fps{served}, " + (
         "subscribers that do not decode" if args.no_decode else "decoding subscribers"
     )

@@ -298,7 +298,13 @@ def describe_source(info: dict[str, Any]) -> str:
             "the recorded JPEG (passed through, not encoded on the server, as from a camera "
             "delivering MJPEG), depth and infrared are encoded from the recorded raw frames."
         )
+    layout = (
+        " Its color frames are YUY2, as a Kinect v2's raw color frame is "
+        "(`--mock-color-layout yuy2`), and are encoded from it with no BGR in between."
+        if info.get("layout") == "yuy2"
+        else ""
+    )
     return (
         f"The server is its own process serving a mock device that pre-renders "
-        f"{info['prerender']} framesets and loops them (its RSS includes that cache)."
+        f"{info['prerender']} framesets and loops them (its RSS includes that cache).{layout}"
     )

@@ -149,6 +149,7 @@ def devices(args: argparse.Namespace) -> list[Device]:
                 color_size=args.color_size,
                 depth_size=args.depth_size,
                 prerender=args.prerender,
+                color_layout=getattr(args, "mock_color_layout", "bgr"),
                 pose=poses[i] if i < len(poses) else None,
                 board=bool(getattr(args, "mock_board", False)),
             )

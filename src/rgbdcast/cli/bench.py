@@ -54,10 +54,11 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--color-strips", default=None, type=int, help="JPEG strips to serve")
     p.add_argument(
         "--source",
-        choices=["mock", "replay"],
+        choices=["mock", "mock-yuy2", "replay"],
         default="mock",
-        help="what the server serves: the pre-rendered mock (color encoded on the server), or a "
-        "recording of it replayed in a loop (color passed through as recorded) (default mock)",
+        help="what the server serves: the pre-rendered mock (color encoded on the server from "
+        "BGR, or with mock-yuy2 from YUY2 as a Kinect v2 delivers it), or a recording of it "
+        "replayed in a loop (color passed through as recorded) (default mock)",
     )
     p.add_argument(
         "--replay",

@@ -117,6 +117,13 @@ def add_parsers(sub: Any) -> None:
         metavar="N",
         help="render N mock framesets up front and loop them (benchmarks)",
     )
+    p.add_argument(
+        "--mock-color-layout",
+        choices=["bgr", "yuy2"],
+        default="bgr",
+        help="the layout the mock delivers color in: bgr, or yuy2 as a Kinect v2's raw frame "
+        "(encoded from it without BGR; default bgr)",
+    )
     from ..codecs import available, default_codec
 
     for kind in (StreamKind.color, StreamKind.depth, StreamKind.infrared):

@@ -371,6 +371,81 @@ static PyObject *qdepth_decode(PyObject *self, PyObject *args) {
     return out;
 }
 
+/* YUY2 (Y0 U Y1 V per pixel pair, BT.601 video range) -> JFIF planes (full range): Y (w*h),
+ * then U and V (w/2 * h/vsub each; vsub 2 averages each pair of rows). One pass, no BGR. */
+/* video range to full range in 16-bit lanes (SSE2 and NEON multiply those natively):
+ * Y' = (Y - 16) * 149 / 128 (~255/219), C' = (C - 128) * 146 / 128 + 128 (~255/224) */
+static inline uint8_t full_y(uint16_t v) {
+    uint16_t t = (uint16_t)(v > 16 ? v - 16 : 0);
+    t = (uint16_t)((uint16_t)(t * 149 + 64) >> 7);
+    return (uint8_t)(t > 255 ? 255 : t);
+}
+
+static inline uint8_t full_c(uint16_t v) { /* ((v - 128) * 146 + 64 >> 7) + 128, unsigned */
+    uint16_t t = (uint16_t)((uint16_t)(v * 146 + 64) >> 7);
+    t = (uint16_t)(t > 18 ? t - 18 : 0);
+    return (uint8_t)(t > 255 ? 255 : t);
+}
+
+static int yuy2_split(const uint8_t *restrict src, uint8_t *restrict py, uint8_t *restrict pu,
+                      uint8_t *restrict pv, Py_ssize_t w, Py_ssize_t h, int vsub) {
+    /* little-endian 16-bit words (contiguous loads, so the compiler vectorises the loops):
+     * Y is each word's low byte; a row's chroma (U V U V ...) its high bytes, averaged with
+     * the next row's for 4:2:0, stretched, then split */
+    Py_ssize_t n = w * h, half = w / 2;
+    uint8_t *uv = malloc((size_t)w);
+    if (!uv) return -1;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        uint16_t word;
+        memcpy(&word, src + 2 * i, 2);
+        py[i] = full_y(word & 0xff);
+    }
+    for (Py_ssize_t y = 0; y < h; y += vsub) {
+        const uint8_t *a = src + y * w * 2, *b = (vsub == 2) ? a + w * 2 : a;
+        uint8_t *u = pu + (y / vsub) * half, *v = pv + (y / vsub) * half;
+        for (Py_ssize_t x = 0; x < w; x++) {
+            uint16_t wa, wb;
+            memcpy(&wa, a + 2 * x, 2);
+            memcpy(&wb, b + 2 * x, 2);
+            uv[x] = full_c((uint16_t)(((wa >> 8) + (wb >> 8) + 1) >> 1));
+        }
+        for (Py_ssize_t x = 0; x < half; x++) {
+            uint16_t pair;
+            memcpy(&pair, uv + 2 * x, 2);
+            u[x] = (uint8_t)(pair & 0xff);
+            v[x] = (uint8_t)(pair >> 8);
+        }
+    }
+    free(uv);
+    return 0;
+}
+
+static PyObject *yuy2_planes(PyObject *self, PyObject *args) {
+    Py_buffer in, out;
+    Py_ssize_t w, h;
+    int vsub;
+    if (!PyArg_ParseTuple(args, "y*nniw*", &in, &w, &h, &vsub, &out)) return NULL;
+    Py_ssize_t chroma = (w / 2) * (h / (vsub == 2 ? 2 : 1));
+    if (get_dims(w, h) < 0 || w % 2 || (vsub != 1 && vsub != 2) || h % vsub
+        || in.len != w * h * 2 || out.len < w * h + 2 * chroma) {
+        PyBuffer_Release(&in);
+        PyBuffer_Release(&out);
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_ValueError, "YUY2 needs an even width (and height for 4:2:0), "
+                                              "w*h*2 bytes in and room for the planes out");
+        return NULL;
+    }
+    uint8_t *py = (uint8_t *)out.buf;
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = yuy2_split((const uint8_t *)in.buf, py, py + w * h, py + w * h + chroma, w, h, vsub);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&in);
+    PyBuffer_Release(&out);
+    if (rc < 0) return PyErr_NoMemory();
+    return PyLong_FromSsize_t(w * h + 2 * chroma);
+}
+
 static PyMethodDef methods[] = {
     {"grad_encode", grad_encode, METH_VARARGS, "uint16 image -> residual byte planes"},
     {"grad_decode", grad_decode, METH_VARARGS, "residual byte planes -> uint16 image"},
@@ -378,6 +453,7 @@ static PyMethodDef methods[] = {
     {"rvl_decode", rvl_decode, METH_VARARGS, "RVL bytes, pixel count -> uint16 pixels"},
     {"qdepth_encode", qdepth_encode, METH_VARARGS, "depth, level table -> mask, nibbles, escapes"},
     {"qdepth_decode", qdepth_decode, METH_VARARGS, "mask, nibbles, escapes, levels -> depth"},
+    {"yuy2_planes", yuy2_planes, METH_VARARGS, "YUY2 (video range) -> JFIF Y, U, V planes"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -23,6 +23,7 @@ __all__ = [
     "Codec",
     "CodecInfo",
     "accepts",
+    "encode_source",
     "available",
     "check_shape",
     "default_codec",
@@ -99,6 +100,13 @@ def output_shape(codec: Codec, shape: tuple[int, ...]) -> tuple[int, ...]:
     """The shape a payload of *codec* decodes to (JPEG turns BGRA into BGR)."""
     fn = getattr(codec, "output_shape", None)
     return tuple(fn(shape)) if fn is not None else shape
+
+
+def encode_source(codec: Codec, source: Encoded | None, params: dict[str, Any]) -> Buffer | None:
+    """*codec*'s payload made straight from *source*, an image in its source's own layout
+    (``jpeg`` from YUY2), or None where the codec needs the decoded pixels."""
+    fn = getattr(codec, "encode_source", None)
+    return fn(source, params) if fn is not None and source is not None else None
 
 
 def accepts(codec: Codec, source: Encoded) -> bool:

@@ -1,4 +1,5 @@
-"""``jpeg``: color through libjpeg-turbo (simplejpeg), from BGR or BGRA without conversion.
+"""``jpeg``: color through libjpeg-turbo (simplejpeg), from BGR or BGRA without conversion, or
+from a YUY2 source's planes (:mod:`.yuv`: no color conversion at all; 4:2:0 or 4:2:2).
 
 ``params``: ``quality`` (1-100, default 85), ``subsampling`` (``420`` default, ``422``, ``444``),
 ``strips`` (default 2 for a megapixel or more on a multi-core machine, else 1: ``auto_strips``).
@@ -18,10 +19,11 @@ import numpy as np
 import simplejpeg
 
 from ..errors import CodecError
-from ..frames import FrameData, StreamKind
+from ..frames import Encoded, FrameData, StreamKind
 from .base import MAX_DECODED_BYTES, Buffer, CodecInfo, register
 from .jpegrst import join_bands, split_bands
 from .workers import run_parts
+from .yuv import is_yuy2, yuy2_planes
 
 __all__ = ["JpegCodec", "auto_strips"]
 
@@ -52,13 +54,7 @@ class JpegCodec:
 
     def encode(self, data: FrameData, params: dict[str, Any]) -> Buffer:
         assert isinstance(data, np.ndarray)
-        quality = int(params.get("quality", DEFAULT_QUALITY))
-        sub = str(params.get("subsampling", "420"))
-        strips = int(params.get("strips", auto_strips(data.shape[0], data.shape[1])))
-        if not 1 <= quality <= 100 or sub not in _SUBSAMPLING or not 1 <= strips <= MAX_STRIPS:
-            raise CodecError(
-                f"bad JPEG settings: quality {quality}, subsampling {sub}, strips {strips}"
-            )
+        quality, sub, strips = _settings(params, data.shape[0], data.shape[1])
         colorspace = "BGRA" if data.shape[2] == 4 else "BGR"
 
         def one(band: np.ndarray) -> bytes:
@@ -72,12 +68,33 @@ class JpegCodec:
                 )
             )
 
-        mcu = 16 if sub in ("420", "440") else 8
-        step = -(-data.shape[0] // strips)
-        step = -(-step // mcu) * mcu  # whole MCU rows
-        if strips == 1 or step >= data.shape[0]:
+        step = _band_rows(data.shape[0], sub, strips)
+        if step >= data.shape[0]:
             return one(data)
         bands = [data[y : y + step] for y in range(0, data.shape[0], step)]
+        return join_bands(run_parts(one, bands), step)
+
+    def encode_source(self, source: Encoded, params: dict[str, Any]) -> Buffer | None:
+        """The JPEG of a YUY2 source, from its planes (None if it is not one, or the settings
+        want chroma it does not have: 4:4:4)."""
+        height, width = source.shape[:2]
+        quality, sub, strips = _settings(params, height, width)
+        if not is_yuy2(source) or sub not in ("420", "422") or (sub == "420" and height % 2):
+            return None
+        vsub = 2 if sub == "420" else 1
+        raw = memoryview(source.payload)
+
+        def one(rows: tuple[int, int]) -> bytes:
+            top, bottom = rows
+            y, u, v = yuy2_planes(
+                raw[top * width * 2 : bottom * width * 2], width, bottom - top, vsub
+            )
+            return bytes(simplejpeg.encode_jpeg_yuv_planes(y, u, v, quality, fastdct=True))
+
+        step = _band_rows(height, sub, strips)
+        if step >= height:
+            return one((0, height))
+        bands = [(y, min(y + step, height)) for y in range(0, height, step)]
         return join_bands(run_parts(one, bands), step)
 
     def accepts(self, payload: Buffer, shape: tuple[int, ...]) -> bool:
@@ -108,6 +125,26 @@ class JpegCodec:
         jobs = [(j, out[rows[i] : rows[i + 1]]) for i, (_, j) in enumerate(bands)]
         run_parts(_decode_into, jobs)
         return out
+
+
+def _settings(params: dict[str, Any], height: int, width: int) -> tuple[int, str, int]:
+    quality = int(params.get("quality", DEFAULT_QUALITY))
+    sub = str(params.get("subsampling", "420"))
+    strips = int(params.get("strips", auto_strips(height, width)))
+    if not 1 <= quality <= 100 or sub not in _SUBSAMPLING or not 1 <= strips <= MAX_STRIPS:
+        raise CodecError(
+            f"bad JPEG settings: quality {quality}, subsampling {sub}, strips {strips}"
+        )
+    return quality, sub, strips
+
+
+def _band_rows(height: int, sub: str, strips: int) -> int:
+    """Rows per band for *strips* bands of whole MCU rows (the height itself for one band)."""
+    if strips == 1:
+        return height
+    mcu = 16 if sub in ("420", "440") else 8
+    step = -(-height // strips)
+    return -(-step // mcu) * mcu
 
 
 def _decode_into(job: tuple[bytes, np.ndarray]) -> None:

@@ -246,9 +246,9 @@ class VideoEncoder:
         self._size = (width, height)
 
     def encode(self, image: np.ndarray, keyframe: bool = False) -> tuple[bytes, bool]:
-        """The access unit for *image* (BGR, BGRA or gray uint8, or 16-bit infrared, coded as
-        :func:`gamma8`) and whether it is a keyframe. A new size reopens the encoder (its first
-        unit is a keyframe)."""
+        """The access unit for *image* (BGR, BGRA, YUY2 as ``H x W x 2`` or gray uint8, or 16-bit
+        infrared, coded as :func:`gamma8`) and whether it is a keyframe. A new size reopens the
+        encoder (its first unit is a keyframe)."""
         if image.dtype == np.uint16 and image.ndim == 2:
             image = gamma8(image)
         if image.dtype != np.uint8 or image.ndim not in (2, 3):
@@ -256,7 +256,8 @@ class VideoEncoder:
         height, width = image.shape[:2]
         if self._size != (width, height):
             self._open(width, height)
-        fmt = {1: "gray", 3: "bgr24", 4: "bgra"}[1 if image.ndim == 2 else image.shape[2]]
+        channels = 1 if image.ndim == 2 else image.shape[2]
+        fmt = {1: "gray", 2: "yuyv422", 3: "bgr24", 4: "bgra"}[channels]
         frame = self._av.VideoFrame.from_ndarray(image, format=fmt)
         frame.pts = self._pts
         self._pts += 1

@@ -21,7 +21,7 @@ from blinker import Signal
 
 from .._osthreads import name_native_thread, precise_timers
 from ..errors import DeviceError
-from ..frames import Frame, Intrinsics, StreamKind
+from ..frames import Encoded, Frame, Intrinsics, StreamKind
 from ..geometry.calibration import Calibration
 
 __all__ = ["Device", "StreamInfo", "ThreadedDevice", "name_native_thread", "precise_timers"]
@@ -186,14 +186,17 @@ def make_frameset(
     device_time_ns: int,
     host_time_ns: int | None = None,
 ) -> list[Frame]:
-    """The frames of one capture: one sequence number, frameset id and host time for all."""
+    """The frames of one capture: one sequence number, frameset id and host time for all. A value
+    that is an :class:`~rgbdcast.frames.Encoded` is the image in its source's own encoding or
+    layout (decoded only if read)."""
     now = time.time_ns() if host_time_ns is None else host_time_ns
     return [
         Frame(
             device_id=device_id,
             kind=kind,
             seq=seq,
-            data=value,
+            data=None if isinstance(value, Encoded) else value,  # type: ignore[arg-type]
+            encoded=value if isinstance(value, Encoded) else None,
             device_time_ns=device_time_ns,
             host_time_ns=now,
             frameset_id=seq,

@@ -2,7 +2,12 @@
 
 How this works: the capture thread polls the runtime the way the SDK's samples do:
 ``has_new_<kind>_frame()`` then ``get_last_<kind>_frame()``, which returns a flat numpy array
-(color BGRA uint8 1920*1080*4, depth and infrared uint16 512*424). Frames of one poll share a
+(depth and infrared uint16 512*424). Color is taken as the sensor sends it: the runtime is
+pykinect2's with its color handler replaced (:func:`with_raw_color`) so that each color frame is
+copied raw (``IColorFrame::CopyRawFrameDataToArray``: YUY2, 2 bytes a pixel) instead of
+converted to BGRA by the SDK; the frame goes on as YUY2 (:mod:`.yuy2`), and JPEG
+and H.264 are encoded from it with no BGR in between. A runtime without that (another shape of
+pykinect2) gives BGRA (``get_last_color_frame``), as before. Frames of one poll share a
 frameset id. Body frames hold six bodies; tracked ones become :class:`Body` values with their
 joints projected into color and depth pixels by the runtime's coordinate mapper
 (``body_joints_to_color_space`` / ``body_joints_to_depth_space``). Depth intrinsics come from
@@ -18,6 +23,7 @@ README). Unverified on real hardware here: tested against an SDK-shaped fake.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import threading
 import time
@@ -32,14 +38,16 @@ from ..geometry.calibration import TABLE_DEPTH_TO_CAMERA, Calibration
 from .base import StreamInfo, ThreadedDevice, make_frameset, require
 from .camerafit import ColorFit
 from .kinect2map import calibrate
+from .yuy2 import yuy2_source
 
-__all__ = ["Kinect2Device", "kinect_v2_streams"]
+__all__ = ["Kinect2Device", "kinect_v2_streams", "with_raw_color"]
 
 log = logging.getLogger(__name__)
 
 # Kinect for Windows SDK 2.0 FrameSourceTypes
 SOURCE_COLOR, SOURCE_INFRARED, SOURCE_DEPTH, SOURCE_BODY = 0x1, 0x2, 0x8, 0x20
 COLOR_SIZE, DEPTH_SIZE = (1920, 1080), (512, 424)
+COLOR_IMAGE_FORMAT_YUY2 = 5  # the SDK's ColorImageFormat_Yuy2: the sensor's raw format
 
 
 def kinect_v2_streams(
@@ -85,9 +93,57 @@ def kinect_v2_streams(
     return {k: info[k] for k in kinds}
 
 
+def with_raw_color(base: type) -> type:
+    """*base* (pykinect2's ``PyKinectRuntime``, or anything shaped like it) with its color
+    handler replaced: each color frame is copied as the sensor sent it
+    (``CopyRawFrameDataToArray``, YUY2; ``CopyConvertedFrameDataToArray`` to YUY2 should the raw
+    format ever be another) into a buffer of its own, read with ``has_new_raw_color_frame()``
+    and ``get_last_raw_color_frame()`` (bytes, 1920*1080*2)."""
+
+    class RawColorRuntime(base):  # type: ignore[valid-type,misc]
+        def __init__(self, sources: int) -> None:
+            # before the base starts its event thread, which calls handle_color_arrived
+            self._raw_lock = threading.Lock()
+            self._raw = (ctypes.c_ubyte * (COLOR_SIZE[0] * COLOR_SIZE[1] * 2))()
+            self._raw_count = self._raw_taken = 0
+            super().__init__(sources)
+
+        def handle_color_arrived(self, handle_index: int) -> None:
+            reader = self._color_frame_reader
+            event = reader.GetFrameArrivedEventData(self._handles[handle_index])
+            try:
+                frame = event.FrameReference.AcquireFrame()
+            except Exception:  # the frame was already gone (the SDK's own samples skip it)
+                return
+            try:
+                with self._raw_lock:
+                    size = len(self._raw)
+                    if frame.RawColorImageFormat == COLOR_IMAGE_FORMAT_YUY2:
+                        frame.CopyRawFrameDataToArray(size, self._raw)
+                    else:
+                        frame.CopyConvertedFrameDataToArray(
+                            size, self._raw, COLOR_IMAGE_FORMAT_YUY2
+                        )
+                    self._raw_count += 1
+            except Exception as exc:
+                log.debug("a Kinect v2 color frame could not be copied: %s", exc)
+            finally:
+                frame = None  # release the COM frame at once: the SDK holds few
+
+        def has_new_raw_color_frame(self) -> bool:
+            return bool(self._raw_count > self._raw_taken)
+
+        def get_last_raw_color_frame(self) -> bytes:
+            with self._raw_lock:
+                self._raw_taken = self._raw_count
+                return bytes(self._raw)  # our copy: the buffer is refilled by the next frame
+
+    return RawColorRuntime
+
+
 def _default_runtime(sources: int) -> Any:
     runtime = require("pykinect2.PyKinectRuntime", "kinect2")
-    return runtime.PyKinectRuntime(sources)
+    return with_raw_color(runtime.PyKinectRuntime)(sources)
 
 
 class Kinect2Device(ThreadedDevice):
@@ -121,7 +177,10 @@ class Kinect2Device(ThreadedDevice):
 
     @property
     def streams(self) -> dict[StreamKind, StreamInfo]:
-        return kinect_v2_streams(self.kinds, self._depth_intr, native_color="bgra8")
+        raw = self._rt is None or hasattr(self._rt, "get_last_raw_color_frame")
+        return kinect_v2_streams(
+            self.kinds, self._depth_intr, native_color="yuy2" if raw else "bgra8"
+        )
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -221,11 +280,10 @@ class Kinect2Device(ThreadedDevice):
         while not got:
             if stop.is_set():
                 return []
-            if StreamKind.color in self.kinds and rt.has_new_color_frame():
-                flat = rt.get_last_color_frame()
-                got.append(
-                    (StreamKind.color, _shaped(flat, (COLOR_SIZE[1], COLOR_SIZE[0], 4), np.uint8))
-                )
+            if StreamKind.color in self.kinds:
+                color = self._color(rt)
+                if color is not None:
+                    got.append((StreamKind.color, color))
             if StreamKind.depth in self.kinds and rt.has_new_depth_frame():
                 flat = rt.get_last_depth_frame()
                 got.append(
@@ -245,6 +303,16 @@ class Kinect2Device(ThreadedDevice):
         self._seq += 1
         intr = {StreamKind.depth: self._depth_intr, StreamKind.infrared: self._depth_intr}
         return make_frameset(self.id, seq, dict(got), intr, device_time_ns=now, host_time_ns=now)
+
+    def _color(self, rt: Any) -> Any:
+        """The newest color frame: YUY2 as it came (a source encoding), or the SDK's BGRA."""
+        if hasattr(rt, "get_last_raw_color_frame"):
+            if not rt.has_new_raw_color_frame():
+                return None
+            return yuy2_source(rt.get_last_raw_color_frame(), *COLOR_SIZE)
+        if not rt.has_new_color_frame():
+            return None
+        return _shaped(rt.get_last_color_frame(), (COLOR_SIZE[1], COLOR_SIZE[0], 4), np.uint8)
 
     def _bodies(self, frame_data: Any) -> tuple[Body, ...]:
         rt = self._rt

@@ -25,6 +25,7 @@ from ..frames import Frame, StreamKind
 from ..geometry.calibration import Calibration, Extrinsics
 from .base import StreamInfo, ThreadedDevice, make_frameset, wait_until
 from .scene import KINECT_COLOR, KINECT_DEPTH, Scene, mock_depth_to_color, scaled, world_pose
+from .yuy2 import bgr_to_yuy2, yuy2_source
 
 __all__ = ["DepthFrame", "MockDevice", "MockKinect"]
 
@@ -94,8 +95,14 @@ class MockDevice(ThreadedDevice):
         seed: int = 0,
         pose: tuple[float, float, float, float, float, float] | None = None,
         board: bool = False,
+        color_layout: str = "bgr",
     ) -> None:
         super().__init__()
+        if color_layout not in ("bgr", "yuy2"):
+            raise UsageError(f"the mock's color layout is bgr or yuy2, not {color_layout!r}")
+        self.color_layout = color_layout
+        """``yuy2``: color frames come as a Kinect v2's raw frame does (YUY2, decoded only if
+        read; :mod:`.yuy2`)."""
         if not 0 < fps <= 100_000:
             raise UsageError(f"fps must be in (0, 100000], got {fps}")
         for w, h in (color_size, depth_size):
@@ -220,7 +227,12 @@ class MockDevice(ThreadedDevice):
         t = at / self.fps
         data: dict[StreamKind, Any] = {}
         if StreamKind.color in self.kinds:
-            data[StreamKind.color] = self._scene.color(t)
+            color = self._scene.color(t)
+            data[StreamKind.color] = (
+                yuy2_source(bgr_to_yuy2(color), color.shape[1], color.shape[0])
+                if self.color_layout == "yuy2"
+                else color
+            )
         if StreamKind.depth in self.kinds or StreamKind.infrared in self.kinds:
             depth = self._scene.depth(t, index)
             data[StreamKind.depth] = depth
@@ -263,7 +275,7 @@ class MockDevice(ThreadedDevice):
         at = index + self._phase
         if self._cache:
             cached = self._cache[at % len(self._cache)]
-            frames = self._frameset(index, {f.kind: f.data for f in cached})
+            frames = self._frameset(index, {f.kind: f.encoded or f.data for f in cached})
         else:
             frames = self.render(index, at)
         for f in frames:

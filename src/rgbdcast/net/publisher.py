@@ -30,11 +30,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import zmq
 
 from .. import codecs
 from .._osthreads import name_native_thread
 from ..codecs.video import is_keyframe
+from ..codecs.yuv import is_yuy2
 from ..frames import Encoded, Frame, StreamKind
 from ..protocol.envelope import build_header
 from .counters import Counters
@@ -74,6 +76,8 @@ class PublisherStats(Counters):
     tap_errors: int = 0
     passed_through: int = 0
     passthrough_refused: int = 0
+    from_source_layout: int = 0
+    """Frames encoded straight from their source's own layout (YUY2), with no BGR between."""
     bytes_sent: int = 0
     encode_ns: int = 0
     subscribed: bool = False
@@ -307,7 +311,15 @@ class StreamPublisher:
         with self._key_lock:
             asked = self._stats.keyframe_requests
             force = self._key_pending and now - self._last_forced >= KEYFRAME_MIN_INTERVAL_S
-        payload, key = self._video.encode(frame.array, keyframe=force)
+        source = frame.encoded
+        if is_yuy2(source):  # the source's own layout: no BGR in between
+            assert source is not None
+            h, w = source.shape[:2]
+            image = np.frombuffer(source.payload, np.uint8).reshape(h, w, 2)
+            self._stats.from_source_layout += 1
+        else:
+            image = frame.array
+        payload, key = self._video.encode(image, keyframe=force)
         if force:
             self._last_forced = now
             self._stats.keyframes_forced += 1
@@ -343,7 +355,11 @@ class StreamPublisher:
             self._stats.passed_through += 1
         else:
             try:
-                payload = self._codec.encode(frame.data, self._params)
+                payload = codecs.encode_source(self._codec, source, self._params)
+                if payload is None:
+                    payload = self._codec.encode(frame.data, self._params)
+                else:
+                    self._stats.from_source_layout += 1
             except Exception as exc:
                 self._stats.encode_errors += 1
                 log.error("encoding %s/%s failed: %s", self.device_id, self.kind.value, exc)

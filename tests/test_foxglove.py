@@ -19,7 +19,7 @@ from rgbdcast.errors import UsageError
 from rgbdcast.frames import JointType, TrackingState
 from rgbdcast.geometry.pointcloud import point_cloud
 from rgbdcast.net.security import ServerKeys, keygen
-from rgbdcast.testing import wait_for
+from rgbdcast.testing import drain, wait_for
 
 pytest.importorskip("foxglove", reason="the [foxglove] extra is not installed")
 pytest.importorskip("google.protobuf", reason="protobuf is not installed (the [dev] extra)")
@@ -83,16 +83,6 @@ def test_every_topic_is_advertised_with_foxglove_schemas(fox: Any) -> None:
     assert srv._me_payload()["endpoints"]["foxglove"] == _url(outlet)
 
 
-def _drain(sub: Any, most: int = 200) -> list[Any]:
-    out = []
-    for _ in range(most):
-        try:
-            out.append(sub.get(timeout=0))
-        except TimeoutError:
-            break
-    return out
-
-
 def _zmq_frames(
     srv: Server, kinds: list[str], seconds: float, fc: FoxgloveClient
 ) -> tuple[list[Any], dict[tuple[str, int], Any]]:
@@ -104,7 +94,7 @@ def _zmq_frames(
         got = fc.collect(seconds)
         frames = {}
         for sub in subs:
-            for f in _drain(sub):
+            for f in drain(sub):
                 frames[(f.kind.value, f.host_time_ns)] = f
     return got, frames
 
@@ -118,7 +108,7 @@ def test_images_are_the_streams_own_bytes_and_pixels(fox: Any) -> None:
         with Client(next(iter(srv.endpoints.values()))) as zc:
             raw = zc.subscribe(DEVICE, "color", decode=False, queue_size=200)
             more = c.collect(1.0)
-            sent = {f.header.host_time_ns: bytes(f.payload) for f in _drain(raw)}
+            sent = {f.header.host_time_ns: bytes(f.payload) for f in drain(raw)}
     by_topic: dict[str, list[Any]] = {}
     for m in got + more:
         by_topic.setdefault(m.topic, []).append(m)
@@ -649,7 +639,7 @@ def test_video_color_goes_out_as_compressed_video_from_a_keyframe() -> None:
                 assert chans[f"/{DEVICE}/color"].schema_name == "foxglove.CompressedVideo"
                 c.subscribe([f"/{DEVICE}/color"])
                 got = [m for m in c.collect(1.5) if m.topic == f"/{DEVICE}/color"]
-            sent = {u.header.host_time_ns: u for u in _drain(raw, 400)}
+            sent = {u.header.host_time_ns: u for u in drain(raw, 400)}
         stats = srv.stats()
     finally:
         srv.stop()

@@ -36,6 +36,7 @@ from rgbdcast.testing import (
     FAKE_DEPTH_TO_COLOR,
     FakeCoordinateMapper,
     check_device,
+    psnr,
     wait_for,
 )
 
@@ -331,11 +332,6 @@ def test_a_linux_client_registers_a_windows_kinect() -> None:
     assert len(cloud) > 100_000 and cloud.frame_id == "kinect2_depth_optical_frame"
 
 
-def _psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float32) - b[..., :3].astype(np.float32)) ** 2))
-    return float(10 * np.log10(255**2 / max(mse, 1e-9)))
-
-
 def test_kinect2_color_is_the_raw_yuy2_frame_decoded_only_when_read() -> None:
     dev, made = _device(raw=True, streams=["color", "depth"])
     frames = check_device(dev, frames_per_stream=3)
@@ -349,7 +345,7 @@ def test_kinect2_color_is_the_raw_yuy2_frame_decoded_only_when_read() -> None:
     assert frame.shape == (1080, 1920, 3)
     # the pixels, when someone reads them, are one of the scene's frames (BT.601 round trip)
     best = max(
-        _psnr(frame.array, rt.scene.color(i / 30))  # type: ignore[attr-defined]
+        psnr(frame.array, rt.scene.color(i / 30))  # type: ignore[attr-defined]
         for i in range(COLOR_FRAMES)
     )
     assert best > 35
@@ -372,5 +368,5 @@ def test_kinect2_yuy2_is_encoded_without_bgr_for_jpeg_and_h264() -> None:
         scene = made[0].scene  # type: ignore[attr-defined]
         for frame in got:
             assert frame.array.shape == (1080, 1920, 3)
-            best = max(_psnr(frame.array, scene.color(i / 30)) for i in range(COLOR_FRAMES))
+            best = max(psnr(frame.array, scene.color(i / 30)) for i in range(COLOR_FRAMES))
             assert best > 30, codec

@@ -16,7 +16,7 @@ import pytest
 
 from rgbdcast import Client, MockDevice, Server
 from rgbdcast.protocol import ros2
-from rgbdcast.testing import decode_elsewhere, wait_for
+from rgbdcast.testing import decode_elsewhere, drain, psnr, wait_for
 
 zenoh = pytest.importorskip("zenoh", reason="the [zenoh] extra is not installed")
 typesys = pytest.importorskip("rosbags.typesys", reason="rosbags is not installed")
@@ -67,21 +67,6 @@ def _port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def _psnr(a: np.ndarray, b: np.ndarray) -> float:
-    err = np.mean((a.astype(np.float32) - b[:, :, :3].astype(np.float32)) ** 2)
-    return float(10 * np.log10(255.0**2 / max(float(err), 1e-9)))
-
-
-def _drain(sub: Any, most: int = 400) -> list[Any]:
-    out = []
-    for _ in range(most):
-        try:
-            out.append(sub.get(timeout=0))
-        except TimeoutError:
-            break
-    return out
 
 
 def _video_server(**kw: Any) -> Server:
@@ -174,7 +159,7 @@ def test_a_video_stream_goes_to_ros2_as_sent_from_a_keyframe_only_while_subscrib
             time.sleep(0.8)  # well past the stream's first keyframe, nobody on ROS
             idle = srv.stats()["ros2"]["mock0/color"]
             got = _collect(link, list(keys.values()), 1.5)
-            sent = {u.header.host_time_ns: u for u in _drain(raw)}
+            sent = {u.header.host_time_ns: u for u in drain(raw)}
         stats = srv.stats()
     finally:
         srv.stop()
@@ -201,7 +186,7 @@ def test_a_video_stream_goes_to_ros2_as_sent_from_a_keyframe_only_while_subscrib
     pics = decode_elsewhere(bytes(p.data) for p in packets)  # FFmpeg, another process
     assert len(pics) == len(packets)
     for pic, unit in zip(pics, units, strict=True):
-        assert _psnr(pic, mock.render(unit.header.seq)[0].array) > 30
+        assert psnr(pic, mock.render(unit.header.seq)[0].array) > 30
     ros = stats["ros2"]["mock0/color"]
     assert ros["units_sent"] >= len(packets) + len(videos) and ros["errors"] == 0
     assert ros["keyframe_requests"] >= 1 and ros["decoded"] == 0  # a server has its frames
@@ -241,7 +226,7 @@ def test_a_bridge_decodes_a_video_stream_in_order_for_the_jpeg_topic(store: Any)
                 ros = bridge._ros[control].stats()["cam/color"]
             finally:
                 bridge.stop()
-            seqs = {u.header.host_time_ns: u.header.seq for u in _drain(raw)}
+            seqs = {u.header.host_time_ns: u.header.seq for u in drain(raw)}
         forced = srv.stats()["streams"]["cam/color"]["keyframes_forced"]
     jpegs = [store.deserialize_cdr(m, ros2.COMPRESSED_IMAGE.name) for m in got[keys["jpeg"]]]
     packets = [store.deserialize_cdr(m, ros2.FFMPEG_PACKET.name) for m in got[keys["ff"]]]
@@ -253,5 +238,5 @@ def test_a_bridge_decodes_a_video_stream_in_order_for_the_jpeg_topic(store: Any)
         assert m.format == "jpeg"
         t = m.header.stamp.sec * 1_000_000_000 + m.header.stamp.nanosec
         pic = cv2.imdecode(np.frombuffer(m.data.tobytes(), np.uint8), cv2.IMREAD_COLOR)
-        assert _psnr(pic, mock.render(seqs[t])[0].array) > 28
+        assert psnr(pic, mock.render(seqs[t])[0].array) > 28
     assert ros["decoded"] >= len(jpegs) and ros["errors"] == 0 and ros["keyframe_requests"] >= 1

@@ -21,16 +21,11 @@ from rgbdcast.codecs.videoenc import VideoEncoder, choose_encoder, encoder_names
 from rgbdcast.frames import Frame
 from rgbdcast.net.publisher import KEYFRAME_MIN_INTERVAL_S
 from rgbdcast.protocol.envelope import build_header, parse_header
-from rgbdcast.testing import decode_elsewhere, wait_for
+from rgbdcast.testing import decode_elsewhere, psnr, wait_for
 
 pytest.importorskip("av", reason="the [video] extra (PyAV) is not installed")
 
 SIZE = (320, 180)
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    err = np.mean((a.astype(np.float32) - b[:, :, :3].astype(np.float32)) ** 2)
-    return float(10 * np.log10(255.0**2 / max(float(err), 1e-9)))
 
 
 def _colors(n: int, size: tuple[int, int] = SIZE) -> list[np.ndarray]:

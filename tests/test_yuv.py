@@ -12,15 +12,11 @@ from rgbdcast.codecs import get, yuv
 from rgbdcast.codecs.yuv import yuy2_planes
 from rgbdcast.devices.yuy2 import bgr_to_yuy2, yuy2_source, yuy2_to_bgr
 from rgbdcast.errors import DeviceError, UsageError
+from rgbdcast.testing import psnr
 
 cv2 = pytest.importorskip("cv2", reason="OpenCV (the [webcam] extra) is the reference here")
 
 W, H = 320, 180
-
-
-def _psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float32) - b[..., :3].astype(np.float32)) ** 2))
-    return float(10 * np.log10(255**2 / max(mse, 1e-9)))
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +79,7 @@ def test_jpeg_from_the_planes_is_as_good_as_from_bgr(
     assert simplejpeg.decode_jpeg_header(bytes(ours))[2:] == ("YCbCr", sub)
     pic = jpeg.decode(ours, (H, W, 3), "|u1")
     via_bgr = jpeg.decode(jpeg.encode(seen, params), (H, W, 3), "|u1")
-    assert _psnr(pic, seen) >= _psnr(via_bgr, seen) - 0.3 and _psnr(pic, seen) > 33
+    assert psnr(pic, seen) >= psnr(via_bgr, seen) - 0.3 and psnr(pic, seen) > 33
     assert jpeg.encode_source(source, {"subsampling": "444"}) is None  # no chroma for that
 
 
@@ -102,7 +98,7 @@ def test_a_server_encodes_yuy2_frames_and_only_converts_where_it_must(codec: str
         assert source.encoded is not None and source.encoded.codec == "yuy2"
         truth = yuy2_to_bgr(source.encoded.payload, W, H)
         floor = 33 if codec == "jpeg" else 60
-        assert frame.array.shape == (H, W, 3) and _psnr(frame.array, truth) > floor
+        assert frame.array.shape == (H, W, 3) and psnr(frame.array, truth) > floor
     if codec == "jpeg":  # from the planes
         assert stats["from_source_layout"] >= 4
     else:  # PNG needs pixels: the frame's BGR, converted once

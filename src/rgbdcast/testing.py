@@ -36,6 +36,8 @@ __all__ = [
     "UnpluggableMock",
     "check_device",
     "decode_elsewhere",
+    "drain",
+    "psnr",
     "recv_exact",
     "wait_for",
 ]
@@ -49,6 +51,24 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 5.0, interval: float
             return True
         time.sleep(interval)
     return bool(predicate())
+
+
+def psnr(image: np.ndarray, reference: np.ndarray) -> float:
+    """Peak signal-to-noise ratio of an 8-bit *image* against *reference* (its first three
+    channels: BGRA compares as BGR), in dB."""
+    err = float(np.mean((image.astype(np.float32) - reference[..., :3].astype(np.float32)) ** 2))
+    return float(10 * np.log10(255.0**2 / max(err, 1e-9)))
+
+
+def drain(subscription: Any, most: int = 400) -> list[Any]:
+    """What *subscription* holds now (at most *most* frames), without waiting."""
+    out = []
+    for _ in range(most):
+        try:
+            out.append(subscription.get(timeout=0))
+        except TimeoutError:
+            break
+    return out
 
 
 _DECODE = (

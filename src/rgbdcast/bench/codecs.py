@@ -25,6 +25,7 @@ from .. import codecs
 from ..codecs.jpeg import auto_strips
 from ..codecs.video import is_video
 from ..frames import StreamKind
+from ..testing import psnr
 from .harness import data_dir, section_head, write_section
 
 __all__ = ["cmd_codecs", "codec_rows", "color_rows", "format_tables", "layout_rows"]
@@ -177,11 +178,6 @@ def color_rows(images: dict[str, np.ndarray], reps: int = 10) -> list[dict[str, 
     return rows
 
 
-def _psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float32) - b[..., :3].astype(np.float32)) ** 2))
-    return float(10 * np.log10(255**2 / max(mse, 1e-9)))
-
-
 def layout_rows(frames: list[np.ndarray], rounds: int = 5) -> list[dict[str, Any]]:
     """Encoding 1080p color from the layout a source delivers: BGRA (what the Kinect v2 SDK
     converts to), YUY2 (its raw frame) straight, and YUY2 through BGR. JPEG q85 4:2:0 at one
@@ -220,7 +216,7 @@ def layout_rows(frames: list[np.ndarray], rounds: int = 5) -> list[dict[str, Any
                     "strips": strips,
                     "ms": statistics.median(times[name]) * 1e3,
                     "kb": len(out[name]) / 1e3,
-                    "psnr": _psnr(pic, last),
+                    "psnr": psnr(pic, last),
                 }
             )
     try:
@@ -246,7 +242,7 @@ def layout_rows(frames: list[np.ndarray], rounds: int = 5) -> list[dict[str, Any
     for name in encoders:
         dec = VideoDecoder("h264")
         pics = [dec.feed(u, n, n == 0, (h, w, 3)) for n, u in enumerate(units[name])]
-        scores = [_psnr(p, truth[n % len(frames)]) for n, p in enumerate(pics) if p is not None]
+        scores = [psnr(p, truth[n % len(frames)]) for n, p in enumerate(pics) if p is not None]
         rows.append(
             {
                 "codec": "h264 (x264 veryfast)",

@@ -29,6 +29,7 @@ from ..codecs import get
 from ..codecs.video import VideoDecoder
 from ..protocol.control import MessageType, make_msg
 from ..protocol.envelope import parse_header
+from ..testing import psnr
 from .e2erun import run_e2e
 from .harness import pct, section_head, serve_process, stop_processes, write_section
 
@@ -38,11 +39,6 @@ FRAMES = 60
 RECOVERIES = 30
 BANDWIDTH_SET = ["--color-codec", "h264", "--depth-codec", "qdepth", "--infrared-codec", "qir"]
 VIEWING_SET = ["--color-codec", "h264", "--depth-codec", "qdepth", "--infrared-codec", "h264"]
-
-
-def _psnr(a: np.ndarray, b: np.ndarray) -> float:
-    err = float(np.mean((a.astype(np.float32) - b[:, :, :3].astype(np.float32)) ** 2))
-    return 10 * float(np.log10(255.0**2 / max(err, 1e-9)))
 
 
 def _quality() -> list[dict[str, Any]]:
@@ -63,7 +59,7 @@ def _quality() -> list[dict[str, Any]]:
         t_dec += time.perf_counter() - t1
         t_enc += t1 - t0
         size += len(memoryview(payload))
-        scores.append(_psnr(out, img))
+        scores.append(psnr(out, img))
     rows.append(_row("jpeg q85", size, t_enc, t_dec, scores))
     for name in ("h264", "hevc"):
         enc = get(name).stream_encoder({"encoder": "x264"})  # type: ignore[attr-defined]
@@ -79,7 +75,7 @@ def _quality() -> list[dict[str, Any]]:
             t_dec += time.perf_counter() - t1
             t_enc += t1 - t0
             size += len(unit)
-            scores.append(_psnr(out, img))
+            scores.append(psnr(out, img))
         rows.append(_row(f"{name} ({enc.encoder_name}, defaults)", size, t_enc, t_dec, scores))
         print(f"video suite: {rows[-1]}", flush=True)
     return rows

@@ -167,6 +167,15 @@ class DevicePort:
     calibration: Callable[[], Calibration | None] = _none
     calibration_table: Callable[[str], Any] = _none
 
+    @property
+    def codecs(self) -> dict[StreamKind, str]:
+        """The codec each stream is sent in."""
+        return {kind: port.codec for kind, port in self.streams.items()}
+
+    def request_keyframe(self, kind: StreamKind) -> bool:
+        """Ask the *kind* stream for a keyframe soon (False if it is not video)."""
+        return self.streams[kind].request_keyframe()
+
 
 @dataclass(frozen=True)
 class DeviceState:

@@ -347,8 +347,8 @@ class FoxgloveOutlet:
             list(device.streams),
             device.calibration,
             device.calibration_table,
-            codecs={k: port.codec for k, port in device.streams.items()},
-            keyframe=lambda kind: device.streams[kind].request_keyframe(),
+            codecs=device.codecs,
+            keyframe=device.request_keyframe,
         )
         tap_device(
             device,

@@ -389,8 +389,8 @@ class Ros2Outlet:
             list(device.streams),
             device.calibration,
             device.calibration_table,
-            codecs={k: port.codec for k, port in device.streams.items()},
-            keyframe=lambda kind: device.streams[kind].request_keyframe(),
+            codecs=device.codecs,
+            keyframe=device.request_keyframe,
         )
         geometry = self.node.geometry(device.id)
         tap_device(

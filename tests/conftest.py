@@ -96,16 +96,21 @@ def _fds() -> int:
 
 
 @pytest.fixture(autouse=True)
-def no_leaks() -> Iterator[None]:
+def no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
     """Fail a test that leaves rgbdcast threads running or sockets open (Zeroconf goodbyes get
-    5 s). File descriptors are the socket count: every ZeroMQ context and socket holds some."""
+    5 s). File descriptors are the socket count: every ZeroMQ context and socket holds some.
+    Tests marked ``threads_only`` (Zenoh's) are checked for threads alone: eclipse-zenoh 1.x
+    itself keeps about one descriptor per closed session that carried data (reproduced with
+    zenoh alone: open a listening and a connected session, put a few large samples, close both,
+    repeat)."""
+    threads_only = request.node.get_closest_marker("threads_only") is not None
     gc.collect()
     before, fds = _ours(), _fds()
     yield
     deadline = time.monotonic() + 5.0
     while time.monotonic() < deadline:
         leaked = _ours() - before
-        if not leaked and _fds() <= fds + FD_SLACK:
+        if not leaked and (threads_only or _fds() <= fds + FD_SLACK):
             return
         gc.collect()
         time.sleep(0.05)

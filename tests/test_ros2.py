@@ -10,7 +10,6 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -32,15 +31,7 @@ from rgbdcast.outlets.zenoh import ZenohLink, ZenohOptions  # noqa: E402
 DOC_HASH = "RIHS01_df668c740482bbd48fb39d76a70dfd4bd59db1288021743503259e948f6b1a18"
 
 
-@pytest.fixture(autouse=True)
-def no_leaks() -> Iterator[None]:
-    """Threads only: eclipse-zenoh keeps a descriptor per closed session (see test_zenoh)."""
-    before = {t for t in threading.enumerate() if t.name.startswith("rgbdcast-")}
-    yield
-    assert wait_for(
-        lambda: {t for t in threading.enumerate() if t.name.startswith("rgbdcast-")} <= before,
-        5.0,
-    )
+pytestmark = pytest.mark.threads_only
 
 
 @pytest.fixture(scope="module")

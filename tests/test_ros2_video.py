@@ -8,7 +8,6 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -53,14 +52,7 @@ def store() -> Any:
     return st
 
 
-@pytest.fixture(autouse=True)
-def no_leaks() -> Iterator[None]:
-    before = {t for t in threading.enumerate() if t.name.startswith("rgbdcast-")}
-    yield
-    assert wait_for(
-        lambda: {t for t in threading.enumerate() if t.name.startswith("rgbdcast-")} <= before,
-        5.0,
-    )
+pytestmark = pytest.mark.threads_only
 
 
 def _port() -> int:

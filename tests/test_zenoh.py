@@ -33,17 +33,7 @@ from rgbdcast.zclient import ZenohClient  # noqa: E402
 COLOR = (160, 90)
 
 
-@pytest.fixture(autouse=True)
-def no_leaks() -> Iterator[None]:
-    """Here only threads are checked: eclipse-zenoh 1.x itself keeps about one descriptor per
-    closed session that carried data (reproduced with zenoh alone, no rgbdcast code: open a
-    listening and a connected session, put a few large samples, close both, repeat)."""
-    before = {t for t in threading.enumerate() if t.name.startswith("rgbdcast-")}
-    yield
-    assert wait_for(
-        lambda: {t for t in threading.enumerate() if t.name.startswith("rgbdcast-")} <= before,
-        5.0,
-    ), "rgbdcast threads still running after the test"
+pytestmark = pytest.mark.threads_only
 
 
 SERVE = [sys.executable, "-m", "rgbdcast.cli", "serve", "--no-announce", "--no-web"]

@@ -15,6 +15,9 @@
  * zigzagged and packed two 4-bit nibbles a byte (low nibble first); a nibble of 15 says that the
  * residual is 15 or more, and the rest (residual - 15, uint16) follows in a separate stream. The
  * measured pixels are a bit mask (most significant bit first, as numpy.packbits).
+ * The encoder runs separate passes over each row (levels, prediction, compaction, escapes) that
+ * vectorise or take 8 pixels at a time; tests/test_codecs.py pins its output to a
+ * pixel-at-a-time reference.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -245,6 +248,89 @@ static inline int32_t med(int32_t a, int32_t b, int32_t c) {
     return c >= mx ? mn : (c <= mn ? mx : a + b - c);
 }
 
+#define ALL8 0x0101010101010101ULL
+
+/* One row of levels: the table, which pixels are measured (1/0 bytes), and each unmeasured
+   pixel given the level to its left. Separate passes: the first two vectorise, and the serial
+   fill skips runs of 8 measured pixels. */
+static void qd_levels(const uint16_t *restrict row, const uint16_t *restrict table,
+                      uint8_t *restrict ok, uint16_t *restrict lv, Py_ssize_t w) {
+    for (Py_ssize_t x = 0; x < w; x++) lv[x] = table[row[x]];
+    for (Py_ssize_t x = 0; x < w; x++) ok[x] = lv[x] != 0;
+    uint16_t left = 0;
+    Py_ssize_t x = 0;
+    for (; x + 8 <= w; x += 8) {
+        uint64_t b;
+        memcpy(&b, ok + x, 8);
+        if (b == ALL8) { left = lv[x + 7]; continue; }
+        for (Py_ssize_t j = x; j < x + 8; j++) { left = lv[j] ? lv[j] : left; lv[j] = left; }
+    }
+    for (; x < w; x++) { left = lv[x] ? lv[x] : left; lv[x] = left; }
+}
+
+/* Median edge prediction in 16-bit lanes (levels < 2^15, so no lane overflows): zigzagged
+   residuals, and their nibbles (15 for 15 or more). Returns whether any residual needs an
+   escape. cur and up are rows stored from index 1 with a 0 at index 0. */
+static int qd_predict(const uint16_t *restrict cur, const uint16_t *restrict up,
+                      uint16_t *restrict zz, uint8_t *restrict v, Py_ssize_t w) {
+    uint16_t big = 0;
+    for (Py_ssize_t x = 0; x < w; x++) {
+        int16_t a = (int16_t)cur[x], b = (int16_t)up[x + 1], c = (int16_t)up[x];
+        int16_t mx = a > b ? a : b, mn = a < b ? a : b;
+        int16_t p = c >= mx ? mn : (c <= mn ? mx : (int16_t)(a + b - c));
+        int16_t r = (int16_t)(cur[x + 1] - p);
+        uint16_t z = (uint16_t)(((uint16_t)r << 1) ^ (uint16_t)(r >> 15));
+        zz[x] = z;
+        v[x] = (uint8_t)(z < 15 ? z : 15);
+        big |= z >= 15;
+    }
+    return big != 0;
+}
+
+/* The measured pixels' nibbles, in order, to out; 8 at a time where all or none are measured
+   (the common case: unmeasured pixels come in patches). Returns how many were kept. */
+static Py_ssize_t qd_compact(const uint8_t *restrict ok, const uint8_t *restrict v,
+                             uint8_t *restrict out, Py_ssize_t w) {
+    Py_ssize_t kept = 0, x = 0;
+    for (; x + 8 <= w; x += 8) {
+        uint64_t b;
+        memcpy(&b, ok + x, 8);
+        if (b == ALL8) { memcpy(out + kept, v + x, 8); kept += 8; continue; }
+        if (b == 0) continue;
+        for (Py_ssize_t j = x; j < x + 8; j++) { out[kept] = v[j]; kept += ok[j]; }
+    }
+    for (; x < w; x++) { out[kept] = v[x]; kept += ok[x]; }
+    return kept;
+}
+
+/* Appends the escapes (residual - 15) of the row's measured pixels whose nibble is 15, in
+   order, growing *esc when full. Looks at 8 pixels at a time: most have no escape. */
+static int qd_escapes(const uint8_t *restrict ok, const uint8_t *restrict v,
+                      const uint16_t *restrict zz, Py_ssize_t w, uint16_t **esc, Py_ssize_t *e,
+                      Py_ssize_t *cap) {
+    for (Py_ssize_t x = 0; x < w; x += 8) {
+        uint64_t hit = 0, a, b;
+        if (x + 8 <= w) {  /* a byte's bit 0 stays set iff its low 4 bits are 1 (v == 15) */
+            memcpy(&a, ok + x, 8);
+            memcpy(&b, v + x, 8);
+            hit = a & b & (b >> 1) & (b >> 2) & (b >> 3);
+        } else {
+            for (Py_ssize_t j = x; j < w; j++) hit |= (uint64_t)(ok[j] & (v[j] == 15)) << (8 * (j - x));
+        }
+        for (int j = 0; hit; j++, hit >>= 8) {
+            if (!(hit & 1)) continue;
+            if (*e == *cap) {  /* escapes are rare: start small, grow when needed */
+                uint16_t *more = realloc(*esc, (size_t)*cap * 4);
+                if (!more) return -1;
+                *esc = more;
+                *cap *= 2;
+            }
+            (*esc)[(*e)++] = (uint16_t)(zz[x + j] - 15);
+        }
+    }
+    return 0;
+}
+
 static PyObject *qdepth_encode(PyObject *self, PyObject *args) {
     Py_buffer in, lut;
     Py_ssize_t w, h;
@@ -254,70 +340,52 @@ static PyObject *qdepth_encode(PyObject *self, PyObject *args) {
         if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "bad image or table size");
         return NULL;
     }
-    Py_ssize_t n = w * h;
-    uint8_t *mask = malloc((size_t)(n + 7) / 8), *nib = malloc((size_t)(n + 1) / 2);
-    Py_ssize_t cap = n / 16 + 64;
+    Py_ssize_t n = w * h, cap = n / 16 + 64, k = 0, e = 0;
     int failed = 0;
-    uint8_t bits = 0, pair = 0;
+    /* valid and vals span the image, so that the mask and the nibbles are packed in one
+       vectorised pass each at the end; vals has room for the compaction's overshoot */
+    uint8_t *valid = malloc((size_t)n), *vals = malloc((size_t)n + 8), *v = malloc((size_t)w);
+    uint8_t *mask = malloc((size_t)(n + 7) / 8), *nib = malloc((size_t)(n + 1) / 2);
     uint16_t *esc = malloc((size_t)cap * 2), *rows = malloc((size_t)(w + 1) * 4);
-    uint32_t *zz = malloc((size_t)w * 4);
-    uint8_t *valid = malloc((size_t)w);
-    if (!mask || !nib || !esc || !rows || !zz || !valid) {
-        free(mask); free(nib); free(esc); free(rows); free(zz); free(valid);
+    uint16_t *zz = malloc((size_t)w * 2);
+    if (!mask || !nib || !esc || !rows || !zz || !valid || !vals || !v) {
+        free(mask); free(nib); free(esc); free(rows); free(zz); free(valid); free(vals); free(v);
         PyBuffer_Release(&in); PyBuffer_Release(&lut);
         return PyErr_NoMemory();
     }
-    Py_ssize_t k = 0, e = 0;
     Py_BEGIN_ALLOW_THREADS
     const uint16_t *d = (const uint16_t *)in.buf, *table = (const uint16_t *)lut.buf;
-    /* each row is stored from index 1, with a 0 at index 0 as its missing left neighbour */
     uint16_t *up = rows, *cur = rows + w + 1;
     memset(rows, 0, (size_t)(w + 1) * 4);
-    for (Py_ssize_t y = 0; y < h; y++) {
-        const uint16_t *row = d + y * w;
-        uint16_t left = 0;  /* in a register: a chain through memory costs a store each */
-        for (Py_ssize_t x = 0; x < w; x++) {  /* levels; a pixel without one: its left's */
-            uint16_t q = table[row[x]];
-            valid[x] = q != 0;
-            left = q ? q : left;
-            cur[x + 1] = left;
-        }
-        for (Py_ssize_t x = 0; x < w; x++) {  /* no dependency between pixels: vectorises */
-            int32_t a = cur[x], b = up[x + 1], c = up[x];
-            int32_t mx = a > b ? a : b, mn = a < b ? a : b;
-            int32_t p = c >= mx ? mn : (c <= mn ? mx : a + b - c);
-            int32_t r = (int32_t)cur[x + 1] - p;
-            zz[x] = ((uint32_t)r << 1) ^ (uint32_t)(r >> 31);
-        }
-        for (Py_ssize_t x = 0; x < w; x++) {  /* the measured pixels' residuals, in order */
-            Py_ssize_t i = y * w + x;
-            bits = (uint8_t)((bits << 1) | valid[x]);
-            if ((i & 7) == 7) { mask[i >> 3] = bits; bits = 0; }
-            if (!valid[x]) continue;
-            uint32_t z = zz[x];
-            uint8_t v = z < 15 ? (uint8_t)z : 15;
-            if (v == 15) {
-                if (e == cap) {  /* escapes are rare: start small, grow when needed */
-                    uint16_t *more = realloc(esc, (size_t)cap * 4);
-                    if (!more) { failed = 1; break; }
-                    esc = more; cap *= 2;
-                }
-                esc[e++] = (uint16_t)(z - 15);
-            }
-            if (k & 1) nib[k >> 1] = (uint8_t)(pair | (v << 4));
-            else pair = v;
-            k++;
-        }
-        if (failed) break;
+    for (Py_ssize_t y = 0; y < h && !failed; y++) {
+        uint8_t *ok = valid + y * w;
+        qd_levels(d + y * w, table, ok, cur + 1, w);
+        int big = qd_predict(cur, up, zz, v, w);
+        k += qd_compact(ok, v, vals + k, w);
+        if (big && qd_escapes(ok, v, zz, w, &esc, &e, &cap) < 0) failed = 1;
         uint16_t *t = up; up = cur; cur = t;
     }
-    if (k & 1) nib[k >> 1] = pair;
-    if (n & 7) mask[n >> 3] = (uint8_t)(bits << (8 - (n & 7)));
+    if (!failed) {
+        Py_ssize_t i = 0;
+        for (; i + 8 <= n; i += 8) {  /* 8 bytes of 0/1 to 8 bits, the first the highest */
+            uint64_t b;
+            memcpy(&b, valid + i, 8);
+            mask[i >> 3] = (uint8_t)((b * 0x8040201008040201ULL) >> 56);
+        }
+        if (i < n) {
+            uint8_t bits = 0;
+            for (Py_ssize_t j = i; j < n; j++) bits |= (uint8_t)(valid[j] << (7 - (j - i)));
+            mask[i >> 3] = bits;
+        }
+        vals[k] = 0;
+        for (Py_ssize_t j = 0; j < (k + 1) / 2; j++)
+            nib[j] = (uint8_t)(vals[2 * j] | (vals[2 * j + 1] << 4));
+    }
     Py_END_ALLOW_THREADS
     PyBuffer_Release(&in); PyBuffer_Release(&lut);
     PyObject *out = failed ? PyErr_NoMemory() : Py_BuildValue("(y#y#y#)", (const char *)mask, (n + 7) / 8, (const char *)nib,
                                   (k + 1) / 2, (const char *)esc, e * 2);
-    free(mask); free(nib); free(esc); free(rows); free(zz); free(valid);
+    free(mask); free(nib); free(esc); free(rows); free(zz); free(valid); free(vals); free(v);
     return out;
 }
 

@@ -91,6 +91,8 @@ class CurveCodec:
         self.level, self.value = tables
         if self.level[0] != 0 or self.level[1:].min() == 0:
             raise ValueError("a curve keeps 0 for 0 alone")
+        if len(self.value) > 1 << 15:  # the C predictor works in 16-bit signed lanes
+            raise ValueError("a curve has at most 32768 levels")
         exact = np.abs(self.value[self.level].astype(np.int64) - np.arange(65536))
         self._bound = bound if bound is not None else (lambda v: exact[np.asarray(v)])
 

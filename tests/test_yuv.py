@@ -60,6 +60,23 @@ def test_planes_are_jfif_full_range_in_c_and_numpy(
         assert np.array_equal(fast, fallback)  # the fallback gives the same bytes
 
 
+@pytest.mark.parametrize("width", [2, 30, 48, 1922])
+@pytest.mark.parametrize("vsub", [1, 2])
+def test_planes_of_any_bytes_match_the_fallback(width: int, vsub: int, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Every byte value (the clamps at both ends) and widths that leave the C loop's 16-pixel
+    blocks a remainder give the numpy fallback's bytes."""
+    if yuv._native is None:
+        pytest.skip("the C accelerator is not built here")
+    height = 6
+    data = np.random.default_rng(width + vsub).integers(0, 256, width * height * 2, np.uint8)
+    data[: min(512, data.size)] = np.arange(min(512, data.size)) % 256  # the extremes too
+    fast = [p.copy() for p in yuy2_planes(data.tobytes(), width, height, vsub)]
+    monkeypatch.setattr(yuv, "_native", None)
+    slow = yuy2_planes(data.tobytes(), width, height, vsub)
+    for a, b in zip(fast, slow, strict=True):
+        assert a.shape == b.shape and np.array_equal(a, b)
+
+
 def test_a_bad_yuy2_image_is_refused() -> None:
     with pytest.raises(DeviceError):
         yuy2_source(b"\0" * 10, 3, 2)  # odd width

@@ -455,37 +455,72 @@ static inline uint8_t full_c(uint16_t v) { /* ((v - 128) * 146 + 64 >> 7) + 128,
     return (uint8_t)(t > 255 ? 255 : t);
 }
 
-static int yuy2_split(const uint8_t *restrict src, uint8_t *restrict py, uint8_t *restrict pu,
-                      uint8_t *restrict pv, Py_ssize_t w, Py_ssize_t h, int vsub) {
-    /* little-endian 16-bit words (contiguous loads, so the compiler vectorises the loops):
-     * Y is each word's low byte; a row's chroma (U V U V ...) its high bytes, averaged with
-     * the next row's for 4:2:0, stretched, then split */
-    Py_ssize_t n = w * h, half = w / 2;
-    uint8_t *uv = malloc((size_t)w);
-    if (!uv) return -1;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        uint16_t word;
-        memcpy(&word, src + 2 * i, 2);
-        py[i] = full_y(word & 0xff);
+#if defined(__SSE2__) || defined(_M_X64) || (defined(_M_IX86_FP) && _M_IX86_FP >= 2)
+#include <emmintrin.h>
+#define YUY2_SSE2 1
+#endif
+
+/* one row of luma: the low byte of each word, stretched (packus clamps to 255) */
+static void yuy2_luma(const uint8_t *restrict src, uint8_t *restrict py, Py_ssize_t w) {
+    Py_ssize_t i = 0;
+#ifdef YUY2_SSE2
+    const __m128i lo = _mm_set1_epi16(0xff), k16 = _mm_set1_epi16(16);
+    const __m128i mul = _mm_set1_epi16(149), half = _mm_set1_epi16(64);
+    for (; i + 16 <= w; i += 16) {
+        __m128i a = _mm_loadu_si128((const __m128i *)(src + 2 * i));
+        __m128i b = _mm_loadu_si128((const __m128i *)(src + 2 * i + 16));
+        a = _mm_subs_epu16(_mm_and_si128(a, lo), k16);
+        b = _mm_subs_epu16(_mm_and_si128(b, lo), k16);
+        a = _mm_srli_epi16(_mm_add_epi16(_mm_mullo_epi16(a, mul), half), 7);
+        b = _mm_srli_epi16(_mm_add_epi16(_mm_mullo_epi16(b, mul), half), 7);
+        _mm_storeu_si128((__m128i *)(py + i), _mm_packus_epi16(a, b));
     }
+#endif
+    for (; i < w; i++) py[i] = full_y(src[2 * i]);
+}
+
+/* one row of chroma from rows a and b (the same row for 4:2:2): the high bytes averaged,
+ * stretched and split into U and V */
+static void yuy2_chroma(const uint8_t *restrict a, const uint8_t *restrict b, uint8_t *restrict u,
+                        uint8_t *restrict v, Py_ssize_t w) {
+    Py_ssize_t x = 0;
+#ifdef YUY2_SSE2
+    const __m128i mul = _mm_set1_epi16(146), half = _mm_set1_epi16(64);
+    const __m128i k18 = _mm_set1_epi16(18), lo = _mm_set1_epi16(0xff);
+    for (; x + 16 <= w; x += 16) {
+        __m128i a0 = _mm_loadu_si128((const __m128i *)(a + 2 * x));
+        __m128i a1 = _mm_loadu_si128((const __m128i *)(a + 2 * x + 16));
+        __m128i b0 = _mm_loadu_si128((const __m128i *)(b + 2 * x));
+        __m128i b1 = _mm_loadu_si128((const __m128i *)(b + 2 * x + 16));
+        /* rounded averages of the bytes; the high byte of each word is the chroma */
+        __m128i c0 = _mm_srli_epi16(_mm_avg_epu8(a0, b0), 8);
+        __m128i c1 = _mm_srli_epi16(_mm_avg_epu8(a1, b1), 8);
+        c0 = _mm_subs_epu16(_mm_srli_epi16(_mm_add_epi16(_mm_mullo_epi16(c0, mul), half), 7), k18);
+        c1 = _mm_subs_epu16(_mm_srli_epi16(_mm_add_epi16(_mm_mullo_epi16(c1, mul), half), 7), k18);
+        __m128i uv = _mm_packus_epi16(c0, c1); /* U V U V ... */
+        uv = _mm_packus_epi16(_mm_and_si128(uv, lo), _mm_srli_epi16(uv, 8)); /* 8 U, 8 V */
+        _mm_storel_epi64((__m128i *)(u + x / 2), uv);
+        _mm_storel_epi64((__m128i *)(v + x / 2), _mm_srli_si128(uv, 8));
+    }
+#endif
+    for (; x < w; x += 2) {
+        u[x / 2] = full_c((uint16_t)((a[2 * x + 1] + b[2 * x + 1] + 1) >> 1));
+        v[x / 2] = full_c((uint16_t)((a[2 * x + 3] + b[2 * x + 3] + 1) >> 1));
+    }
+}
+
+static void yuy2_split(const uint8_t *restrict src, uint8_t *restrict py, uint8_t *restrict pu,
+                       uint8_t *restrict pv, Py_ssize_t w, Py_ssize_t h, int vsub) {
+    /* Y is each word's low byte; a row's chroma (U V U V ...) its high bytes, averaged with
+     * the next row's for 4:2:0, stretched, then split. One pass over the frame: a group of
+     * vsub rows gives its luma and then, while those rows are still in cache, its chroma */
+    Py_ssize_t half = w / 2;
     for (Py_ssize_t y = 0; y < h; y += vsub) {
         const uint8_t *a = src + y * w * 2, *b = (vsub == 2) ? a + w * 2 : a;
-        uint8_t *u = pu + (y / vsub) * half, *v = pv + (y / vsub) * half;
-        for (Py_ssize_t x = 0; x < w; x++) {
-            uint16_t wa, wb;
-            memcpy(&wa, a + 2 * x, 2);
-            memcpy(&wb, b + 2 * x, 2);
-            uv[x] = full_c((uint16_t)(((wa >> 8) + (wb >> 8) + 1) >> 1));
-        }
-        for (Py_ssize_t x = 0; x < half; x++) {
-            uint16_t pair;
-            memcpy(&pair, uv + 2 * x, 2);
-            u[x] = (uint8_t)(pair & 0xff);
-            v[x] = (uint8_t)(pair >> 8);
-        }
+        yuy2_luma(a, py + y * w, w);
+        if (vsub == 2) yuy2_luma(b, py + (y + 1) * w, w);
+        yuy2_chroma(a, b, pu + (y / vsub) * half, pv + (y / vsub) * half, w);
     }
-    free(uv);
-    return 0;
 }
 
 static PyObject *yuy2_planes(PyObject *self, PyObject *args) {
@@ -504,13 +539,11 @@ static PyObject *yuy2_planes(PyObject *self, PyObject *args) {
         return NULL;
     }
     uint8_t *py = (uint8_t *)out.buf;
-    int rc;
     Py_BEGIN_ALLOW_THREADS
-    rc = yuy2_split((const uint8_t *)in.buf, py, py + w * h, py + w * h + chroma, w, h, vsub);
+    yuy2_split((const uint8_t *)in.buf, py, py + w * h, py + w * h + chroma, w, h, vsub);
     Py_END_ALLOW_THREADS
     PyBuffer_Release(&in);
     PyBuffer_Release(&out);
-    if (rc < 0) return PyErr_NoMemory();
     return PyLong_FromSsize_t(w * h + 2 * chroma);
 }
 

@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 from .._version import __version__
+from ..codecs.videoenc import DEFAULT_CRF, DEFAULT_GOP
 from ..errors import UsageError
 from ..frames import StreamKind
 from ..net.addresses import DEFAULT_CONTROL_PORT, DEFAULT_WEB_PORT
@@ -166,15 +167,16 @@ def add_parsers(sub: Any) -> None:
         type=int,
         default=None,
         metavar="N",
-        help="video color (h264, hevc): at most N frames between keyframes (default 60); "
-        "a subscriber that joins or loses a frame also gets one on request",
+        help="video color (h264, hevc): at most N frames between keyframes "
+        f"(default {DEFAULT_GOP}); a subscriber that joins or loses a frame also gets one on "
+        "request",
     )
     p.add_argument(
         "--color-crf",
         type=int,
         default=None,
         metavar="Q",
-        help="video color: constant quality 0-51, lower is better (default 20)",
+        help=f"video color: constant quality 0-51, lower is better (default {DEFAULT_CRF})",
     )
     p.add_argument(
         "--color-bitrate",

@@ -458,21 +458,22 @@ static inline uint8_t full_c(uint16_t v) { /* ((v - 128) * 146 + 64 >> 7) + 128,
 #if defined(__SSE2__) || defined(_M_X64) || (defined(_M_IX86_FP) && _M_IX86_FP >= 2)
 #include <emmintrin.h>
 #define YUY2_SSE2 1
+/* (x * mul + 64) >> 7 in 16-bit lanes: the stretch of full_y and full_c */
+static inline __m128i stretch16(__m128i x, __m128i mul) {
+    return _mm_srli_epi16(_mm_add_epi16(_mm_mullo_epi16(x, mul), _mm_set1_epi16(64)), 7);
+}
 #endif
 
 /* one row of luma: the low byte of each word, stretched (packus clamps to 255) */
 static void yuy2_luma(const uint8_t *restrict src, uint8_t *restrict py, Py_ssize_t w) {
     Py_ssize_t i = 0;
 #ifdef YUY2_SSE2
-    const __m128i lo = _mm_set1_epi16(0xff), k16 = _mm_set1_epi16(16);
-    const __m128i mul = _mm_set1_epi16(149), half = _mm_set1_epi16(64);
+    const __m128i lo = _mm_set1_epi16(0xff), k16 = _mm_set1_epi16(16), mul = _mm_set1_epi16(149);
     for (; i + 16 <= w; i += 16) {
         __m128i a = _mm_loadu_si128((const __m128i *)(src + 2 * i));
         __m128i b = _mm_loadu_si128((const __m128i *)(src + 2 * i + 16));
-        a = _mm_subs_epu16(_mm_and_si128(a, lo), k16);
-        b = _mm_subs_epu16(_mm_and_si128(b, lo), k16);
-        a = _mm_srli_epi16(_mm_add_epi16(_mm_mullo_epi16(a, mul), half), 7);
-        b = _mm_srli_epi16(_mm_add_epi16(_mm_mullo_epi16(b, mul), half), 7);
+        a = stretch16(_mm_subs_epu16(_mm_and_si128(a, lo), k16), mul);
+        b = stretch16(_mm_subs_epu16(_mm_and_si128(b, lo), k16), mul);
         _mm_storeu_si128((__m128i *)(py + i), _mm_packus_epi16(a, b));
     }
 #endif
@@ -485,8 +486,7 @@ static void yuy2_chroma(const uint8_t *restrict a, const uint8_t *restrict b, ui
                         uint8_t *restrict v, Py_ssize_t w) {
     Py_ssize_t x = 0;
 #ifdef YUY2_SSE2
-    const __m128i mul = _mm_set1_epi16(146), half = _mm_set1_epi16(64);
-    const __m128i k18 = _mm_set1_epi16(18), lo = _mm_set1_epi16(0xff);
+    const __m128i mul = _mm_set1_epi16(146), k18 = _mm_set1_epi16(18), lo = _mm_set1_epi16(0xff);
     for (; x + 16 <= w; x += 16) {
         __m128i a0 = _mm_loadu_si128((const __m128i *)(a + 2 * x));
         __m128i a1 = _mm_loadu_si128((const __m128i *)(a + 2 * x + 16));
@@ -495,8 +495,8 @@ static void yuy2_chroma(const uint8_t *restrict a, const uint8_t *restrict b, ui
         /* rounded averages of the bytes; the high byte of each word is the chroma */
         __m128i c0 = _mm_srli_epi16(_mm_avg_epu8(a0, b0), 8);
         __m128i c1 = _mm_srli_epi16(_mm_avg_epu8(a1, b1), 8);
-        c0 = _mm_subs_epu16(_mm_srli_epi16(_mm_add_epi16(_mm_mullo_epi16(c0, mul), half), 7), k18);
-        c1 = _mm_subs_epu16(_mm_srli_epi16(_mm_add_epi16(_mm_mullo_epi16(c1, mul), half), 7), k18);
+        c0 = _mm_subs_epu16(stretch16(c0, mul), k18);
+        c1 = _mm_subs_epu16(stretch16(c1, mul), k18);
         __m128i uv = _mm_packus_epi16(c0, c1); /* U V U V ... */
         uv = _mm_packus_epi16(_mm_and_si128(uv, lo), _mm_srli_epi16(uv, 8)); /* 8 U, 8 V */
         _mm_storel_epi64((__m128i *)(u + x / 2), uv);
